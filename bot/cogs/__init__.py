@@ -1,0 +1,1 @@
+"""Thin command layers; logic lives in plain modules."""

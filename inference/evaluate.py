@@ -1,0 +1,138 @@
+"""Evaluate a checkpoint on any ImageFolder tree (classes mapped by folder name)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.data import list_imagefolder, load_faces
+from inference.errors import MoodringError
+from inference.faces import FaceDetector, crop_face
+from inference.intake import IntakeLimits, decode_image
+from inference.manifest import ModelManifest
+from inference.metrics import Report, classification_report
+
+log = logging.getLogger(__name__)
+
+Tta = Literal["none", "flip", "ten"]
+
+
+def _views(x: torch.Tensor, tta: Tta) -> list[torch.Tensor]:
+    """Test-time views of a normalised batch: identity, + flip, or 5 shifted crops x flip."""
+    if tta == "none":
+        return [x]
+    if tta == "flip":
+        return [x, x.flip(3)]
+    size = x.shape[-1]
+    pad = max(1, size // 16)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    offsets = [(pad, pad), (0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)]
+    crops = [padded[..., r : r + size, c : c + size] for r, c in offsets]
+    return crops + [c.flip(3) for c in crops]
+
+
+@torch.inference_mode()
+def predict_probs(
+    model: nn.Module,
+    faces: torch.Tensor | Sequence[np.ndarray],
+    manifest: ModelManifest | None = None,
+    *,
+    size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    tta: Tta = "none",
+    batch_size: int = 256,
+    bf16: bool = True,
+) -> np.ndarray:
+    """Softmax probabilities (N, classes) for grey uint8 face crops, averaged over TTA views."""
+    from inference.preprocess import faces_to_batch
+
+    size = size or (manifest.input_size if manifest else 48)
+    mean = mean or (manifest.mean if manifest else (0.5,))
+    std = std or (manifest.std if manifest else (0.25,))
+    model.eval()
+    out = []
+    n = len(faces)
+    for start in range(0, n, batch_size):
+        x = faces_to_batch(faces[start : start + batch_size], size, mean, std)
+        acc = None
+        views = _views(x, tta)
+        for view in views:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                p = torch.softmax(model(view.contiguous(memory_format=torch.channels_last)).float(), dim=1)
+            acc = p if acc is None else acc + p
+        assert acc is not None
+        out.append((acc / len(views)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectStats:
+    images: int
+    with_face: int
+    unreadable: int
+
+
+def evaluate_dir(
+    model: nn.Module,
+    manifest: ModelManifest,
+    root: Path,
+    tta: Tta = "none",
+    detector: FaceDetector | None = None,
+    bf16: bool = True,
+) -> tuple[Report, DetectStats | None]:
+    """Score ``root`` (ImageFolder). With a detector, run the full photo pipeline first.
+
+    In detect mode a photo without a detected face counts as wrong (its probabilities
+    are uniform), so accuracy is end-to-end; the face count is reported alongside.
+    """
+    classes = tuple(str(c) for c in manifest.classes)
+    if detector is None:
+        data = load_faces(root, manifest.input_size, classes)
+        probs = predict_probs(model, data.images, manifest, tta=tta, bf16=bf16)
+        return classification_report(probs, data.labels.numpy(), classes), None
+
+    items = list_imagefolder(root, classes)
+    limits = IntakeLimits()
+    crops: list[np.ndarray] = []
+    has_face = np.zeros(len(items), dtype=bool)
+    unreadable = 0
+    for i, (path, _) in enumerate(items):
+        try:
+            decoded = decode_image(path.read_bytes(), limits)
+        except MoodringError:
+            unreadable += 1
+            continue
+        faces = detector.detect(decoded.image)
+        if not faces:
+            continue
+        face = max(faces, key=lambda f: f.area)
+        crops.append(crop_face(decoded.image, face, manifest.input_size).pixels)
+        has_face[i] = True
+    probs = np.full((len(items), len(classes)), 1.0 / len(classes), dtype=np.float32)
+    if crops:
+        probs[has_face] = predict_probs(model, crops, manifest, tta=tta, bf16=bf16)
+    labels = np.array([label for _, label in items])
+    stats = DetectStats(len(items), int(has_face.sum()), unreadable)
+    return classification_report(probs, labels, classes), stats
+
+
+def write_json(path: Path, report: Report, stats: DetectStats | None, extra: dict[str, object]) -> None:
+    """Write the report with ``accuracy`` and ``macro_f1`` as top-level keys."""
+    payload = report.as_dict() | extra
+    if stats is not None:
+        payload["detect"] = {
+            "images": stats.images,
+            "faces_found": stats.with_face,
+            "unreadable": stats.unreadable,
+        }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

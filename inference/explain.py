@@ -1,0 +1,135 @@
+"""Grad-CAM over a batch of face crops, and a short text reason derived from each map."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from torch import nn
+
+from inference.faces import Crop, Face
+from inference.model import resolve_layer
+
+
+class _FloatLogits(nn.Module):
+    """Run the network under bf16 autocast but hand Grad-CAM float32 tensors (numpy has no bf16)."""
+
+    def __init__(self, model: nn.Module, bf16: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.bf16 = bf16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model(x).float()
+
+
+@dataclass(frozen=True, slots=True)
+class CamBatch:
+    """Probabilities (B, classes) and Grad-CAM maps (B, H, W) in [0, 1] at input size."""
+
+    probs: np.ndarray
+    maps: np.ndarray
+    native_size: tuple[int, int]
+
+
+class CamClassifier:
+    """Classify face crops and explain them with one forward and one backward pass.
+
+    Not thread-safe: Grad-CAM keeps hooks and per-call state on the model. Use one
+    instance per thread (the worker runs it in a single-thread executor).
+    """
+
+    def __init__(self, model: nn.Module, target_layer: str, bf16: bool = True) -> None:
+        model.eval()
+        layer = resolve_layer(model, target_layer)
+        # Gradients are only needed from the output back to the target layer: freeze
+        # everything, then re-enable the last block of the target layer so its output
+        # requires grad (Grad-CAM hooks it) and backward stops right there.
+        for p in model.parameters():
+            p.requires_grad_(False)
+        last = list(layer.children())[-1] if list(layer.children()) else layer
+        for p in last.parameters():
+            p.requires_grad_(True)
+        self._hook = layer.register_forward_hook(lambda _m, _i, out: out.float())
+        self._wrapped = _FloatLogits(model, bf16)
+        self._cam = GradCAM(model=self._wrapped, target_layers=[layer])
+
+    def __call__(self, batch: torch.Tensor) -> CamBatch:
+        maps = self._cam(input_tensor=batch, targets=None)
+        logits = self._cam.outputs.detach()
+        probs = torch.softmax(logits.float(), dim=1).numpy()
+        native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])
+        self._cam.activations_and_grads.clear()
+        self._cam.outputs = None
+        for p in self._wrapped.parameters():
+            p.grad = None
+        return CamBatch(probs, np.nan_to_num(maps.astype(np.float32)), (int(native[0]), int(native[1])))
+
+    def close(self) -> None:
+        """Remove every hook this object put on the model."""
+        self._cam.activations_and_grads.release()
+        self._hook.remove()
+
+    def __enter__(self) -> CamClassifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Typical eye and mouth heights in a FER-framed crop (fraction of the side), used when
+# the detector gives no landmarks.
+DEFAULT_EYE_Y = 0.40
+DEFAULT_MOUTH_Y = 0.76
+
+REGION_NAMES = ("forehead", "eyes and brows", "nose and cheeks", "mouth", "chin and jaw")
+
+
+def landmarks_in_crop(face: Face, crop: Crop, size: int) -> tuple[tuple[float, float], ...] | None:
+    """Map detector landmarks into the (rotated, scaled) crop's pixel coordinates."""
+    if face.landmarks is None:
+        return None
+    theta = math.radians(crop.angle_deg)
+    cos, sin = math.cos(theta), math.sin(theta)
+    k = size / crop.side
+    cx, cy = crop.center
+    out = []
+    for x, y in face.landmarks:
+        dx, dy = x - cx, y - cy
+        rx, ry = dx * cos + dy * sin, -dx * sin + dy * cos
+        out.append((rx * k + size / 2, ry * k + size / 2))
+    return tuple(out)
+
+
+def region_shares(cam: np.ndarray, marks: tuple[tuple[float, float], ...] | None) -> dict[str, float]:
+    """Share of the map's mass in each horizontal face band (bands placed by landmarks)."""
+    size = cam.shape[0]
+    if marks is not None and len(marks) >= 5:
+        eye_y = (marks[0][1] + marks[1][1]) / 2 / size
+        mouth_y = (marks[3][1] + marks[4][1]) / 2 / size
+        if not 0.1 < eye_y < mouth_y < 0.98:
+            eye_y, mouth_y = DEFAULT_EYE_Y, DEFAULT_MOUTH_Y
+    else:
+        eye_y, mouth_y = DEFAULT_EYE_Y, DEFAULT_MOUTH_Y
+    cuts = [0.0, eye_y - 0.14, eye_y + 0.08, mouth_y - 0.08, mouth_y + 0.1, 1.0]
+    rows = cam.sum(axis=1)
+    total = float(rows.sum()) or 1.0
+    shares = {}
+    for name, lo, hi in zip(REGION_NAMES, cuts[:-1], cuts[1:], strict=True):
+        a, b = round(max(lo, 0.0) * size), round(min(hi, 1.0) * size)
+        shares[name] = float(rows[a:b].sum()) / total if b > a else 0.0
+    return shares
+
+
+def reason_text(label: str, shares: dict[str, float]) -> str:
+    """One line such as ``"happy: mostly the mouth (48 % of the evidence)"``."""
+    top = max(shares, key=lambda k: shares[k])
+    second = sorted(shares, key=lambda k: shares[k], reverse=True)[1]
+    text = f"{label}: mostly the {top} ({shares[top]:.0%} of the evidence)"
+    if shares[second] >= 0.25:
+        text += f", then the {second} ({shares[second]:.0%})"
+    return text

@@ -1,0 +1,394 @@
+"""Train the FER2013 ResNet50 on CPU (bf16 autocast, channels_last), resumable.
+
+Run ``moodring train`` or ``python -m inference.train``; see ``--help``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import click
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+
+from inference.data import FaceSet, load_faces
+from inference.emotions import EMOTIONS
+from inference.manifest import ModelManifest, sha256_file
+from inference.model import STEM_FER, build_resnet50, param_groups
+from inference.preprocess import faces_to_batch, normalize
+
+log = logging.getLogger(__name__)
+
+TARGET_LAYER = "layer3"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Hyper-parameters of one run; stored in the checkpoint so a resume can't drift."""
+
+    data: str
+    val: str
+    out_dir: str
+    schedule: tuple[tuple[int, int], ...] = ((32, 9), (40, 6), (48, 5))
+    eval_size: int = 48
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    warmup_frac: float = 0.15
+    rotate_deg: float = 10.0
+    scale: tuple[float, float] = (0.85, 1.15)
+    translate: float = 0.1
+    jitter: float = 0.2
+    erase_p: float = 0.5
+    threads: int = 2
+    seed: int = 0
+    limit: int | None = None
+    bf16: bool = True
+    command: str = field(default="")
+
+    @property
+    def epochs(self) -> int:
+        return sum(n for _, n in self.schedule)
+
+    def size_at(self, epoch: int) -> int:
+        """Input size used in a given (0-based) epoch: progressive resizing."""
+        seen = 0
+        for size, n in self.schedule:
+            seen += n
+            if epoch < seen:
+                return size
+        return self.schedule[-1][0]
+
+
+def augment(
+    batch: torch.Tensor,
+    size: int,
+    cfg: TrainConfig,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Random flip/rotate/scale/shift, resize to ``size``, jitter, erase, normalise.
+
+    All in one batched ``grid_sample``; with no randomness (identity theta,
+    size 48) it reduces to :func:`inference.preprocess.faces_to_batch`.
+    """
+    b = batch.shape[0]
+    x = batch.unsqueeze(1).float().div_(255.0)
+    angle = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(cfg.rotate_deg)
+    zoom = cfg.scale[0] + torch.rand(b, generator=gen) * (cfg.scale[1] - cfg.scale[0])
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    shift = (torch.rand(b, 2, generator=gen) * 2 - 1) * cfg.translate * 2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, shift[:, 0]], dim=1),
+            torch.stack([sin * flip, cos, shift[:, 1]], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if cfg.jitter > 0:
+        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * cfg.jitter
+        bright = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * cfg.jitter * 0.5
+        mu = x.mean(dim=(2, 3), keepdim=True)
+        x = ((x - mu) * contrast + mu + bright).clamp_(0, 1)
+    x = normalize(x, mean, std)
+    if cfg.erase_p > 0:
+        area = 0.02 + torch.rand(b, generator=gen) * 0.13
+        aspect = torch.exp((torch.rand(b, generator=gen) * 2 - 1) * math.log(3))
+        h = (torch.sqrt(area * aspect) * size).clamp(1, size)
+        w = (torch.sqrt(area / aspect) * size).clamp(1, size)
+        top = torch.rand(b, generator=gen) * (size - h)
+        left = torch.rand(b, generator=gen) * (size - w)
+        rows = torch.arange(size).view(1, size, 1)
+        cols = torch.arange(size).view(1, 1, size)
+        mask = (
+            (rows >= top.view(-1, 1, 1))
+            & (rows < (top + h).view(-1, 1, 1))
+            & (cols >= left.view(-1, 1, 1))
+            & (cols < (left + w).view(-1, 1, 1))
+            & (torch.rand(b, 1, 1, generator=gen) < cfg.erase_p)
+        )
+        noise = torch.randn(b, size, size, generator=gen)
+        x = torch.where(mask.unsqueeze(1), noise.unsqueeze(1), x)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 256,
+    bf16: bool = True,
+    tta: bool = False,
+) -> torch.Tensor:
+    """Logits for uint8 faces (N, H, W); with ``tta`` average over the horizontal flip."""
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = faces_to_batch(images[start : start + batch_size], size, mean, std)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).float()
+            if tta:
+                logits = (logits.softmax(1) + model(x.flip(3)).float().softmax(1)).div(2).log()
+        out.append(logits)
+    return torch.cat(out)
+
+
+def _subset(data: FaceSet, limit: int | None, seed: int) -> FaceSet:
+    if limit is None or limit >= data.images.shape[0]:
+        return data
+    idx = torch.randperm(data.images.shape[0], generator=torch.Generator().manual_seed(seed))[:limit]
+    return FaceSet(data.images[idx], data.labels[idx], data.classes, tuple(data.paths[i] for i in idx))
+
+
+def export_model(
+    model: nn.Module,
+    out_dir: Path,
+    cfg: TrainConfig,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    val_accuracy: float,
+) -> ModelManifest:
+    """Write fp16 safetensors weights and their manifest into ``out_dir``."""
+    weights = out_dir / "model.safetensors"
+    state = {
+        k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
+    }
+    save_file(state, str(weights))
+    cam_size = cfg.eval_size
+    for _ in range(3):  # stem max-pool, layer2 and layer3 each halve the map
+        cam_size = (cam_size + 1) // 2
+    manifest = ModelManifest(
+        stem=STEM_FER,
+        classes=EMOTIONS,
+        input_size=cfg.eval_size,
+        in_channels=1,
+        mean=mean,
+        std=std,
+        target_layer=TARGET_LAYER,
+        cam_size=cam_size,
+        weights_file=weights.name,
+        weights_sha256=sha256_file(weights),
+        train_command=cfg.command,
+        data=f"FER2013 Training ({cfg.data}), selected on PublicTest ({cfg.val})",
+        val_accuracy=round(val_accuracy, 4),
+    )
+    manifest.dump(out_dir / "manifest.json")
+    return manifest
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> ModelManifest:
+    """Run (or resume) training; return the manifest of the best-on-val export."""
+    torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_set = _subset(load_faces(Path(cfg.data)), cfg.limit, cfg.seed)
+    val_set = _subset(load_faces(Path(cfg.val)), cfg.limit, cfg.seed)
+    pixels = train_set.images.float().div(255.0)
+    mean, std = (round(pixels.mean().item(), 4),), (round(pixels.std().item(), 4),)
+    del pixels
+
+    torch.manual_seed(cfg.seed)
+    model = build_resnet50(len(EMOTIONS)).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    n = train_set.images.shape[0]
+    steps_per_epoch = n // cfg.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=cfg.lr,
+        total_steps=steps_per_epoch * cfg.epochs,
+        pct_start=cfg.warmup_frac,
+        div_factor=10.0,
+        final_div_factor=1e3,
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start_epoch, best_acc = 0, -1.0
+    ckpt_path = out_dir / "last.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt["config"] != _plain(cfg):
+            raise click.UsageError(f"{ckpt_path} was made with another config; use a new --out-dir")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        gen.set_state(ckpt["gen"])
+        start_epoch, best_acc = ckpt["epoch"] + 1, ckpt["best_acc"]
+        log.info("resumed from %s at epoch %d (best val %.4f)", ckpt_path, start_epoch + 1, best_acc)
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    for epoch in range(start_epoch, cfg.epochs):
+        size = cfg.size_at(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{cfg.epochs} @{size}px",
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 60.0,
+            leave=False,
+        )
+        for step in bar:
+            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            x = augment(train_set.images[idx], size, cfg, mean, std, gen)
+            y = train_set.labels[idx]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(x)
+                loss = criterion(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.item() * y.shape[0]
+            correct += int((logits.argmax(1) == y).sum())
+            seen += y.shape[0]
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+        bar.close()
+        train_secs = time.perf_counter() - t0
+        logits = predict_logits(model, val_set.images, cfg.eval_size, mean, std, bf16=cfg.bf16)
+        val_acc = (logits.argmax(1) == val_set.labels).float().mean().item()
+        improved = val_acc > best_acc
+        if improved:
+            best_acc = val_acc
+            torch.save(model.state_dict(), out_dir / "best.pt")
+        log.info(
+            "epoch %d/%d size=%d loss=%.4f train_acc=%.4f val_acc=%.4f%s lr=%.5f train_s=%.0f total_s=%.0f",
+            epoch + 1,
+            cfg.epochs,
+            size,
+            loss_sum / seen,
+            correct / seen,
+            val_acc,
+            " *" if improved else "",
+            sched.get_last_lr()[0],
+            train_secs,
+            time.perf_counter() - t0,
+        )
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "gen": gen.get_state(),
+                "epoch": epoch,
+                "best_acc": best_acc,
+                "config": _plain(cfg),
+            },
+            ckpt_path.with_suffix(".tmp"),
+        )
+        ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+
+    model.load_state_dict(torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True))
+    manifest = export_model(model, out_dir, cfg, mean, std, best_acc)
+    log.info("exported %s (val %.4f) to %s", manifest.weights_file, best_acc, out_dir)
+    return manifest
+
+
+def _plain(cfg: TrainConfig) -> dict[str, object]:
+    """Config as JSON-like primitives (checkpoint-safe, compares equal across resumes)."""
+    plain = asdict(cfg)
+    plain.pop("command")
+    plain["schedule"] = [list(s) for s in cfg.schedule]
+    plain["scale"] = list(cfg.scale)
+    return plain
+
+
+def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        pairs = tuple((int(a), int(b)) for a, b in (part.split(":") for part in text.split(",")))
+    except ValueError as exc:
+        raise click.BadParameter("use SIZE:EPOCHS[,SIZE:EPOCHS...], e.g. 32:10,40:7,48:5") from exc
+    if not pairs or any(s < 16 or e < 1 for s, e in pairs):
+        raise click.BadParameter("sizes must be >= 16 and epochs >= 1")
+    return pairs
+
+
+@click.command("train")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=Path("../shared/datasets/fer2013/train"),
+    show_default=True,
+    help="ImageFolder tree of 48x48 training faces.",
+)
+@click.option(
+    "--val",
+    type=click.Path(path_type=Path),
+    default=Path("../shared/datasets/fer2013/val"),
+    show_default=True,
+    help="ImageFolder tree used for model selection.",
+)
+@click.option(
+    "--out-dir", type=click.Path(path_type=Path), default=Path("runs/fer-resnet50"), show_default=True
+)
+@click.option(
+    "--schedule",
+    default="32:9,40:6,48:5",
+    show_default=True,
+    help="Progressive resizing: SIZE:EPOCHS pairs, run in order.",
+)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Peak one-cycle learning rate (AdamW).")
+@click.option("--threads", default=2, show_default=True, help="torch intra-op threads.")
+@click.option("--limit", type=int, default=None, help="Use only N images of each split (smoke runs).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--no-bf16", is_flag=True, help="Train in fp32 instead of bf16 autocast.")
+@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint in --out-dir.")
+def train_command(
+    data: Path,
+    val: Path,
+    out_dir: Path,
+    schedule: str,
+    batch_size: int,
+    lr: float,
+    threads: int,
+    limit: int | None,
+    seed: int,
+    no_bf16: bool,
+    fresh: bool,
+) -> None:
+    """Train the emotion model on FER2013 (resumable; logs one line per epoch)."""
+    cfg = TrainConfig(
+        data=str(data),
+        val=str(val),
+        out_dir=str(out_dir),
+        schedule=_parse_schedule(schedule),
+        batch_size=batch_size,
+        lr=lr,
+        threads=threads,
+        limit=limit,
+        seed=seed,
+        bf16=not no_bf16,
+        command="moodring train " + shlex.join(sys.argv[2:] if "moodring" in sys.argv[0] else sys.argv[1:]),
+    )
+    log.info("config %s", _plain(cfg))
+    train(cfg, resume=not fresh)
+
+
+def main() -> None:
+    """Entry point for ``python -m inference.train``."""
+    from inference.logsetup import configure_logging
+
+    configure_logging()
+    train_command(prog_name="python -m inference.train")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Emotion → music: mood model, strategies, catalogs (offline, CSV import, Spotify search)."""

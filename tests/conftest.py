@@ -1,0 +1,112 @@
+"""Shared fixtures: a private redis-server, tiny models, synthetic photos."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start a throw-away redis-server on a free port; yield its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def face_photo(size: tuple[int, int] = (400, 300), fmt: str = "JPEG", mode: str = "RGB") -> bytes:
+    """A synthetic picture (not a real face) encoded in ``fmt``."""
+    im = Image.new("RGB", size, (200, 180, 160))
+    d = ImageDraw.Draw(im)
+    w, h = size
+    d.ellipse((w * 0.3, h * 0.2, w * 0.7, h * 0.8), fill=(230, 200, 180))
+    d.ellipse((w * 0.4, h * 0.4, w * 0.45, h * 0.45), fill=(20, 20, 20))
+    d.ellipse((w * 0.55, h * 0.4, w * 0.6, h * 0.45), fill=(20, 20, 20))
+    d.arc((w * 0.42, h * 0.55, w * 0.58, h * 0.7), 0, 180, fill=(120, 30, 30), width=3)
+    if mode != "RGB":
+        im = im.convert(mode)
+    buf = io.BytesIO()
+    im.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised FER ResNet50 at 32 px with a valid manifest and fp16 weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    from inference.emotions import EMOTIONS
+    from inference.manifest import ModelManifest, sha256_file
+    from inference.model import STEM_FER, build_resnet50
+
+    torch.manual_seed(0)
+    model = build_resnet50(len(EMOTIONS))
+    # zero_init_residual makes every block an identity at init; give the maps some texture.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+    out = tmp_path_factory.mktemp("model")
+    weights = out / "model.safetensors"
+    save_file(
+        {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()},
+        str(weights),
+    )
+    ModelManifest(
+        stem=STEM_FER,
+        classes=EMOTIONS,
+        input_size=32,
+        mean=(0.5,),
+        std=(0.25,),
+        target_layer="layer3",
+        cam_size=4,
+        weights_file=weights.name,
+        weights_sha256=sha256_file(weights),
+    ).dump(out / "manifest.json")
+    return out

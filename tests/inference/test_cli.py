@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from inference.cli import COMMANDS
+from inference.emotions import EMOTIONS
+
+
+def _moodring(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "moodring"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "inference.cli"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MOODRING_")}
+    clean["MOODRING_TORCH_THREADS"] = "1"
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, cwd=cwd, env=clean | (env or {}), timeout=300
+    )
+
+
+def test_help_lists_every_subcommand_with_one_line(tmp_path: Path) -> None:
+    proc = _moodring("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for name, (_, summary) in COMMANDS.items():
+        assert any(
+            line.split()[:1] == [name] and summary[:30] in line for line in proc.stdout.splitlines()
+        ), name
+
+
+@pytest.mark.parametrize("how", ["moodring", "python -m bot"])
+def test_bot_without_token_fails_with_one_clear_line(tmp_path: Path, how: str) -> None:
+    if how == "moodring":
+        proc = _moodring("bot", cwd=tmp_path)
+    else:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOODRING_")}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
+        )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "MOODRING_DISCORD_TOKEN" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_setting_fails_at_start_up(tmp_path: Path) -> None:
+    proc = _moodring("analyze", cwd=tmp_path, env={"MOODRING_TORCH_THREADS": "zero"})
+    assert proc.returncode == 2
+    assert "MOODRING_TORCH_THREADS" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_analyze_shipped_model_on_sample_portrait(tmp_path: Path) -> None:
+    """The README's first command: a real photo from an installed package, the committed model."""
+    out = tmp_path / "heat.png"
+    proc = _moodring("analyze", "--json", "--heatmap", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert len(result["faces"]) == 1
+    assert result["faces"][0]["emotion"] in EMOTIONS
+    assert min(result["cam_size"]) >= 6
+    assert Image.open(out).format == "PNG"
+
+
+def test_analyze_face_free_photo_exits_non_zero(tmp_path: Path) -> None:
+    from matplotlib import cbook
+
+    logo = Path(cbook.get_sample_data("logo2.png", asfileobj=False))
+    proc = _moodring("analyze", str(logo), cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "no face" in proc.stderr.lower()
+
+
+def test_analyze_unreadable_file_exits_4(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"definitely not a jpeg")
+    proc = _moodring("analyze", str(junk), cwd=tmp_path)
+    assert proc.returncode == 4
+    assert "Traceback" not in proc.stderr

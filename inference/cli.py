@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Score the model on an ImageFolder tree of labelled faces.",
     ),
     "train": ("inference.train:train_command", "Train the FER2013 ResNet50 (resumable, CPU-friendly)."),
+    "recommend": ("recommender.cli:recommend_command", "Recommend music for an emotion (offline catalog)."),
+    "catalog": ("recommender.cli:catalog_group", "Import a CSV track table (Spotify URIs + audio features)."),
     "worker": ("inference.worker:worker_command", "Consume analysis jobs from Redis Streams (scales out)."),
     "bot": ("bot.__main__:bot_command", "Run the Discord bot (needs MOODRING_DISCORD_TOKEN)."),
 }
@@ -87,8 +89,21 @@ def sample_photo() -> Path:
 )
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--detector", type=click.Choice(["mtcnn", "haar", "full"]), default=None)
+@click.option(
+    "--strategy",
+    type=click.Choice(["match", "lift", "calm"]),
+    default=None,
+    help="music strategy for the detected mood (default depends on the emotion)",
+)
+@click.option("--no-music", is_flag=True, help="Skip the music recommendations.")
 def analyze_command(
-    photo: Path | None, as_json: bool, heatmap: Path | None, model_dir: Path | None, detector: str | None
+    photo: Path | None,
+    as_json: bool,
+    heatmap: Path | None,
+    model_dir: Path | None,
+    detector: str | None,
+    strategy: str | None,
+    no_music: bool,
 ) -> None:
     """Read the emotion of every face in PHOTO (default: a sample portrait shipped with matplotlib).
 
@@ -117,6 +132,16 @@ def analyze_command(
         predictor.close()
     if heatmap is not None and result.heatmap_png is not None:
         heatmap.write_bytes(result.heatmap_png)
+    music: list = []  # type: ignore[type-arg]
+    if not no_music:
+        import asyncio
+
+        from recommender.cli import build_recommender
+
+        top = result.faces[0]
+        rec = build_recommender()
+        strategy = strategy or rec.mood_map.default_strategy(top.emotion)
+        music = asyncio.run(rec.recommend(top.emotion, probs=top.probs, strategy=strategy))
     if as_json:
         payload = {
             "photo": str(photo),
@@ -134,6 +159,15 @@ def analyze_command(
                 for f in result.faces
             ],
             "heatmap": str(heatmap) if heatmap else None,
+            "music": [
+                {
+                    "title": r.track.title,
+                    "artists": list(r.track.artists),
+                    "url": r.track.url,
+                    "reason": r.reason,
+                }
+                for r in music
+            ],
             "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
         }
         click.echo(json.dumps(payload, indent=2))
@@ -146,6 +180,11 @@ def analyze_command(
         click.echo(f"  why: {f.reason}")
     if heatmap is not None:
         click.echo(f"heatmap written to {heatmap}")
+    if music:
+        from recommender.cli import format_recommendations
+
+        for line in format_recommendations(music, strategy or ""):
+            click.echo(line)
 
 
 @click.command("evaluate")

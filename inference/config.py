@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,7 +50,7 @@ def describe_error(exc: ValidationError, settings_cls: type[BaseSettings]) -> st
     return "; ".join(parts)
 
 
-def load_settings(settings_cls: type[S], **overrides: object) -> S:
+def load_settings(settings_cls: type[S], **overrides: Any) -> S:
     """Build settings or exit with one clear line and status 2 (never a traceback)."""
     try:
         return settings_cls(**overrides)

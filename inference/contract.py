@@ -51,7 +51,7 @@ class JobOptions(_Frozen):
 class Job(_Frozen):
     """One photo to analyse."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     job_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     user_hash: str = Field(max_length=64)
     image_key: str
@@ -77,7 +77,7 @@ class JobError(_Frozen):
 class JobResult(_Frozen):
     """What a worker answers: faces (largest first) and the heatmap PNG, or a typed error."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     job_id: str
     faces: tuple[FaceOut, ...] = ()
     heatmap_png_b64: str | None = None

@@ -67,7 +67,7 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
             fmt = im.format or ""
             if fmt not in ACCEPTED_FORMATS:
                 raise BadImage(f"unsupported format {fmt or 'unknown'}")

@@ -1,0 +1,53 @@
+"""Per-stage latency of the predictor (decode, detect, classify+CAM, render) on selfie-sized JPEGs.
+
+python benchmarks/analyze_latency.py [--threads 2] [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+
+import torch
+
+from benchmarks._photos import selfie_jpeg
+from inference.predictor import Predictor
+
+STAGES = ("decode", "detect", "classify_cam", "render", "total")
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--detector", default="mtcnn")
+    ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    predictor = Predictor.load(detector=args.detector, bf16=not args.fp32)
+    predictor.warm_up()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch threads={args.threads}, "
+        f"detector={args.detector}, bf16={not args.fp32}, runs={args.runs}"
+    )
+    print(f"{'image':18} {'stage':13} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, (w, h) in (("12 MP 4000x3000", (4000, 3000)), ("1 MP 1152x864", (1152, 864))):
+        data = selfie_jpeg(w, h)
+        for _ in range(3):
+            predictor.analyze(data)
+        runs = [predictor.analyze(data).timings_ms for _ in range(args.runs)]
+        for stage in STAGES:
+            vals = [r[stage] for r in runs]
+            print(f"{label:18} {stage:13} {statistics.median(vals):8.1f} {pct(vals, 0.95):8.1f}")
+        print(f"{'':18} ({len(data) / 1e6:.1f} MB JPEG)")
+    predictor.close()
+
+
+if __name__ == "__main__":
+    main()

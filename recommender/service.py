@@ -1,0 +1,107 @@
+"""The recommender facade: emotion (or probabilities) + strategy → ranked tracks, with history."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from recommender.catalogs import Catalog
+from recommender.mood import MoodMap, MoodPoint, Strategy
+from recommender.ranking import Recommendation, rank
+from recommender.tracks import Track
+
+log = logging.getLogger(__name__)
+
+
+class History(Protocol):
+    """Recently recommended track keys per user (novelty)."""
+
+    async def recent(self, user: str) -> list[str]: ...
+
+    async def add(self, user: str, keys: Sequence[str]) -> None: ...
+
+
+class MemoryHistory:
+    """Process-local history for the CLI and tests (the bot uses :class:`RedisHistory`)."""
+
+    def __init__(self, size: int = 30) -> None:
+        self.size = size
+        self._data: dict[str, deque[str]] = {}
+
+    async def recent(self, user: str) -> list[str]:
+        return list(self._data.get(user, ()))
+
+    async def add(self, user: str, keys: Sequence[str]) -> None:
+        self._data.setdefault(user, deque(maxlen=self.size)).extend(keys)
+
+
+class RedisHistory:
+    """History as a capped Redis list under the user's hash tag (deleted by /mood forget)."""
+
+    def __init__(self, redis: object, size: int = 30, ttl_s: int = 90 * 86400) -> None:
+        self.redis = redis
+        self.size = size
+        self.ttl_s = ttl_s
+
+    @staticmethod
+    def key(user: str) -> str:
+        return f"moodring:user:{{{user}}}:recs"
+
+    async def recent(self, user: str) -> list[str]:
+        raw = await self.redis.lrange(self.key(user), 0, self.size - 1)  # type: ignore[attr-defined]
+        return [k.decode() if isinstance(k, bytes) else str(k) for k in raw]
+
+    async def add(self, user: str, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:  # type: ignore[attr-defined]
+            pipe.lpush(self.key(user), *keys)
+            pipe.ltrim(self.key(user), 0, self.size - 1)
+            pipe.expire(self.key(user), self.ttl_s)
+            await pipe.execute()
+
+
+class Recommender:
+    """Turns a mood into a list of tracks from the first catalog that can serve it."""
+
+    def __init__(
+        self, mood_map: MoodMap, catalogs: Sequence[Catalog], history: History, pool_size: int = 400
+    ) -> None:
+        if not catalogs:
+            raise ValueError("at least one catalog is required")
+        self.mood_map = mood_map
+        self.catalogs = list(catalogs)
+        self.history = history
+        self.pool_size = pool_size
+
+    async def recommend(
+        self,
+        emotion: str,
+        *,
+        probs: Mapping[str, float] | None = None,
+        strategy: Strategy | None = None,
+        n: int = 5,
+        user: str = "anonymous",
+        seed: int = 0,
+        start: MoodPoint | None = None,
+    ) -> list[Recommendation]:
+        """Recommend ``n`` tracks; ``probs`` (all 7 classes) refines the starting point."""
+        strategy = strategy or self.mood_map.default_strategy(emotion)
+        if start is None:
+            start = self.mood_map.point_for(probs) if probs else self.mood_map.point(emotion)
+        path = self.mood_map.path(start, strategy, n)
+        exclude = await self.history.recent(user)
+        picks: list[Recommendation] = []
+        for catalog in self.catalogs:
+            pool: list[Track] = []
+            for target in {(p.valence, p.arousal): p for p in path}.values():
+                pool.extend(await catalog.candidates(target, self.pool_size))
+            unique = list({t.key: t for t in pool}.values())
+            picks = rank(unique, path, strategy, emotion, exclude=exclude, seed=seed)
+            if len(picks) >= n:
+                break
+            log.warning("catalog %s gave %d of %d tracks; trying the next", catalog.name, len(picks), n)
+        await self.history.add(user, [p.track.key for p in picks])
+        return picks

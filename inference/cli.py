@@ -109,7 +109,7 @@ def analyze_command(
 
     Exit status: 0 face(s) found, 3 no face, 4 unreadable or too large image, 2 bad configuration.
     """
-    from inference.errors import ImageError, NoFaceFound, user_message
+    from inference.errors import ImageError, ModelError, NoFaceFound, user_message
     from inference.intake import IntakeLimits
     from inference.predictor import Predictor
 
@@ -119,7 +119,11 @@ def analyze_command(
         if not as_json:
             click.echo(f"(no photo given: using the sample portrait {photo})")
     limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
-    predictor = Predictor.load(settings.model_dir, settings.face_detector, limits, bf16=settings.bf16)
+    try:
+        predictor = Predictor.load(settings.model_dir, settings.face_detector, limits, bf16=settings.bf16)
+    except ModelError as exc:
+        click.echo(f"moodring: model error: {exc}", err=True)
+        sys.exit(1)
     try:
         result = predictor.analyze(photo.read_bytes(), want_heatmap=heatmap is not None)
     except NoFaceFound:

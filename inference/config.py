@@ -35,7 +35,7 @@ class EngineSettings(CommonSettings):
     torch_threads: int = Field(default=2, ge=1, le=256)
     bf16: bool = True
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    max_side: int = Field(default=1280, ge=256, le=8192)
+    max_side: int = Field(default=1000, ge=256, le=8192)
 
 
 def describe_error(exc: ValidationError, settings_cls: type[BaseSettings]) -> str:

@@ -24,7 +24,7 @@ class IntakeLimits:
 
     max_bytes: int = 20 * 1024 * 1024
     max_source_pixels: int = 100_000_000  # header-declared size; 50 MP phones fit, bombs don't
-    max_side: int = 1280  # working resolution: long side after decoding
+    max_side: int = 1000  # working resolution: long side after decoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,10 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
                 im.seek(0)
             if fmt == "JPEG":
                 # DCT scaling: decode a 12-50 MP JPEG at 1/2, 1/4 or 1/8 size directly.
-                im.draft("RGB", (limits.max_side, limits.max_side))
+                # Ask for the aspect-correct target so Pillow can pick the largest factor.
+                f = limits.max_side / max(width, height)
+                if f < 1:
+                    im.draft("RGB", (max(1, int(width * f)), max(1, int(height * f))))
             im.load()
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im)

@@ -28,12 +28,17 @@ def faces_to_batch(
     path from pixels to network input, used by training, evaluation and serving.
     """
     if isinstance(faces, torch.Tensor):
-        batch = faces
+        x = _resize(faces.unsqueeze(1) if faces.ndim == 3 else faces, size)
     else:
-        batch = torch.from_numpy(np.stack([np.asarray(f, dtype=np.uint8) for f in faces]))
-    if batch.ndim == 3:
-        batch = batch.unsqueeze(1)
+        x = torch.cat(
+            [_resize(torch.from_numpy(np.asarray(f, dtype=np.uint8))[None, None], size) for f in faces]
+        )
+    return normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
+
+
+def _resize(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 1, H, W) → float in [0, 1] at (size, size)."""
     x = batch.float().div_(255.0)
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
+    return x

@@ -54,9 +54,12 @@ def render_png(image: Image.Image, overlays: Sequence[Overlay], max_side: int = 
         if ov.crop.angle_deg:
             heat = heat.rotate(-ov.crop.angle_deg, resample=Image.Resampling.BILINEAR)
         cx, cy = ov.crop.center
-        layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
-        layer.paste(heat, (round(cx * scale - side / 2), round(cy * scale - side / 2)))
-        canvas = Image.alpha_composite(canvas, layer)
+        x, y = round(cx * scale - side / 2), round(cy * scale - side / 2)
+        # Blend only the face's square (clipped to the canvas), not a full-size layer.
+        sx, sy = max(0, -x), max(0, -y)
+        w, h = min(heat.width - sx, canvas.width - x - sx), min(heat.height - sy, canvas.height - y - sy)
+        if w > 0 and h > 0:
+            canvas.alpha_composite(heat.crop((sx, sy, sx + w, sy + h)), dest=(x + sx, y + sy))
         draw_items.append(ov)
     draw = ImageDraw.Draw(canvas)
     font_size = max(12, round(max(canvas.size) / 32))
@@ -71,5 +74,5 @@ def render_png(image: Image.Image, overlays: Sequence[Overlay], max_side: int = 
         draw.rectangle((bbox[0] - 3, bbox[1] - 2, bbox[2] + 3, bbox[3] + 2), fill=(0, 0, 0, 170))
         draw.text((tx, ty), text, fill=(255, 255, 255, 255), font=font)
     buf = io.BytesIO()
-    canvas.convert("RGB").save(buf, format="PNG", compress_level=3)
+    canvas.convert("RGB").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

@@ -19,6 +19,11 @@ TORCH_FREE = [
     "inference.config",
     "inference.cli",
     "inference.manifest",
+    "inference.contract",
+    "inference.jobs",
+    "bot.store",
+    "recommender.service",
+    "recommender.cli",
 ]
 
 

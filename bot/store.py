@@ -1,0 +1,180 @@
+"""Per-user state in Redis: mood history, consent, corrections, cooldowns. No Discord here.
+
+Every key of a user lives under one hash tag, ``moodring:user:{<user hash>}:…``, so one
+``SCAN`` finds all of them (``forget`` is complete) and they land on one cluster slot.
+Only labels, probabilities and times are stored — never images, heatmaps or URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from inference.contract import hash_user
+from inference.emotions import EMOTIONS
+
+DAY = 86_400
+
+
+def user_prefix(user_hash: str) -> str:
+    return f"moodring:user:{{{user_hash}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class MoodEntry:
+    at: float
+    emotion: str
+    confidence: float
+    probs: dict[str, float]
+    corrected: str | None = None
+
+
+class UserStore:
+    """Typed access to one Redis; all methods take the raw Discord user id and hash it."""
+
+    def __init__(
+        self, redis: Redis, retention_days: int = 90, max_entries: int = 1000, consent_version: int = 1
+    ) -> None:
+        self.redis = redis
+        self.retention_s = retention_days * DAY
+        self.max_entries = max_entries
+        self.consent_version = consent_version
+
+    def _key(self, user_id: int | str, name: str) -> str:
+        return f"{user_prefix(hash_user(user_id))}:{name}"
+
+    # consent -----------------------------------------------------------------
+    async def consent(self, user_id: int | str) -> bool | None:
+        """True/False for the current consent version, None if never asked (or version changed)."""
+        raw = await self.redis.get(self._key(user_id, "consent"))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        if data.get("version") != self.consent_version:
+            return None
+        return bool(data["accepted"])
+
+    async def set_consent(self, user_id: int | str, accepted: bool) -> None:
+        """Record the answer; declining stores nothing else and wipes anything stored before."""
+        if not accepted:
+            await self.forget(user_id)
+        await self.redis.set(
+            self._key(user_id, "consent"),
+            json.dumps({"version": self.consent_version, "accepted": accepted, "at": time.time()}),
+            ex=self.retention_s,
+        )
+
+    # history -----------------------------------------------------------------
+    async def record(
+        self, user_id: int | str, emotion: str, probs: Mapping[str, float], at: float | None = None
+    ) -> str:
+        """Append a reading; entries older than the retention window are trimmed on write."""
+        at = at or time.time()
+        key = self._key(user_id, "history")
+        min_id = f"{int((at - self.retention_s) * 1000)}-0"
+        entry_id = f"{int(at * 1000)}-*"
+        fields = {
+            "emotion": emotion,
+            "confidence": f"{max(probs.values()):.4f}",
+            "probs": json.dumps({k: round(float(v), 4) for k, v in probs.items()}),
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, fields, id=entry_id, maxlen=self.max_entries, approximate=True)
+            pipe.xtrim(key, minid=min_id, approximate=False)
+            pipe.expire(key, self.retention_s)
+            res = await pipe.execute()
+        return res[0].decode() if isinstance(res[0], bytes) else str(res[0])
+
+    async def history(
+        self, user_id: int | str, days: int | None = None, limit: int = 1000
+    ) -> list[MoodEntry]:
+        key = self._key(user_id, "history")
+        start = "-" if days is None else str(int((time.time() - days * DAY) * 1000))
+        rows = await self.redis.xrevrange(key, "+", start, count=limit)
+        corrections = await self.redis.hgetall(self._key(user_id, "corrections"))
+        fixed = {k.decode(): v.decode() for k, v in corrections.items()}
+        out = []
+        for eid, f in rows:
+            eid_s = eid.decode()
+            out.append(
+                MoodEntry(
+                    at=int(eid_s.split("-")[0]) / 1000,
+                    emotion=f[b"emotion"].decode(),
+                    confidence=float(f[b"confidence"]),
+                    probs=json.loads(f[b"probs"]),
+                    corrected=fixed.get(eid_s),
+                )
+            )
+        return out
+
+    async def summary(self, user_id: int | str, days: int = 7) -> dict[str, Any]:
+        """Counts per emotion over ``days`` (corrections win) and the most frequent mood."""
+        entries = await self.history(user_id, days=days)
+        counts = Counter(e.corrected or e.emotion for e in entries)
+        top = counts.most_common(1)[0][0] if counts else None
+        return {"days": days, "entries": len(entries), "counts": dict(counts), "most_frequent": top}
+
+    # corrections → per-user prior ------------------------------------------------
+    async def correct(self, user_id: int | str, entry_id: str, emotion: str) -> None:
+        """The user says entry ``entry_id`` was really ``emotion``; update their prior."""
+        if emotion not in EMOTIONS:
+            raise ValueError(f"unknown emotion {emotion!r}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(user_id, "corrections"), entry_id, emotion)
+            pipe.hincrby(self._key(user_id, "prior"), emotion, 1)
+            pipe.expire(self._key(user_id, "corrections"), self.retention_s)
+            pipe.expire(self._key(user_id, "prior"), self.retention_s)
+            await pipe.execute()
+
+    async def calibrate(self, user_id: int | str, probs: Mapping[str, float]) -> dict[str, float]:
+        """Re-weight model probabilities by the user's correction counts (Laplace-smoothed prior).
+
+        p'(c) ∝ p(c) · (1 + n_c) / (1 + mean n): with no corrections this is the identity;
+        each correction toward class c makes c a little more likely next time.
+        """
+        raw = await self.redis.hgetall(self._key(user_id, "prior"))
+        counts = {k.decode(): int(v) for k, v in raw.items()}
+        if not counts:
+            return dict(probs)
+        mean = sum(counts.values()) / len(EMOTIONS)
+        weighted = {c: p * (1 + counts.get(c, 0)) / (1 + mean) for c, p in probs.items()}
+        total = sum(weighted.values()) or 1.0
+        return {c: v / total for c, v in weighted.items()}
+
+    # cooldowns -------------------------------------------------------------------
+    async def take_cooldown(self, user_id: int | str, seconds: float) -> float:
+        """0 if the user may act now (and starts the cooldown), else seconds left."""
+        key = self._key(user_id, "cooldown")
+        if await self.redis.set(key, "1", nx=True, px=int(seconds * 1000)):
+            return 0.0
+        left = await self.redis.pttl(key)
+        return max(0.0, left / 1000)
+
+    # export / forget -------------------------------------------------------------
+    async def keys(self, user_id: int | str) -> list[str]:
+        pattern = f"{user_prefix(hash_user(user_id))}:*".replace("{", "\\{").replace("}", "\\}")
+        return [k.decode() async for k in self.redis.scan_iter(match=pattern, count=500)]
+
+    async def export(self, user_id: int | str) -> dict[str, Any]:
+        """Everything stored about the user, as JSON-ready data."""
+        return {
+            "consent": await self.consent(user_id),
+            "history": [asdict(e) for e in await self.history(user_id)],
+            "prior": {
+                k.decode(): int(v) for k, v in (await self.redis.hgetall(self._key(user_id, "prior"))).items()
+            },
+            "recent_recommendations": [
+                k.decode() for k in await self.redis.lrange(self._key(user_id, "recs"), 0, -1)
+            ],
+        }
+
+    async def forget(self, user_id: int | str) -> int:
+        """Delete every key of the user; returns how many were removed."""
+        keys = await self.keys(user_id)
+        return int(await self.redis.delete(*keys)) if keys else 0

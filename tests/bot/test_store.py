@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.store import UserStore
+from inference.contract import hash_user
+from recommender.service import RedisHistory
+
+PROBS = {
+    "angry": 0.05,
+    "disgust": 0.0,
+    "fear": 0.05,
+    "happy": 0.6,
+    "neutral": 0.2,
+    "sad": 0.05,
+    "surprise": 0.05,
+}
+
+
+@pytest.fixture
+async def redis(redis_server: str) -> AsyncIterator[Redis]:
+    r = Redis.from_url(redis_server)
+    await r.flushdb()
+    yield r
+    await r.flushdb()
+    await r.aclose()
+
+
+async def test_history_retention_and_summary(redis: Redis) -> None:
+    store = UserStore(redis, retention_days=90)
+    now = time.time()
+    await store.record(1, "sad", PROBS, at=now - 100 * 86400)  # outside retention: trimmed
+    await store.record(1, "happy", PROBS, at=now - 10 * 86400)
+    await store.record(1, "happy", PROBS, at=now - 2 * 86400)
+    await store.record(1, "neutral", PROBS, at=now - 60)
+    everything = await store.history(1)
+    assert [e.emotion for e in everything] == ["neutral", "happy", "happy"]
+    week = await store.summary(1, days=7)
+    assert week["counts"] == {"neutral": 1, "happy": 1}
+    month = await store.summary(1, days=30)
+    assert month["most_frequent"] == "happy"
+
+
+async def test_consent_decline_stores_nothing_and_forget_is_complete(redis: Redis) -> None:
+    store = UserStore(redis)
+    assert await store.consent(2) is None
+    await store.set_consent(2, True)
+    entry = await store.record(2, "happy", PROBS)
+    await store.correct(2, entry, "neutral")
+    await RedisHistory(redis).add(hash_user(2), ["t1", "t2"])
+    await store.take_cooldown(2, 30)
+    exported = await store.export(2)
+    assert exported["history"][0]["corrected"] == "neutral"
+    assert exported["recent_recommendations"] == ["t2", "t1"]
+    other = await store.record(3, "sad", PROBS)
+    assert other
+    assert len(await store.keys(2)) == 6
+    assert await store.forget(2) == 6
+    leftovers = [k async for k in redis.scan_iter(match="*")]
+    assert all(hash_user(2) not in k.decode() for k in leftovers)
+    assert len(await store.history(3)) == 1  # other users untouched
+    await store.set_consent(3, False)
+    assert await store.history(3) == []
+    assert [k.decode() for k in await redis.keys("*")] == [f"moodring:user:{{{hash_user(3)}}}:consent"]
+    assert await store.consent(3) is False
+
+
+async def test_corrections_shift_future_probabilities(redis: Redis) -> None:
+    store = UserStore(redis)
+    assert await store.calibrate(4, PROBS) == PROBS
+    for _ in range(3):
+        e = await store.record(4, "happy", PROBS)
+        await store.correct(4, e, "neutral")
+    cal = await store.calibrate(4, PROBS)
+    assert sum(cal.values()) == pytest.approx(1.0)
+    assert cal["neutral"] > PROBS["neutral"]
+    assert cal["happy"] < PROBS["happy"]
+    with pytest.raises(ValueError):
+        await store.correct(4, e, "bored")
+
+
+async def test_cooldown(redis: Redis) -> None:
+    store = UserStore(redis)
+    assert await store.take_cooldown(5, 5) == 0.0
+    left = await store.take_cooldown(5, 5)
+    assert 0 < left <= 5

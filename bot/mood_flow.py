@@ -1,0 +1,96 @@
+"""`/mood check` as a plain async function: consent → cooldown → worker → calibrate → store → music.
+
+The cog only turns an interaction into :func:`check_mood` and renders the
+:class:`CheckOutcome`; everything here is testable without Discord.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.store import UserStore
+from inference.contract import JobResult, hash_user
+from inference.errors import MoodringError
+from recommender.mood import Strategy
+from recommender.ranking import Recommendation
+from recommender.service import Recommender
+
+log = logging.getLogger(__name__)
+
+
+class Analyzer(Protocol):
+    """The submit side of the queue (:class:`inference.jobs.JobClient`)."""
+
+    async def analyze(
+        self, user_id: int | str, data: bytes, want_heatmap: bool = True, timeout_s: float | None = None
+    ) -> JobResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FaceLine:
+    emotion: str
+    confidence: float
+    top3: tuple[tuple[str, float], ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """What the bot shows: either an error code (wording in bot.texts) or the full answer."""
+
+    error: str | None = None
+    retry_after_s: float = 0.0
+    faces: tuple[FaceLine, ...] = ()
+    heatmap_png: bytes | None = None
+    tracks: tuple[Recommendation, ...] = ()
+    strategy: str | None = None
+    entry_id: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+async def check_mood(
+    user_id: int,
+    photo: bytes,
+    *,
+    store: UserStore,
+    analyzer: Analyzer,
+    recommender: Recommender,
+    strategy: Strategy | None = None,
+    cooldown_s: float = 10.0,
+) -> CheckOutcome:
+    """Run one selfie through the whole product flow. Never raises for user-caused problems."""
+    consent = await store.consent(user_id)
+    if consent is None:
+        return CheckOutcome(error="consent_needed")
+    if consent is False:
+        return CheckOutcome(error="consent_declined")
+    wait = await store.take_cooldown(user_id, cooldown_s)
+    if wait > 0:
+        return CheckOutcome(error="cooldown", retry_after_s=wait)
+    try:
+        result = await analyzer.analyze(user_id, photo, want_heatmap=True)
+    except MoodringError as exc:
+        log.info("check for user %s failed: %s", hash_user(user_id), exc.code)
+        return CheckOutcome(error=exc.code)
+    faces = []
+    for f in result.faces:
+        top3 = tuple(sorted(((str(k), float(v)) for k, v in f.probs.items()), key=lambda kv: -kv[1])[:3])
+        faces.append(FaceLine(str(f.emotion), f.confidence, top3, f.reason))
+    main = result.faces[0]
+    probs = await store.calibrate(user_id, {str(k): float(v) for k, v in main.probs.items()})
+    emotion = max(probs, key=probs.__getitem__)
+    entry_id = await store.record(user_id, emotion, probs)
+    chosen = strategy or recommender.mood_map.default_strategy(emotion)
+    tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=hash_user(user_id))
+    png = base64.b64decode(result.heatmap_png_b64) if result.heatmap_png_b64 else None
+    return CheckOutcome(
+        faces=tuple(faces),
+        heatmap_png=png,
+        tracks=tuple(tracks),
+        strategy=chosen,
+        entry_id=entry_id,
+        extra={"calibrated_emotion": emotion},
+    )

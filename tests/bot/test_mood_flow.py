@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.mood_flow import check_mood
+from bot.store import UserStore
+from inference.contract import FaceOut, JobResult
+from inference.errors import MoodringError, NoFaceFound
+from recommender.catalogs import load_offline_catalog
+from recommender.mood import load_mood_map
+from recommender.service import Recommender, RedisHistory
+
+PROBS = {
+    "angry": 0.05,
+    "disgust": 0.0,
+    "fear": 0.05,
+    "happy": 0.1,
+    "neutral": 0.1,
+    "sad": 0.65,
+    "surprise": 0.05,
+}
+PNG = b"\x89PNG\r\n\x1a\nfake"
+
+
+class FakeAnalyzer:
+    """Stands in for the queue client: answers like a worker would, or raises a typed error."""
+
+    def __init__(self, error: MoodringError | None = None) -> None:
+        self.error = error
+        self.calls = 0
+
+    async def analyze(
+        self, user_id: int | str, data: bytes, want_heatmap: bool = True, timeout_s: float | None = None
+    ) -> JobResult:
+        self.calls += 1
+        if self.error:
+            raise self.error
+        face = FaceOut(
+            box=(0, 0, 10, 10),
+            score=0.99,
+            emotion="sad",
+            confidence=0.65,
+            probs=PROBS,  # type: ignore[arg-type]
+            reason="sad: mostly the mouth (40% of the evidence)",
+        )
+        return JobResult(job_id="abcdefgh12", faces=(face,), heatmap_png_b64=base64.b64encode(PNG).decode())
+
+
+@pytest.fixture
+async def redis(redis_server: str) -> AsyncIterator[Redis]:
+    r = Redis.from_url(redis_server)
+    await r.flushdb()
+    yield r
+    await r.flushdb()
+    await r.aclose()
+
+
+def _rec(redis: Redis) -> Recommender:
+    return Recommender(load_mood_map(), [load_offline_catalog()], RedisHistory(redis))
+
+
+async def test_flow_requires_consent_and_stores_only_labels(redis: Redis) -> None:
+    store, analyzer = UserStore(redis), FakeAnalyzer()
+    out = await check_mood(10, b"photo-bytes", store=store, analyzer=analyzer, recommender=_rec(redis))
+    assert out.error == "consent_needed" and analyzer.calls == 0
+    await store.set_consent(10, False)
+    out = await check_mood(10, b"photo-bytes", store=store, analyzer=analyzer, recommender=_rec(redis))
+    assert out.error == "consent_declined" and analyzer.calls == 0
+    assert await store.history(10) == []
+
+    await store.set_consent(10, True)
+    out = await check_mood(10, b"photo-bytes", store=store, analyzer=analyzer, recommender=_rec(redis))
+    assert out.error is None
+    assert out.faces[0].emotion == "sad" and out.faces[0].top3[0] == ("sad", 0.65)
+    assert out.heatmap_png == PNG
+    assert len(out.tracks) == 5 and out.strategy == "lift"
+    assert [e.emotion for e in await store.history(10)] == ["sad"]
+    for key in [k async for k in redis.scan_iter(match="*")]:
+        kind = (await redis.type(key)).decode()
+        blob = repr(await redis.xrange(key)) if kind == "stream" else repr(await redis.dump(key))
+        assert "photo-bytes" not in blob and "PNG" not in blob and "http" not in blob
+
+    again = await check_mood(10, b"photo-bytes", store=store, analyzer=analyzer, recommender=_rec(redis))
+    assert again.error == "cooldown" and again.retry_after_s > 0
+
+
+async def test_typed_worker_errors_become_outcomes(redis: Redis) -> None:
+    store = UserStore(redis)
+    await store.set_consent(11, True)
+    out = await check_mood(
+        11, b"x", store=store, analyzer=FakeAnalyzer(NoFaceFound()), recommender=_rec(redis), cooldown_s=0.001
+    )
+    assert out.error == "no_face"
+    assert await store.history(11) == []

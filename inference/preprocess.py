@@ -31,7 +31,7 @@ def faces_to_batch(
         x = _resize(faces.unsqueeze(1) if faces.ndim == 3 else faces, size)
     else:
         x = torch.cat(
-            [_resize(torch.from_numpy(np.asarray(f, dtype=np.uint8))[None, None], size) for f in faces]
+            [_resize(torch.from_numpy(np.array(f, dtype=np.uint8))[None, None], size) for f in faces]
         )
     return normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
 

@@ -64,7 +64,8 @@ def test_analyze_shipped_model_on_sample_portrait(tmp_path: Path) -> None:
     assert len(result["faces"]) == 1
     assert result["faces"][0]["emotion"] in EMOTIONS
     assert min(result["cam_size"]) >= 6
-    assert Image.open(out).format == "PNG"
+    with Image.open(out) as im:
+        assert im.format == "PNG"
 
 
 def test_analyze_face_free_photo_exits_non_zero(tmp_path: Path) -> None:

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 
-import pytest
 from redis.asyncio import Redis
 
 from bot.mood_flow import check_mood
@@ -48,15 +46,6 @@ class FakeAnalyzer:
             reason="sad: mostly the mouth (40% of the evidence)",
         )
         return JobResult(job_id="abcdefgh12", faces=(face,), heatmap_png_b64=base64.b64encode(PNG).decode())
-
-
-@pytest.fixture
-async def redis(redis_server: str) -> AsyncIterator[Redis]:
-    r = Redis.from_url(redis_server)
-    await r.flushdb()
-    yield r
-    await r.flushdb()
-    await r.aclose()
 
 
 def _rec(redis: Redis) -> Recommender:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -19,15 +18,6 @@ PROBS = {
     "sad": 0.05,
     "surprise": 0.05,
 }
-
-
-@pytest.fixture
-async def redis(redis_server: str) -> AsyncIterator[Redis]:
-    r = Redis.from_url(redis_server)
-    await r.flushdb()
-    yield r
-    await r.flushdb()
-    await r.aclose()
 
 
 async def test_history_retention_and_summary(redis: Redis) -> None:

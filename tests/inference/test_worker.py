@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +49,6 @@ def _spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "inference.worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=None
     )
-
-
-@pytest.fixture
-async def redis(redis_server: str) -> AsyncIterator[Redis]:
-    r = Redis.from_url(redis_server)
-    await r.flushdb()
-    yield r
-    await r.flushdb()
-    await r.aclose()
 
 
 @pytest.fixture

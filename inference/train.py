@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from inference.data import FaceSet, load_faces
 from inference.emotions import EMOTIONS
+from inference.evaluate import predict_probs
 from inference.manifest import ModelManifest, sha256_file
 from inference.model import STEM_FER, build_resnet50, param_groups
-from inference.preprocess import faces_to_batch, normalize
+from inference.preprocess import normalize
 
 log = logging.getLogger(__name__)
 
@@ -124,30 +125,6 @@ def augment(
         noise = torch.randn(b, size, size, generator=gen)
         x = torch.where(mask.unsqueeze(1), noise.unsqueeze(1), x)
     return x.contiguous(memory_format=torch.channels_last)
-
-
-@torch.inference_mode()
-def predict_logits(
-    model: nn.Module,
-    images: torch.Tensor,
-    size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    batch_size: int = 256,
-    bf16: bool = True,
-    tta: bool = False,
-) -> torch.Tensor:
-    """Logits for uint8 faces (N, H, W); with ``tta`` average over the horizontal flip."""
-    model.eval()
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        x = faces_to_batch(images[start : start + batch_size], size, mean, std)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x).float()
-            if tta:
-                logits = (logits.softmax(1) + model(x.flip(3)).float().softmax(1)).div(2).log()
-        out.append(logits)
-    return torch.cat(out)
 
 
 def _subset(data: FaceSet, limit: int | None, seed: int) -> FaceSet:
@@ -262,8 +239,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> ModelManifest:
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
         bar.close()
         train_secs = time.perf_counter() - t0
-        logits = predict_logits(model, val_set.images, cfg.eval_size, mean, std, bf16=cfg.bf16)
-        val_acc = (logits.argmax(1) == val_set.labels).float().mean().item()
+        probs = predict_probs(model, val_set.images, size=cfg.eval_size, mean=mean, std=std, bf16=cfg.bf16)
+        val_acc = float((probs.argmax(1) == val_set.labels.numpy()).mean())
         improved = val_acc > best_acc
         if improved:
             best_acc = val_acc

@@ -15,16 +15,23 @@ from inference.logsetup import configure_logging
 log = logging.getLogger("bot")
 
 
-async def run(settings: BotSettings) -> None:
-    """Open Redis, build the bot, run until SIGTERM/SIGINT, close everything."""
+async def run(settings: BotSettings, sync_global: bool = False) -> None:
+    """Open Redis, wire the services, run the bot until SIGTERM/SIGINT, close everything."""
     import discord
     from redis.asyncio import Redis
 
-    from bot.app import MoodringBot
+    from bot.app import MoodringBot, use_api_base
+    from bot.services import build_services
 
-    redis = Redis.from_url(settings.redis_url, decode_responses=False)
+    use_api_base(settings.discord_api_base)
+    redis = Redis.from_url(settings.redis_url)
     try:
-        async with MoodringBot(settings, redis) as bot:
+        async with MoodringBot(build_services(settings, redis)) as bot:
+            if sync_global:
+                await bot.login(settings.discord_token.get_secret_value())
+                synced = await bot.tree.sync()
+                log.info("synced %d global commands", len(synced))
+                return
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
@@ -43,27 +50,7 @@ def bot_command(sync_global: bool) -> None:
     """Run the Discord bot (needs MOODRING_DISCORD_TOKEN)."""
     settings = load_settings(BotSettings)
     configure_logging(settings.log_level, settings.log_json)
-    if sync_global:
-        asyncio.run(_sync_global(settings))
-        return
-    asyncio.run(run(settings))
-
-
-async def _sync_global(settings: BotSettings) -> None:
-    from redis.asyncio import Redis
-
-    from bot.app import MoodringBot
-
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        async with MoodringBot(settings, redis) as bot:
-            await bot.login(settings.discord_token.get_secret_value())
-            for ext in ("bot.cogs.meta",):
-                await bot.load_extension(ext)
-            synced = await bot.tree.sync()
-            log.info("synced %d global commands", len(synced))
-    finally:
-        await redis.aclose()
+    asyncio.run(run(settings, sync_global))
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.store import UserStore
@@ -19,6 +20,12 @@ from recommender.ranking import Recommendation
 from recommender.service import Recommender
 
 log = logging.getLogger(__name__)
+
+
+class DownloadFailed(MoodringError):
+    """The attachment could not be fetched from Discord's CDN."""
+
+    code = "download_failed"
 
 
 class Analyzer(Protocol):
@@ -48,12 +55,28 @@ class CheckOutcome:
     tracks: tuple[Recommendation, ...] = ()
     strategy: str | None = None
     entry_id: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    emotion: str | None = None  # after the user's calibration; what was stored
+    probs: dict[str, float] | None = None
+
+
+def attachment_problem(content_type: str | None, size: int | None, max_bytes: int) -> str | None:
+    """Refuse before downloading: an error code, or None when the attachment may be an image.
+
+    Discord reports type and size with the attachment; an unknown type is let through
+    (the worker's decoder has the last word).
+    """
+    if size is None:
+        return "no_image"
+    if content_type and not content_type.startswith("image/"):
+        return "not_image"
+    if size > max_bytes:
+        return "too_large"
+    return None
 
 
 async def check_mood(
     user_id: int,
-    photo: bytes,
+    fetch: Callable[[], Awaitable[bytes]],
     *,
     store: UserStore,
     analyzer: Analyzer,
@@ -61,17 +84,17 @@ async def check_mood(
     strategy: Strategy | None = None,
     cooldown_s: float = 10.0,
 ) -> CheckOutcome:
-    """Run one selfie through the whole product flow. Never raises for user-caused problems."""
-    consent = await store.consent(user_id)
-    if consent is None:
+    """Run one selfie through the whole product flow. Never raises for user-caused problems.
+
+    ``fetch`` downloads the photo; it is only called once consent and cooldown allow a check.
+    """
+    if not await store.consent(user_id):
         return CheckOutcome(error="consent_needed")
-    if consent is False:
-        return CheckOutcome(error="consent_declined")
     wait = await store.take_cooldown(user_id, cooldown_s)
     if wait > 0:
         return CheckOutcome(error="cooldown", retry_after_s=wait)
     try:
-        result = await analyzer.analyze(user_id, photo, want_heatmap=True)
+        result = await analyzer.analyze(user_id, await fetch(), want_heatmap=True)
     except MoodringError as exc:
         log.info("check for user %s failed: %s", hash_user(user_id), exc.code)
         return CheckOutcome(error=exc.code)
@@ -92,5 +115,6 @@ async def check_mood(
         tracks=tuple(tracks),
         strategy=chosen,
         entry_id=entry_id,
-        extra={"calibrated_emotion": emotion},
+        emotion=emotion,
+        probs=probs,
     )

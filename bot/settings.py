@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from inference.config import CommonSettings
+from inference.config import QueueSettings
 
 
-class BotSettings(CommonSettings):
-    """What ``moodring bot`` needs; the token is required and has no default."""
+class BotSettings(QueueSettings):
+    """What ``moodring bot`` needs; the token is required and has no default.
+
+    The queue settings (Redis URL, stream, backlog cap, job timeout) are shared with the
+    workers, so both sides read the same variables.
+    """
 
     discord_token: SecretStr
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    discord_api_base: str | None = Field(
+        default=None, description="REST base URL, e.g. a rate-limit proxy; default: discord.com/api/v10"
+    )
     dev_guild_id: int | None = Field(default=None, description="sync slash commands to this guild only")
     shard_count: int | None = Field(default=None, ge=1, description="None: ask Discord (AutoShardedBot)")
-    job_timeout_s: float = Field(default=20.0, gt=0)
+    cooldown_s: float = Field(default=10.0, ge=0, description="per-user pause between mood checks")
+    max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="refused before download")
+    max_concurrent_checks: int = Field(default=16, ge=1, description="photos in flight per bot process")
+    retention_days: int = Field(default=90, ge=1)
+    history_max_entries: int = Field(default=1000, ge=10)
+    consent_version: int = Field(default=1, ge=1)
+    session_idle_s: int = Field(default=3600, ge=30, description="a session with no activity ends")
+    session_vote_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="skip when more than this share votes"
+    )

@@ -22,6 +22,10 @@ from inference.emotions import EMOTIONS
 DAY = 86_400
 
 
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def user_prefix(user_hash: str) -> str:
     return f"moodring:user:{{{user_hash}}}"
 
@@ -49,24 +53,24 @@ class UserStore:
     def _key(self, user_id: int | str, name: str) -> str:
         return f"{user_prefix(hash_user(user_id))}:{name}"
 
+    async def _hash(self, user_id: int | str, name: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self._key(user_id, name))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
     # consent -----------------------------------------------------------------
-    async def consent(self, user_id: int | str) -> bool | None:
-        """True/False for the current consent version, None if never asked (or version changed)."""
+    async def consent(self, user_id: int | str) -> bool:
+        """Whether the user accepted the current consent version (a new version asks again)."""
         raw = await self.redis.get(self._key(user_id, "consent"))
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        if data.get("version") != self.consent_version:
-            return None
-        return bool(data["accepted"])
+        return raw is not None and json.loads(raw).get("version") == self.consent_version
 
     async def set_consent(self, user_id: int | str, accepted: bool) -> None:
-        """Record the answer; declining stores nothing else and wipes anything stored before."""
+        """Record an acceptance; declining wipes everything and stores nothing, not even the answer."""
         if not accepted:
             await self.forget(user_id)
+            return
         await self.redis.set(
             self._key(user_id, "consent"),
-            json.dumps({"version": self.consent_version, "accepted": accepted, "at": time.time()}),
+            json.dumps({"version": self.consent_version, "accepted": True, "at": time.time()}),
             ex=self.retention_s,
         )
 
@@ -79,7 +83,7 @@ class UserStore:
         key = self._key(user_id, "history")
         min_id = f"{int((at - self.retention_s) * 1000)}-0"
         entry_id = f"{int(at * 1000)}-*"
-        fields = {
+        fields: dict[Any, Any] = {
             "emotion": emotion,
             "confidence": f"{max(probs.values()):.4f}",
             "probs": json.dumps({k: round(float(v), 4) for k, v in probs.items()}),
@@ -89,23 +93,23 @@ class UserStore:
             pipe.xtrim(key, minid=min_id, approximate=False)
             pipe.expire(key, self.retention_s)
             res = await pipe.execute()
-        return res[0].decode() if isinstance(res[0], bytes) else str(res[0])
+        return _text(res[0])
 
     async def history(
         self, user_id: int | str, days: int | None = None, limit: int = 1000
     ) -> list[MoodEntry]:
         key = self._key(user_id, "history")
         start = "-" if days is None else str(int((time.time() - days * DAY) * 1000))
-        rows = await self.redis.xrevrange(key, "+", start, count=limit)
-        corrections = await self.redis.hgetall(self._key(user_id, "corrections"))
-        fixed = {k.decode(): v.decode() for k, v in corrections.items()}
+        rows = await self.redis.xrevrange(key, "+", start, count=limit) or []
+        fixed = await self._hash(user_id, "corrections")
         out = []
         for eid, f in rows:
-            eid_s = eid.decode()
+            assert f is not None
+            eid_s = _text(eid)
             out.append(
                 MoodEntry(
                     at=int(eid_s.split("-")[0]) / 1000,
-                    emotion=f[b"emotion"].decode(),
+                    emotion=_text(f[b"emotion"]),
                     confidence=float(f[b"confidence"]),
                     probs=json.loads(f[b"probs"]),
                     corrected=fixed.get(eid_s),
@@ -138,8 +142,7 @@ class UserStore:
         p'(c) ∝ p(c) · (1 + n_c) / (1 + mean n): with no corrections this is the identity;
         each correction toward class c makes c a little more likely next time.
         """
-        raw = await self.redis.hgetall(self._key(user_id, "prior"))
-        counts = {k.decode(): int(v) for k, v in raw.items()}
+        counts = {k: int(v) for k, v in (await self._hash(user_id, "prior")).items()}
         if not counts:
             return dict(probs)
         mean = sum(counts.values()) / len(EMOTIONS)
@@ -150,6 +153,8 @@ class UserStore:
     # cooldowns -------------------------------------------------------------------
     async def take_cooldown(self, user_id: int | str, seconds: float) -> float:
         """0 if the user may act now (and starts the cooldown), else seconds left."""
+        if seconds <= 0:
+            return 0.0
         key = self._key(user_id, "cooldown")
         if await self.redis.set(key, "1", nx=True, px=int(seconds * 1000)):
             return 0.0
@@ -159,18 +164,16 @@ class UserStore:
     # export / forget -------------------------------------------------------------
     async def keys(self, user_id: int | str) -> list[str]:
         pattern = f"{user_prefix(hash_user(user_id))}:*".replace("{", "\\{").replace("}", "\\}")
-        return [k.decode() async for k in self.redis.scan_iter(match=pattern, count=500)]
+        return [_text(k) async for k in self.redis.scan_iter(match=pattern, count=500)]
 
     async def export(self, user_id: int | str) -> dict[str, Any]:
         """Everything stored about the user, as JSON-ready data."""
         return {
             "consent": await self.consent(user_id),
             "history": [asdict(e) for e in await self.history(user_id)],
-            "prior": {
-                k.decode(): int(v) for k, v in (await self.redis.hgetall(self._key(user_id, "prior"))).items()
-            },
+            "prior": {k: int(v) for k, v in (await self._hash(user_id, "prior")).items()},
             "recent_recommendations": [
-                k.decode() for k in await self.redis.lrange(self._key(user_id, "recs"), 0, -1)
+                _text(k) for k in await self.redis.lrange(self._key(user_id, "recs"), 0, -1)
             ],
         }
 

@@ -9,6 +9,46 @@ PRIVACY = (
     "expressions, not feelings.\n"
     "• The photo is held in memory only while it is analysed and deleted right after. It is never "
     "written to disk, logs or the database, and neither is the heatmap or the attachment link.\n"
-    "• What is kept: the emotion label, its probabilities and the time, for your `/mood` history "
-    "(90 days by default). `/mood export` shows all of it; `/mood forget` deletes all of it."
+    "• What is kept: the emotion label, its probabilities and the time, for your `/mood history` "
+    "({days} days by default), and your corrections. `/mood export` shows all of it; "
+    "`/mood forget` deletes all of it."
 )
+
+CONSENT = (
+    "Before the first check: moodring uses an **AI model** to estimate the emotion on the faces in your "
+    "photo. The photo is deleted right after; only the label, its probabilities and the time are kept "
+    "for your history (see `/mood privacy`). Is that OK?"
+)
+CONSENT_ACCEPTED = "Thanks! Run `/mood check` again with your photo."
+CONSENT_DECLINED = "No problem: moodring will not analyse your photos and stores nothing about you."
+
+ERRORS: dict[str, str] = {
+    "no_face": "I couldn't find a face in that picture. Try a well-lit photo where your face is "
+    "clearly visible and not too small.",
+    "bad_image": "I couldn't read that file as an image. JPEG, PNG, WebP, GIF or HEIC work.",
+    "too_large": "That picture is too large for me. Try a smaller photo (under {max_mb} MB).",
+    "not_image": "That attachment isn't an image. Send a photo (JPEG, PNG, WebP, GIF or HEIC).",
+    "no_image": "That message has no image attached.",
+    "busy": "I'm very busy right now. Please try again in a minute.",
+    "timeout": "That took too long, sorry. Please try again in a moment.",
+    "cooldown": "Easy there: you can check again in {seconds} s.",
+    "download_failed": "I couldn't download that attachment from Discord. Please try again.",
+    "internal": "Something went wrong on my side. Please try again later.",
+    "not_yours": "Only the person who ran this can use these buttons.",
+}
+
+SHARED = "{mention} shared their mood reading."
+CORRECTED = "Noted: **{emotion}**. Your next readings take that into account. Music for {emotion}:"
+FORGET_CONFIRM = (
+    "This deletes **everything** moodring stores about you (history, corrections, consent, recent "
+    "music, session memberships). Continue?"
+)
+FORGET_DONE = "Done: deleted {n} records. moodring knows nothing about you now."
+FORGET_CANCELLED = "Nothing was deleted."
+HISTORY_EMPTY = "No readings in the last {days} days. Try `/mood check` with a selfie."
+AI_NOTICE = "AI estimate of a facial expression, not a diagnosis."
+
+
+def error(code: str, *, seconds: float = 0, max_mb: float = 10) -> str:
+    """The user-facing sentence for an error code (unknown codes read as 'internal')."""
+    return ERRORS.get(code, ERRORS["internal"]).format(seconds=max(1, round(seconds)), max_mb=round(max_mb))

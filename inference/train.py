@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from inference.checkpoint import load_model
 from inference.data import FaceSet, load_faces
 from inference.emotions import EMOTIONS
 from inference.evaluate import predict_probs
@@ -55,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None
     bf16: bool = True
+    init_from: str | None = None
     command: str = field(default="")
 
     @property
@@ -182,7 +184,13 @@ def train(cfg: TrainConfig, resume: bool = True) -> ModelManifest:
     del pixels
 
     torch.manual_seed(cfg.seed)
-    model = build_resnet50(len(EMOTIONS)).to(memory_format=torch.channels_last)
+    if cfg.init_from:
+        # Warm start: a second one-cycle run continuing from an exported model directory.
+        model, _ = load_model(Path(cfg.init_from))
+        model.train()
+        log.info("initialised weights from %s", cfg.init_from)
+    else:
+        model = build_resnet50(len(EMOTIONS)).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     n = train_set.images.shape[0]
     steps_per_epoch = n // cfg.batch_size
@@ -328,6 +336,12 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-bf16", is_flag=True, help="Train in fp32 instead of bf16 autocast.")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint in --out-dir.")
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Start from an exported model directory (manifest.json + weights) instead of random weights.",
+)
 def train_command(
     data: Path,
     val: Path,
@@ -340,8 +354,12 @@ def train_command(
     seed: int,
     no_bf16: bool,
     fresh: bool,
+    init_from: Path | None,
 ) -> None:
     """Train the emotion model on FER2013 (resumable; logs one line per epoch)."""
+    from inference.logsetup import configure_logging
+
+    configure_logging()
     cfg = TrainConfig(
         data=str(data),
         val=str(val),
@@ -353,6 +371,7 @@ def train_command(
         limit=limit,
         seed=seed,
         bf16=not no_bf16,
+        init_from=str(init_from) if init_from else None,
         command="moodring train " + shlex.join(sys.argv[2:] if "moodring" in sys.argv[0] else sys.argv[1:]),
     )
     log.info("config %s", _plain(cfg))
@@ -361,9 +380,6 @@ def train_command(
 
 def main() -> None:
     """Entry point for ``python -m inference.train``."""
-    from inference.logsetup import configure_logging
-
-    configure_logging()
     train_command(prog_name="python -m inference.train")
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 
+import bot
+
+BOT_MODULES = ["bot", *(m.name for m in pkgutil.walk_packages(bot.__path__, "bot."))]
+
 TORCH_FREE = [
-    "bot",
-    "bot.app",
-    "bot.settings",
-    "bot.__main__",
-    "bot.cogs.meta",
+    *BOT_MODULES,
     "inference",
     "inference.errors",
     "inference.emotions",
@@ -21,7 +22,6 @@ TORCH_FREE = [
     "inference.manifest",
     "inference.contract",
     "inference.jobs",
-    "bot.store",
     "recommender.service",
     "recommender.cli",
 ]

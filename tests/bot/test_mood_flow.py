@@ -48,21 +48,25 @@ class FakeAnalyzer:
         return JobResult(job_id="abcdefgh12", faces=(face,), heatmap_png_b64=base64.b64encode(PNG).decode())
 
 
+async def _photo() -> bytes:
+    return b"photo-bytes"
+
+
 def _rec(redis: Redis) -> Recommender:
     return Recommender(load_mood_map(), [load_offline_catalog()], RedisHistory(redis))
 
 
 async def test_flow_requires_consent_and_stores_only_labels(redis: Redis) -> None:
     store, analyzer = UserStore(redis), FakeAnalyzer()
-    out = await check_mood(10, b"photo-bytes", store=store, analyzer=analyzer, recommender=_rec(redis))
+    out = await check_mood(10, _photo, store=store, analyzer=analyzer, recommender=_rec(redis))
     assert out.error == "consent_needed" and analyzer.calls == 0
     await store.set_consent(10, False)
-    out = await check_mood(10, b"photo-bytes", store=store, analyzer=analyzer, recommender=_rec(redis))
-    assert out.error == "consent_declined" and analyzer.calls == 0
+    out = await check_mood(10, _photo, store=store, analyzer=analyzer, recommender=_rec(redis))
+    assert out.error == "consent_needed" and analyzer.calls == 0
     assert await store.history(10) == []
 
     await store.set_consent(10, True)
-    out = await check_mood(10, b"photo-bytes", store=store, analyzer=analyzer, recommender=_rec(redis))
+    out = await check_mood(10, _photo, store=store, analyzer=analyzer, recommender=_rec(redis))
     assert out.error is None
     assert out.faces[0].emotion == "sad" and out.faces[0].top3[0] == ("sad", 0.65)
     assert out.heatmap_png == PNG
@@ -73,7 +77,7 @@ async def test_flow_requires_consent_and_stores_only_labels(redis: Redis) -> Non
         blob = repr(await redis.xrange(key)) if kind == "stream" else repr(await redis.dump(key))
         assert "photo-bytes" not in blob and "PNG" not in blob and "http" not in blob
 
-    again = await check_mood(10, b"photo-bytes", store=store, analyzer=analyzer, recommender=_rec(redis))
+    again = await check_mood(10, _photo, store=store, analyzer=analyzer, recommender=_rec(redis))
     assert again.error == "cooldown" and again.retry_after_s > 0
 
 
@@ -81,7 +85,12 @@ async def test_typed_worker_errors_become_outcomes(redis: Redis) -> None:
     store = UserStore(redis)
     await store.set_consent(11, True)
     out = await check_mood(
-        11, b"x", store=store, analyzer=FakeAnalyzer(NoFaceFound()), recommender=_rec(redis), cooldown_s=0.001
+        11,
+        _photo,
+        store=store,
+        analyzer=FakeAnalyzer(NoFaceFound()),
+        recommender=_rec(redis),
+        cooldown_s=0.001,
     )
     assert out.error == "no_face"
     assert await store.history(11) == []

@@ -37,7 +37,7 @@ async def test_history_retention_and_summary(redis: Redis) -> None:
 
 async def test_consent_decline_stores_nothing_and_forget_is_complete(redis: Redis) -> None:
     store = UserStore(redis)
-    assert await store.consent(2) is None
+    assert await store.consent(2) is False
     await store.set_consent(2, True)
     entry = await store.record(2, "happy", PROBS)
     await store.correct(2, entry, "neutral")
@@ -55,7 +55,7 @@ async def test_consent_decline_stores_nothing_and_forget_is_complete(redis: Redi
     assert len(await store.history(3)) == 1  # other users untouched
     await store.set_consent(3, False)
     assert await store.history(3) == []
-    assert [k.decode() for k in await redis.keys("*")] == [f"moodring:user:{{{hash_user(3)}}}:consent"]
+    assert await redis.keys("*") == []
     assert await store.consent(3) is False
 
 

@@ -1,0 +1,151 @@
+"""`/mood …` and the "Read mood" context menu: thin handlers over mood_flow, store and embeds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import embeds, texts, views
+from bot.chart import mood_chart
+from bot.mood_flow import CheckOutcome, DownloadFailed, attachment_problem, check_mood
+from inference.contract import hash_user
+
+if TYPE_CHECKING:
+    from bot.app import MoodringBot
+
+log = logging.getLogger(__name__)
+
+StrategyChoice = Literal["match", "lift", "calm"]
+
+
+class Mood(commands.GroupCog, group_name="mood", group_description="Read the mood of a selfie"):
+    def __init__(self, bot: MoodringBot) -> None:
+        self.bot = bot
+        self.services = bot.services
+        self._slots = asyncio.Semaphore(bot.services.settings.max_concurrent_checks)
+        self._menu = app_commands.ContextMenu(name="Read mood", callback=self.read_mood)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self._menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self._menu.name, type=self._menu.type)
+
+    # commands --------------------------------------------------------------------------
+    @app_commands.command(name="check", description="Read the emotion on a selfie and get music for it")
+    @app_commands.describe(photo="A photo with your face", strategy="match the mood, lift it, or calm it")
+    async def check(
+        self,
+        interaction: discord.Interaction,
+        photo: discord.Attachment,
+        strategy: StrategyChoice | None = None,
+    ) -> None:
+        await self.run_check(interaction, photo, strategy)
+
+    async def read_mood(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Context menu on a message: read the first image attached to it."""
+        photo = next(
+            (a for a in message.attachments if (a.content_type or "").startswith("image/")),
+            message.attachments[0] if message.attachments else None,
+        )
+        await self.run_check(interaction, photo, None)
+
+    @app_commands.command(name="history", description="Your recent moods, with a chart")
+    @app_commands.describe(days="How far back to look")
+    async def history(self, interaction: discord.Interaction, days: Literal[7, 30] = 7) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        store = self.services.store
+        entries = await store.history(interaction.user.id, days=days)
+        week = await store.summary(interaction.user.id, days=7)
+        chart = await asyncio.to_thread(mood_chart, entries, days) if entries else None
+        embed, files = embeds.history_embed(entries, week, days, chart)
+        await interaction.followup.send(embed=embed, files=files, ephemeral=True)
+
+    @app_commands.command(name="export", description="Download everything moodring stores about you")
+    async def export(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        data = await self.services.store.export(interaction.user.id)
+        await interaction.followup.send(file=views.export_file(data), ephemeral=True)
+
+    @app_commands.command(name="forget", description="Delete everything moodring stores about you")
+    async def forget(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(
+            texts.FORGET_CONFIRM, view=views.forget_view(interaction.user.id), ephemeral=True
+        )
+
+    @app_commands.command(name="privacy", description="What moodring does with your photos and data")
+    async def privacy(self, interaction: discord.Interaction) -> None:
+        text = texts.PRIVACY.format(days=self.services.settings.retention_days)
+        await interaction.response.send_message(
+            text, view=views.consent_view(interaction.user.id), ephemeral=True
+        )
+
+    # the check flow ----------------------------------------------------------------------
+    async def run_check(
+        self,
+        interaction: discord.Interaction,
+        photo: discord.Attachment | None,
+        strategy: StrategyChoice | None,
+    ) -> None:
+        settings = self.services.settings
+        problem = attachment_problem(
+            None if photo is None else photo.content_type,
+            None if photo is None else photo.size,
+            settings.max_photo_bytes,
+        )
+        if problem or photo is None:
+            text = texts.error(problem or "no_image", max_mb=settings.max_photo_bytes / 2**20)
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if self._slots.locked():
+            await interaction.followup.send(texts.error("busy"), ephemeral=True)
+            return
+
+        async def fetch() -> bytes:
+            try:
+                return await photo.read()
+            except discord.HTTPException as exc:
+                raise DownloadFailed(str(exc.status)) from exc
+
+        async with self._slots:
+            out = await check_mood(
+                interaction.user.id,
+                fetch,
+                store=self.services.store,
+                analyzer=self.services.analyzer,
+                recommender=self.services.recommender,
+                strategy=strategy,
+                cooldown_s=settings.cooldown_s,
+            )
+        log.info(
+            "check by %s in guild %s: %s",
+            hash_user(interaction.user.id),
+            interaction.guild_id,
+            out.error or out.emotion,
+        )
+        await self._answer(interaction, out)
+
+    async def _answer(self, interaction: discord.Interaction, out: CheckOutcome) -> None:
+        uid = interaction.user.id
+        if out.error == "consent_needed":
+            await interaction.followup.send(texts.CONSENT, view=views.consent_view(uid), ephemeral=True)
+            return
+        if out.error:
+            text = texts.error(
+                out.error, seconds=out.retry_after_s, max_mb=self.services.settings.max_photo_bytes / 2**20
+            )
+            await interaction.followup.send(text, ephemeral=True)
+            return
+        embed, files = embeds.check_embed(out)
+        view = views.check_view(uid, out.entry_id, out.tracks)
+        await interaction.followup.send(embed=embed, files=files, view=view, ephemeral=True)
+
+
+async def setup(bot: MoodringBot) -> None:  # type: ignore[misc]
+    await bot.add_cog(Mood(bot))

@@ -1,0 +1,127 @@
+"""Turn domain results into embeds, files and link buttons (no Redis, no side effects)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+
+from bot import texts
+from bot.mood_flow import CheckOutcome
+from bot.store import MoodEntry
+from recommender.ranking import Recommendation
+
+HEATMAP_NAME = "heatmap.png"
+CHART_NAME = "moods.png"
+EMOJI = {
+    "angry": "\N{POUTING FACE}",
+    "disgust": "\N{NAUSEATED FACE}",
+    "fear": "\N{FEARFUL FACE}",
+    "happy": "\N{SMILING FACE WITH SMILING EYES}",
+    "neutral": "\N{NEUTRAL FACE}",
+    "sad": "\N{PENSIVE FACE}",
+    "surprise": "\N{HUSHED FACE}",
+}
+COLOUR = {
+    "angry": 0xE74C3C,
+    "disgust": 0x27AE60,
+    "fear": 0x8E44AD,
+    "happy": 0xF1C40F,
+    "neutral": 0x95A5A6,
+    "sad": 0x3498DB,
+    "surprise": 0xE67E22,
+}
+
+
+def bar(p: float, width: int = 10) -> str:
+    filled = round(max(0.0, min(1.0, p)) * width)
+    return "\N{FULL BLOCK}" * filled + "\N{LIGHT SHADE}" * (width - filled)
+
+
+def _track_line(i: int, rec: Recommendation) -> str:
+    artists = ", ".join(rec.track.artists)
+    return f"{i}. [{rec.track.title} — {artists}]({rec.track.url})\n   *{rec.reason}*"
+
+
+def tracks_embed(tracks: Sequence[Recommendation], title: str, colour: int = 0x1DB954) -> discord.Embed:
+    embed = discord.Embed(title=title, colour=colour)
+    embed.description = "\n".join(_track_line(i, r) for i, r in enumerate(tracks, 1))[:4096]
+    return embed
+
+
+def link_view(tracks: Sequence[Recommendation]) -> discord.ui.View:
+    """One link button per track (Discord opens Spotify; nothing comes back to the bot)."""
+    view = discord.ui.View(timeout=None)
+    for rec in tracks[:5]:
+        label = f"{rec.track.title} — {rec.track.artists[0]}" if rec.track.artists else rec.track.title
+        view.add_item(discord.ui.Button(label=label[:80], url=rec.track.url, row=0))
+    return view
+
+
+def check_embed(out: CheckOutcome) -> tuple[discord.Embed, list[discord.File]]:
+    """The answer to ``/mood check``: emotion, confidence, top-3 bars, reason, heatmap, music."""
+    assert out.faces and out.emotion is not None
+    main = out.faces[0]
+    conf = (out.probs or {}).get(out.emotion, main.confidence)
+    embed = discord.Embed(
+        title=f"{EMOJI.get(out.emotion, '')} You look **{out.emotion}** ({conf:.0%})",
+        colour=COLOUR.get(out.emotion, 0x95A5A6),
+    )
+    top = "\n".join(f"`{bar(p)}` {label} {p:.0%}" for label, p in main.top3)
+    embed.description = f"{top}\n\n{main.reason}"
+    if len(out.faces) > 1:
+        lines = [f"{i}. **{f.emotion}** {f.confidence:.0%} — {f.reason}" for i, f in enumerate(out.faces, 1)]
+        embed.add_field(
+            name=f"{len(out.faces)} faces (largest first)", value="\n".join(lines)[:1024], inline=False
+        )
+    if out.tracks:
+        music = "\n".join(_track_line(i, r) for i, r in enumerate(out.tracks, 1))
+        embed.add_field(name=f"Music ({out.strategy})", value=music[:1024], inline=False)
+    files = []
+    if out.heatmap_png:
+        files.append(discord.File(io.BytesIO(out.heatmap_png), HEATMAP_NAME))
+        embed.set_image(url=f"attachment://{HEATMAP_NAME}")
+    embed.set_footer(text=texts.AI_NOTICE)
+    return embed, files
+
+
+def history_embed(
+    entries: Sequence[MoodEntry], week: dict[str, Any], days: int, chart_png: bytes | None
+) -> tuple[discord.Embed, list[discord.File]]:
+    """`/mood history`: last readings, most frequent mood, weekly line and a chart."""
+    if not entries:
+        return discord.Embed(description=texts.HISTORY_EMPTY.format(days=days)), []
+    counts: dict[str, int] = {}
+    for e in entries:
+        label = e.corrected or e.emotion
+        counts[label] = counts.get(label, 0) + 1
+    top = max(counts, key=counts.__getitem__)
+    embed = discord.Embed(title=f"Your moods, last {days} days", colour=COLOUR.get(top, 0x95A5A6))
+    recent = []
+    for e in entries[:5]:
+        label = e.corrected or e.emotion
+        fixed = f" (you said {e.corrected})" if e.corrected and e.corrected != e.emotion else ""
+        recent.append(f"<t:{int(e.at)}:R> {EMOJI.get(label, '')} **{e.emotion}** {e.confidence:.0%}{fixed}")
+    embed.add_field(name="Latest", value="\n".join(recent), inline=False)
+    embed.add_field(name="Most frequent", value=f"{EMOJI.get(top, '')} {top} ({counts[top]}×)", inline=True)
+    embed.add_field(name="This week", value=weekly_line(week), inline=False)
+    files = []
+    if chart_png:
+        files.append(discord.File(io.BytesIO(chart_png), CHART_NAME))
+        embed.set_image(url=f"attachment://{CHART_NAME}")
+    embed.set_footer(text=texts.AI_NOTICE)
+    return embed, files
+
+
+def weekly_line(week: dict[str, Any]) -> str:
+    """One sentence such as ``"5 readings: mostly happy (3), then sad (2)."``."""
+    counts: dict[str, int] = week["counts"]
+    if not counts:
+        return "No readings this week."
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    line = f"{week['entries']} readings: mostly {ranked[0][0]} ({ranked[0][1]})"
+    if len(ranked) > 1:
+        line += ", then " + ", ".join(f"{k} ({v})" for k, v in ranked[1:3])
+    return line + "."

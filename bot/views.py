@@ -1,0 +1,206 @@
+"""Buttons and selects that survive restarts: all state is in the custom_id (and Redis).
+
+Each component is a :class:`discord.ui.DynamicItem`; the bot registers them once in
+``setup_hook`` so any bot process (any shard, after any restart) can handle a click.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+
+from bot import embeds, texts
+from inference.contract import hash_user
+from inference.emotions import EMOTIONS
+
+if TYPE_CHECKING:
+    from bot.app import MoodringBot
+
+log = logging.getLogger(__name__)
+
+
+def _bot(interaction: discord.Interaction) -> MoodringBot:
+    return cast("MoodringBot", interaction.client)
+
+
+async def _owner_only(interaction: discord.Interaction, owner: int) -> bool:
+    if interaction.user.id == owner:
+        return True
+    await interaction.response.send_message(texts.error("not_yours"), ephemeral=True)
+    return False
+
+
+class ConsentButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:consent:(?P<owner>\d+):(?P<answer>yes|no)"
+):
+    def __init__(self, owner: int, accept: bool) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Accept" if accept else "Decline",
+                style=discord.ButtonStyle.success if accept else discord.ButtonStyle.secondary,
+                custom_id=f"mr:consent:{owner}:{'yes' if accept else 'no'}",
+            )
+        )
+        self.owner, self.accept = owner, accept
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ConsentButton:
+        return cls(int(match["owner"]), match["answer"] == "yes")
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await _owner_only(interaction, self.owner)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _bot(interaction).services.store.set_consent(self.owner, self.accept)
+        text = texts.CONSENT_ACCEPTED if self.accept else texts.CONSENT_DECLINED
+        await interaction.response.edit_message(content=text, view=None)
+
+
+class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:share:(?P<owner>\d+)"):
+    """Post the (ephemeral) reading publicly: same embed, heatmap re-read from the message."""
+
+    def __init__(self, owner: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Share to channel",
+                emoji="\N{SPEAKER WITH THREE SOUND WAVES}",
+                custom_id=f"mr:share:{owner}",
+            )
+        )
+        self.owner = owner
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ShareButton:
+        return cls(int(match["owner"]))
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await _owner_only(interaction, self.owner)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        message = interaction.message
+        await interaction.response.defer(thinking=True)
+        if message is None or not message.embeds:
+            await interaction.followup.send(texts.error("internal"), ephemeral=True)
+            return
+        embed = message.embeds[0].copy()
+        files = []
+        if message.attachments:
+            try:
+                files.append(
+                    discord.File(io.BytesIO(await message.attachments[0].read()), embeds.HEATMAP_NAME)
+                )
+                embed.set_image(url=f"attachment://{embeds.HEATMAP_NAME}")
+            except discord.HTTPException:
+                log.info("heatmap of a shared reading could not be re-read; sharing without it")
+                embed.set_image(url=None)
+        await interaction.followup.send(
+            texts.SHARED.format(mention=interaction.user.mention), embed=embed, files=files
+        )
+
+
+class CorrectSelect(
+    discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"mr:fix:(?P<owner>\d+):(?P<entry>\d+-\d+)"
+):
+    """ "Not how I feel?": the correction updates the user's prior and re-ranks their music."""
+
+    def __init__(self, owner: int, entry_id: str) -> None:
+        super().__init__(
+            discord.ui.Select(
+                placeholder="Not how I feel?",
+                options=[discord.SelectOption(label=e.value.capitalize(), value=e.value) for e in EMOTIONS],
+                custom_id=f"mr:fix:{owner}:{entry_id}",
+            )
+        )
+        self.owner, self.entry_id = owner, entry_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> CorrectSelect:
+        return cls(int(match["owner"]), match["entry"])
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await _owner_only(interaction, self.owner)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        emotion = self.item.values[0]
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        services = _bot(interaction).services
+        await services.store.correct(self.owner, self.entry_id, emotion)
+        tracks = await services.recommender.recommend(emotion, user=hash_user(self.owner))
+        embed = embeds.tracks_embed(tracks, title=texts.CORRECTED.format(emotion=emotion))
+        await interaction.followup.send(embed=embed, view=embeds.link_view(tracks), ephemeral=True)
+
+
+class ForgetButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:forget:(?P<owner>\d+):(?P<answer>yes|no)"
+):
+    def __init__(self, owner: int, confirm: bool) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Delete everything" if confirm else "Cancel",
+                style=discord.ButtonStyle.danger if confirm else discord.ButtonStyle.secondary,
+                custom_id=f"mr:forget:{owner}:{'yes' if confirm else 'no'}",
+            )
+        )
+        self.owner, self.confirm = owner, confirm
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ForgetButton:
+        return cls(int(match["owner"]), match["answer"] == "yes")
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await _owner_only(interaction, self.owner)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        if not self.confirm:
+            await interaction.response.edit_message(content=texts.FORGET_CANCELLED, view=None)
+            return
+        n = await _bot(interaction).forget_user(self.owner)
+        await interaction.response.edit_message(content=texts.FORGET_DONE.format(n=n), view=None)
+
+
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    ConsentButton,
+    ShareButton,
+    CorrectSelect,
+    ForgetButton,
+)
+
+
+def consent_view(owner: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ConsentButton(owner, True))
+    view.add_item(ConsentButton(owner, False))
+    return view
+
+
+def forget_view(owner: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ForgetButton(owner, True))
+    view.add_item(ForgetButton(owner, False))
+    return view
+
+
+def check_view(owner: int, entry_id: str | None, tracks: Any) -> discord.ui.View:
+    """Link buttons for the tracks, then Share and the correction select."""
+    view = embeds.link_view(tracks)
+    view.add_item(ShareButton(owner))
+    if entry_id is not None:
+        view.add_item(CorrectSelect(owner, entry_id))
+    return view
+
+
+def export_file(data: dict[str, Any]) -> discord.File:
+    return discord.File(io.BytesIO(json.dumps(data, indent=2).encode()), "moodring-export.json")

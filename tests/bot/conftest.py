@@ -1,0 +1,81 @@
+"""Fixtures for driving the real bot: fake Discord, real Redis, a real worker with a tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+from redis.asyncio import Redis
+
+from bot.app import MoodringBot, use_api_base
+from bot.services import build_services
+from bot.settings import BotSettings
+from tests.fakediscord import FakeDiscord
+
+BotFactory = Callable[..., Awaitable[MoodringBot]]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    fd = FakeDiscord()
+    await fd.start()
+    old = discord.http.Route.BASE
+    yield fd
+    discord.http.Route.BASE = old
+    await fd.stop()
+
+
+@pytest.fixture
+async def worker(redis_server: str, tiny_model_dir: Path) -> AsyncIterator[None]:
+    """An in-process worker (torch in its own single-thread executor) on the test Redis."""
+    from inference.checkpoint import load_model
+    from inference.config import WorkerSettings
+    from inference.faces import FullFrameDetector
+    from inference.predictor import Predictor
+    from inference.worker import Worker
+
+    model, manifest = load_model(tiny_model_dir)
+    predictor = Predictor(model, manifest, FullFrameDetector(), bf16=False)
+    settings = WorkerSettings(redis_url=redis_server, block_ms=50, job_timeout_s=60)
+    w = Worker(Redis.from_url(redis_server), predictor, settings, name="w-bot-tests")
+    task = asyncio.create_task(w.run())
+    yield
+    w.stop()
+    await task
+    await w.redis.aclose()
+    predictor.close()
+
+
+@pytest.fixture
+async def start_bot(fake: FakeDiscord, redis_server: str, redis: Redis) -> AsyncIterator[BotFactory]:
+    """Start bot processes' worth of MoodringBot (each with its own Redis client) on the fake."""
+    running: list[tuple[MoodringBot, asyncio.Task[None], Redis]] = []
+
+    async def factory(**overrides: Any) -> MoodringBot:
+        values: dict[str, Any] = {
+            "discord_token": "fake-token",
+            "discord_api_base": fake.api_base,
+            "redis_url": redis_server,
+            "cooldown_s": 0,
+            "job_timeout_s": 60,
+        }
+        values.update(overrides)
+        settings = BotSettings(**values)
+        use_api_base(settings.discord_api_base)
+        client = Redis.from_url(redis_server)
+        bot = MoodringBot(build_services(settings, client))
+        task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+        running.append((bot, task, client))
+        await fake.wait_ready(len(running))
+        await fake.wait_for(lambda: bot.is_ready(), 30, "bot ready")
+        return bot
+
+    yield factory
+    for bot, task, client in running:
+        await bot.close()
+        await task
+        await client.aclose()

@@ -1,0 +1,220 @@
+"""The real discord.py client against the in-repo fake Discord, real Redis and a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import discord
+import pytest
+from discord import app_commands
+from redis.asyncio import Redis
+
+from inference.contract import hash_user
+from tests.bot.conftest import BotFactory
+from tests.conftest import face_photo
+from tests.fakediscord import EPHEMERAL, FakeDiscord, Ix
+
+pytestmark = pytest.mark.timeout(180)
+
+ALICE, BOB = 4242, 5151
+
+
+def _custom_ids(msg: dict[str, Any]) -> list[str]:
+    return [c["custom_id"] for row in msg["components"] for c in row["components"] if "custom_id" in c]
+
+
+def _links(msg: dict[str, Any]) -> list[str]:
+    return [c["url"] for row in msg["components"] for c in row["components"] if c.get("style") == 5]
+
+
+async def _accept_consent(fake: FakeDiscord, user_id: int) -> None:
+    ix = await fake.slash(user_id, "mood", "privacy")
+    await fake.acked(ix)
+    msg = await fake.reply(ix)
+    accept = next(c for c in _custom_ids(msg) if c.endswith(":yes"))
+    click = await fake.click(user_id, msg, accept)
+    assert (await fake.acked(click))["type"] == 7
+
+
+async def _check(fake: FakeDiscord, user_id: int, photo: bytes | None = None) -> tuple[Ix, dict[str, Any]]:
+    att = fake.upload(photo or face_photo(size=(160, 160)))
+    ix = await fake.slash(user_id, "mood", "check", attachments={"photo": att})
+    return ix, await fake.reply(ix)
+
+
+async def _user_keys(redis: Redis, user_id: int) -> list[bytes]:
+    return [k async for k in redis.scan_iter(match=f"*{hash_user(user_id)}*")]
+
+
+async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    await start_bot()
+    # First use: consent is asked, nothing is analysed or stored.
+    ix, msg = await _check(fake, ALICE)
+    assert (await fake.acked(ix))["type"] == 5 and ix.callback_after_s is not None and ix.callback_after_s < 3
+    assert "AI model" in msg["content"] and msg["flags"] & EPHEMERAL
+    assert await _user_keys(redis, ALICE) == []
+    await _accept_consent(fake, ALICE)
+
+    photo = face_photo(size=(160, 160))
+    ix, msg = await _check(fake, ALICE, photo)
+    callback = await fake.acked(ix)
+    assert callback["type"] == 5 and callback["data"]["flags"] & EPHEMERAL  # deferred, ephemeral
+    assert msg["flags"] & EPHEMERAL
+    embed = msg["embeds"][0]
+    assert embed["image"]["url"] == "attachment://heatmap.png"
+    assert [a["filename"] for a in msg["attachments"]] == ["heatmap.png"]
+    assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\x89PNG")
+    assert "You look" in embed["title"] and "%" in embed["title"]
+    assert "of the evidence)" in embed["description"]  # the Grad-CAM reason line
+    links = _links(msg)
+    assert len(links) == 5 and all(u.startswith("https://open.spotify.com/") for u in links)
+    ids = _custom_ids(msg)
+    assert f"mr:share:{ALICE}" in ids and any(c.startswith(f"mr:fix:{ALICE}:") for c in ids)
+
+    # No image bytes, heatmap or attachment URL stays in Redis after the check.
+    for key in [k async for k in redis.scan_iter(match="*")]:
+        kind = (await redis.type(key)).decode()
+        blob = repr(await redis.xrange(key)) if kind == "stream" else repr(await redis.dump(key))
+        raw = await redis.dump(key) or b""
+        assert f"127.0.0.1:{fake.port}" not in blob and "/cdn/" not in blob
+        assert photo[100:140] not in raw and b"PNG" not in raw
+    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
+
+
+async def test_context_menu_share_and_correction(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    bot = await start_bot()
+    await _accept_consent(fake, ALICE)
+    target = fake.message(ALICE, [fake.upload(face_photo(size=(160, 160)))])
+    ix = await fake.context_menu(ALICE, "Read mood", target)
+    assert (await fake.acked(ix))["type"] == 5
+    msg = await fake.reply(ix)
+    assert msg["flags"] & EPHEMERAL and msg["embeds"]
+
+    # Someone else can't press Alice's buttons.
+    nosy = await fake.click(BOB, msg, f"mr:share:{ALICE}")
+    refused = await fake.acked(nosy)
+    assert refused["type"] == 4 and "Only the person" in refused["data"]["content"]
+
+    share = await fake.click(ALICE, msg, f"mr:share:{ALICE}")
+    await fake.acked(share)
+    public = await fake.reply(share)
+    assert not public["flags"] & EPHEMERAL
+    assert public["embeds"][0]["title"] == msg["embeds"][0]["title"]
+    assert [a["filename"] for a in public["attachments"]] == ["heatmap.png"]
+
+    fix_id = next(c for c in _custom_ids(msg) if c.startswith("mr:fix:"))
+    fix = await fake.click(ALICE, msg, fix_id, values=["surprise"])
+    await fake.acked(fix)
+    answer = await fake.reply(fix)
+    assert answer["flags"] & EPHEMERAL and "surprise" in answer["embeds"][0]["title"]
+    assert len(_links(answer)) == 5
+    history = await bot.services.store.history(ALICE)
+    assert history[0].corrected == "surprise"
+    # The correction feeds the user's prior: the next reading leans toward "surprise".
+    calibrated = await bot.services.store.calibrate(ALICE, {e: 1 / 7 for e in history[0].probs})
+    assert max(calibrated, key=calibrated.__getitem__) == "surprise"
+
+
+async def test_history_chart_export_and_forget(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    await start_bot()
+    await _accept_consent(fake, ALICE)
+    for _ in range(2):
+        await _check(fake, ALICE)
+
+    ix = await fake.slash(ALICE, "mood", "history", options={"days": 30})
+    await fake.acked(ix)
+    msg = await fake.reply(ix)
+    assert msg["flags"] & EPHEMERAL
+    assert [a["filename"] for a in msg["attachments"]] == ["moods.png"]
+    assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\x89PNG")
+    fields = {f["name"]: f["value"] for f in msg["embeds"][0]["fields"]}
+    assert "2 readings" in fields["This week"] and fields["Most frequent"]
+
+    ix = await fake.slash(ALICE, "mood", "export")
+    await fake.acked(ix)
+    msg = await fake.reply(ix)
+    exported = json.loads(fake.cdn[int(msg["attachments"][0]["id"])])
+    assert exported["consent"] is True and len(exported["history"]) == 2
+    assert len(exported["recent_recommendations"]) == 10
+
+    ix = await fake.slash(ALICE, "mood", "forget")
+    await fake.acked(ix)
+    msg = await fake.reply(ix)
+    assert await _user_keys(redis, ALICE) != []
+    click = await fake.click(ALICE, msg, f"mr:forget:{ALICE}:yes")
+    done = await fake.acked(click)
+    assert done["type"] == 7 and "deleted" in done["data"]["content"]
+    assert await _user_keys(redis, ALICE) == []
+
+
+async def test_declining_consent_stores_nothing_and_nothing_is_analysed(
+    fake: FakeDiscord, start_bot: BotFactory, redis: Redis
+) -> None:
+    await start_bot()
+    _, msg = await _check(fake, BOB)
+    decline = next(c for c in _custom_ids(msg) if c.endswith(":no"))
+    click = await fake.click(BOB, msg, decline)
+    assert "stores nothing" in (await fake.acked(click))["data"]["content"]
+    assert await _user_keys(redis, BOB) == []
+    _, msg = await _check(fake, BOB)  # no worker in this test: it would time out if a job were sent
+    assert "AI model" in msg["content"]
+    assert await redis.exists("moodring:jobs") == 0
+
+
+async def test_bad_attachments_are_refused_before_download(fake: FakeDiscord, start_bot: BotFactory) -> None:
+    await start_bot(max_photo_bytes=2048)
+    att = fake.upload(b"%PDF-1.4 not an image", filename="doc.pdf", content_type="application/pdf")
+    ix = await fake.slash(ALICE, "mood", "check", attachments={"photo": att})
+    reply = await fake.acked(ix)
+    assert reply["type"] == 4 and "isn't an image" in reply["data"]["content"]
+    big = fake.upload(b"\xff\xd8\xff" + b"0" * 4096)
+    ix = await fake.slash(ALICE, "mood", "check", attachments={"photo": big})
+    assert "too large" in (await fake.acked(ix))["data"]["content"]
+    assert not [c for c in fake.calls if "/cdn/" in c.path]
+
+
+async def test_rate_limited_follow_up_is_retried(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None
+) -> None:
+    await start_bot()
+    await _accept_consent(fake, ALICE)
+    fake.rate_limit("POST", r"^/webhooks/", retry_after=0.4)
+    ix, msg = await _check(fake, ALICE)
+    assert (await fake.acked(ix))["type"] == 5 and msg["embeds"]
+    statuses = [c.status for c in fake.calls_to("POST", r"^/webhooks/")]
+    assert statuses[:2] == [429, 200]
+
+
+async def test_a_handler_that_misses_the_3_second_deadline_is_caught(
+    fake: FakeDiscord, start_bot: BotFactory
+) -> None:
+    bot = await start_bot()
+
+    @app_commands.command(name="slow", description="answers too late")
+    async def slow(interaction: discord.Interaction) -> None:
+        await asyncio.sleep(3.3)
+        await interaction.response.send_message("late")
+
+    bot.tree.add_command(slow)
+    ix = await fake.slash(ALICE, "slow")
+    await fake.wait_for(lambda: ix.missed_deadline, 10, "the late callback")
+    with pytest.raises(AssertionError, match="3-second"):
+        await fake.acked(ix)
+
+
+async def test_commands_sync_to_the_dev_guild_only(fake: FakeDiscord, start_bot: BotFactory) -> None:
+    await start_bot(dev_guild_id=1234)
+    puts = fake.calls_to("PUT", r"^/applications/\d+/")
+    assert [c.path.split("/")[3:] for c in puts] == [["guilds", "1234", "commands"]]
+    names = {c["name"] for c in puts[0].json}
+    assert names == {"mood", "Read mood"}
+    mood = next(c for c in puts[0].json if c["name"] == "mood")
+    assert {o["name"] for o in mood["options"]} == {"check", "history", "export", "forget", "privacy"}

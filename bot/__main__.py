@@ -11,22 +11,29 @@ import click
 from bot.settings import BotSettings
 from inference.config import load_settings
 from inference.logsetup import configure_logging
+from recommender.settings import SpotifySettings
 
 log = logging.getLogger("bot")
 
 
-async def run(settings: BotSettings, sync_global: bool = False) -> None:
+async def run(settings: BotSettings, spotify: SpotifySettings, sync_global: bool = False) -> None:
     """Open Redis, wire the services, run the bot until SIGTERM/SIGINT, close everything."""
     import discord
     from redis.asyncio import Redis
 
     from bot.app import MoodringBot, use_api_base
     from bot.services import build_services
+    from recommender.mood import MoodMapError
 
     use_api_base(settings.discord_api_base)
     redis = Redis.from_url(settings.redis_url)
     try:
-        async with MoodringBot(build_services(settings, redis)) as bot:
+        try:
+            services = build_services(settings, spotify, redis)
+        except MoodMapError as exc:
+            log.error("%s", exc)
+            raise SystemExit(2) from None
+        async with MoodringBot(services) as bot:
             if sync_global:
                 await bot.login(settings.discord_token.get_secret_value())
                 synced = await bot.tree.sync()
@@ -49,8 +56,9 @@ async def run(settings: BotSettings, sync_global: bool = False) -> None:
 def bot_command(sync_global: bool) -> None:
     """Run the Discord bot (needs MOODRING_DISCORD_TOKEN)."""
     settings = load_settings(BotSettings)
+    spotify = load_settings(SpotifySettings)
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run(settings, sync_global))
+    asyncio.run(run(settings, spotify, sync_global))
 
 
 def main() -> None:

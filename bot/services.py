@@ -10,9 +10,9 @@ from bot.mood_flow import Analyzer
 from bot.settings import BotSettings
 from bot.store import UserStore
 from inference.jobs import JobClient
-from recommender.catalogs import load_offline_catalog
 from recommender.mood import load_mood_map
-from recommender.service import Recommender, RedisHistory
+from recommender.service import Recommender, RedisHistory, build_catalogs
+from recommender.settings import SpotifySettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +24,18 @@ class Services:
     recommender: Recommender
 
 
-def build_services(settings: BotSettings, redis: Redis) -> Services:
-    """Wire Redis-backed stores, the queue client and the recommender (validates the mood map)."""
+def build_services(settings: BotSettings, spotify: SpotifySettings, redis: Redis) -> Services:
+    """Wire Redis-backed stores, the queue client and the recommender.
+
+    Raises :class:`recommender.mood.MoodMapError` for an invalid mood map, before any connection.
+    """
     store = UserStore(
         redis,
         retention_days=settings.retention_days,
         max_entries=settings.history_max_entries,
         consent_version=settings.consent_version,
     )
-    recommender = Recommender(load_mood_map(), [load_offline_catalog()], RedisHistory(redis))
+    mood_map = load_mood_map(settings.mood_map)  # first: a bad file stops start-up before anything else
+    catalogs = build_catalogs(spotify, redis, settings.redis_url)
+    recommender = Recommender(mood_map, catalogs, RedisHistory(redis))
     return Services(settings, redis, store, JobClient(redis, settings), recommender)

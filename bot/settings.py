@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from inference.config import QueueSettings
@@ -26,6 +28,7 @@ class BotSettings(QueueSettings):
     retention_days: int = Field(default=90, ge=1)
     history_max_entries: int = Field(default=1000, ge=10)
     consent_version: int = Field(default=1, ge=1)
+    mood_map: Path | None = Field(default=None, description="a custom emotion → music mood map (JSON)")
     session_idle_s: int = Field(default=3600, ge=30, description="a session with no activity ends")
     session_vote_ratio: float = Field(
         default=0.5, gt=0, le=1, description="skip when more than this share votes"

@@ -21,6 +21,10 @@ class CatalogError(ValueError):
     """A catalog file is missing or unusable."""
 
 
+class CatalogUnavailable(RuntimeError):
+    """A catalog can't answer right now (rate limit, outage, timeout, credentials): try the next."""
+
+
 class Catalog(Protocol):
     """Something that can offer candidate tracks for a mood target."""
 

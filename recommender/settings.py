@@ -15,6 +15,9 @@ class SpotifySettings(BaseSettings):
     client_secret: SecretStr | None = None
     timeout_s: float = Field(default=5.0, gt=0)
     market: str = "US"
+    cache_ttl_s: int = Field(default=86_400, ge=60, description="search results kept in Redis")
+    api_base: str | None = Field(default=None, description="Web API base URL (a proxy, or the tests' fake)")
+    token_url: str | None = Field(default=None, description="token endpoint override (same use)")
 
     @property
     def configured(self) -> bool:

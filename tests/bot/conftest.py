@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from bot.app import MoodringBot, use_api_base
 from bot.services import build_services
 from bot.settings import BotSettings
+from recommender.settings import SpotifySettings
 from tests.fakediscord import FakeDiscord
 
 BotFactory = Callable[..., Awaitable[MoodringBot]]
@@ -67,7 +68,9 @@ async def start_bot(fake: FakeDiscord, redis_server: str, redis: Redis) -> Async
         settings = BotSettings(**values)
         use_api_base(settings.discord_api_base)
         client = Redis.from_url(redis_server)
-        bot = MoodringBot(build_services(settings, client))
+        bot = MoodringBot(
+            build_services(settings, SpotifySettings(client_id=None, client_secret=None), client)
+        )
         task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
         running.append((bot, task, client))
         await fake.wait_ready(len(running))

@@ -49,6 +49,21 @@ def test_bot_without_token_fails_with_one_clear_line(tmp_path: Path, how: str) -
     assert "Traceback" not in proc.stderr
 
 
+def test_bot_with_an_invalid_mood_map_fails_at_start_up(tmp_path: Path) -> None:
+    bad = tmp_path / "moods.json"
+    bad.write_text('{"schema_version": 1, "emotions": {"happy": {"valence": 7}}}')
+    env = {
+        "MOODRING_DISCORD_TOKEN": "not-used",
+        "MOODRING_MOOD_MAP": str(bad),
+        "MOODRING_LOG_LEVEL": "WARNING",
+    }
+    proc = _moodring("bot", cwd=tmp_path, env=env)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "invalid mood map" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_invalid_setting_fails_at_start_up(tmp_path: Path) -> None:
     proc = _moodring("analyze", cwd=tmp_path, env={"MOODRING_TORCH_THREADS": "zero"})
     assert proc.returncode == 2

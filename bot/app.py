@@ -9,12 +9,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import texts
+from bot.board import EditCoalescer, SessionBoard
 from bot.services import Services
 from bot.views import DYNAMIC_ITEMS
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("bot.cogs.mood",)
+EXTENSIONS: tuple[str, ...] = ("bot.cogs.mood", "bot.cogs.session")
 
 
 def use_api_base(base: str | None) -> None:
@@ -35,6 +36,7 @@ class MoodringBot(commands.AutoShardedBot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.services = services
+        self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis))
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
@@ -52,8 +54,19 @@ class MoodringBot(commands.AutoShardedBot):
         log.info("ready as %s in %d guilds (%s shards)", self.user, len(self.guilds), self.shard_count)
 
     async def forget_user(self, user_id: int) -> int:
-        """Delete everything stored about a user; returns how many keys went."""
+        """Leave every session, then delete everything stored about the user; returns keys deleted."""
+        sessions = self.services.sessions
+        for channel_id in await sessions.sessions_of(user_id):
+            message_id = None
+            if await sessions.exists(channel_id):
+                message_id = (await sessions.view(channel_id)).message_id
+            await sessions.leave(channel_id, user_id)
+            await self.board.refresh(channel_id, message_id)
         return await self.services.store.forget(user_id)
+
+    async def close(self) -> None:
+        self.board.coalescer.cancel()
+        await super().close()
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

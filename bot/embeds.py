@@ -10,6 +10,7 @@ import discord
 
 from bot import texts
 from bot.mood_flow import CheckOutcome
+from bot.sessions import SessionView
 from bot.store import MoodEntry
 from recommender.ranking import Recommendation
 
@@ -125,3 +126,24 @@ def weekly_line(week: dict[str, Any]) -> str:
     if len(ranked) > 1:
         line += ", then " + ", ".join(f"{k} ({v})" for k, v in ranked[1:3])
     return line + "."
+
+
+def session_embed(view: SessionView) -> discord.Embed:
+    """The session message: group mood, now playing, what's next, members and votes."""
+    embed = discord.Embed(title="Listening session", colour=0x1DB954, description=view.mood_line)
+    playing = view.now_playing
+    if playing is not None:
+        embed.add_field(
+            name="Now playing",
+            value=f"[{playing.title} — {', '.join(playing.artists)}]({playing.url})\n*{playing.reason}*",
+            inline=False,
+        )
+        upcoming = "\n".join(
+            f"{i}. [{t.title} — {t.artists[0]}]({t.url})" for i, t in enumerate(view.queue[1:5], 2)
+        )
+        if upcoming:
+            embed.add_field(name="Up next", value=upcoming[:1024], inline=False)
+    members = " ".join(f"<@{m}>" + (" (host)" if m == view.host_id else "") for m in view.members)
+    embed.add_field(name=f"Members ({len(view.members)})", value=members[:1024] or "—", inline=False)
+    embed.set_footer(text=f"strategy: {view.strategy} · skip votes {view.votes}/{view.votes_needed}")
+    return embed

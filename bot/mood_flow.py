@@ -42,6 +42,7 @@ class FaceLine:
     confidence: float
     top3: tuple[tuple[str, float], ...]
     reason: str
+    probs: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +101,10 @@ async def check_mood(
         return CheckOutcome(error=exc.code)
     faces = []
     for f in result.faces:
-        top3 = tuple(sorted(((str(k), float(v)) for k, v in f.probs.items()), key=lambda kv: -kv[1])[:3])
-        faces.append(FaceLine(str(f.emotion), f.confidence, top3, f.reason))
-    main = result.faces[0]
-    probs = await store.calibrate(user_id, {str(k): float(v) for k, v in main.probs.items()})
+        face_probs = {str(k): float(v) for k, v in f.probs.items()}
+        top3 = tuple(sorted(face_probs.items(), key=lambda kv: -kv[1])[:3])
+        faces.append(FaceLine(str(f.emotion), f.confidence, top3, f.reason, face_probs))
+    probs = await store.calibrate(user_id, faces[0].probs)
     emotion = max(probs, key=probs.__getitem__)
     entry_id = await store.record(user_id, emotion, probs)
     chosen = strategy or recommender.mood_map.default_strategy(emotion)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from bot.mood_flow import Analyzer
+from bot.sessions import Sessions
 from bot.settings import BotSettings
 from bot.store import UserStore
 from inference.jobs import JobClient
@@ -22,6 +23,7 @@ class Services:
     store: UserStore
     analyzer: Analyzer
     recommender: Recommender
+    sessions: Sessions
 
 
 def build_services(settings: BotSettings, spotify: SpotifySettings, redis: Redis) -> Services:
@@ -38,4 +40,7 @@ def build_services(settings: BotSettings, spotify: SpotifySettings, redis: Redis
     mood_map = load_mood_map(settings.mood_map)  # first: a bad file stops start-up before anything else
     catalogs = build_catalogs(spotify, redis, settings.redis_url)
     recommender = Recommender(mood_map, catalogs, RedisHistory(redis))
-    return Services(settings, redis, store, JobClient(redis, settings), recommender)
+    sessions = Sessions(
+        redis, recommender, idle_s=settings.session_idle_s, vote_ratio=settings.session_vote_ratio
+    )
+    return Services(settings, redis, store, JobClient(redis, settings), recommender, sessions)

@@ -29,7 +29,7 @@ class BotSettings(QueueSettings):
     history_max_entries: int = Field(default=1000, ge=10)
     consent_version: int = Field(default=1, ge=1)
     mood_map: Path | None = Field(default=None, description="a custom emotion → music mood map (JSON)")
-    session_idle_s: int = Field(default=3600, ge=30, description="a session with no activity ends")
+    session_idle_s: int = Field(default=3600, ge=1, description="a session with no activity ends")
     session_vote_ratio: float = Field(
         default=0.5, gt=0, le=1, description="skip when more than this share votes"
     )

@@ -22,7 +22,7 @@ from inference.emotions import EMOTIONS
 DAY = 86_400
 
 
-def _text(value: bytes | str | None) -> str:
+def as_text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -55,7 +55,7 @@ class UserStore:
 
     async def _hash(self, user_id: int | str, name: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self._key(user_id, name))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     # consent -----------------------------------------------------------------
     async def consent(self, user_id: int | str) -> bool:
@@ -93,7 +93,7 @@ class UserStore:
             pipe.xtrim(key, minid=min_id, approximate=False)
             pipe.expire(key, self.retention_s)
             res = await pipe.execute()
-        return _text(res[0])
+        return as_text(res[0])
 
     async def history(
         self, user_id: int | str, days: int | None = None, limit: int = 1000
@@ -105,11 +105,11 @@ class UserStore:
         out = []
         for eid, f in rows:
             assert f is not None
-            eid_s = _text(eid)
+            eid_s = as_text(eid)
             out.append(
                 MoodEntry(
                     at=int(eid_s.split("-")[0]) / 1000,
-                    emotion=_text(f[b"emotion"]),
+                    emotion=as_text(f[b"emotion"]),
                     confidence=float(f[b"confidence"]),
                     probs=json.loads(f[b"probs"]),
                     corrected=fixed.get(eid_s),
@@ -164,7 +164,7 @@ class UserStore:
     # export / forget -------------------------------------------------------------
     async def keys(self, user_id: int | str) -> list[str]:
         pattern = f"{user_prefix(hash_user(user_id))}:*".replace("{", "\\{").replace("}", "\\}")
-        return [_text(k) async for k in self.redis.scan_iter(match=pattern, count=500)]
+        return [as_text(k) async for k in self.redis.scan_iter(match=pattern, count=500)]
 
     async def export(self, user_id: int | str) -> dict[str, Any]:
         """Everything stored about the user, as JSON-ready data."""
@@ -173,7 +173,7 @@ class UserStore:
             "history": [asdict(e) for e in await self.history(user_id)],
             "prior": {k: int(v) for k, v in (await self._hash(user_id, "prior")).items()},
             "recent_recommendations": [
-                _text(k) for k in await self.redis.lrange(self._key(user_id, "recs"), 0, -1)
+                as_text(k) for k in await self.redis.lrange(self._key(user_id, "recs"), 0, -1)
             ],
         }
 

@@ -52,3 +52,26 @@ AI_NOTICE = "AI estimate of a facial expression, not a diagnosis."
 def error(code: str, *, seconds: float = 0, max_mb: float = 10) -> str:
     """The user-facing sentence for an error code (unknown codes read as 'internal')."""
     return ERRORS.get(code, ERRORS["internal"]).format(seconds=max(1, round(seconds)), max_mb=round(max_mb))
+
+
+SESSION_ERRORS: dict[str, str] = {
+    "session_exists": "There is already a listening session in this channel. Join it with `/session join`.",
+    "no_session": "There is no listening session here. Start one with `/session start`.",
+    "not_member": "Only members of this session can do that. Press **Join** first.",
+    "not_host": "Only the host (or someone with Manage Channels) can do that.",
+}
+SESSION_STARTED = "Session started. Members check in with `/mood check`; the music follows the room."
+SESSION_JOINED = "You joined the session. Check in with `/mood check` so your mood counts."
+SESSION_JOINED_REUSED = "You joined the session with your latest mood ({emotion})."
+SESSION_ALREADY = "You are already in this session."
+SESSION_LEFT = "You left the session."
+SESSION_NOT_IN = "You weren't in this session."
+SESSION_VOTED = "Vote counted: {votes}/{needed} to skip."
+SESSION_SKIPPED = "Skipped."
+SESSION_ENDED = "This listening session has ended."
+SESSION_CHECKED_IN = "Your mood now counts in this channel's listening session."
+SESSION_NO_LATEST = "You have no recent reading to reuse; joined without a mood. Use `/mood check`."
+
+
+def session_error(code: str) -> str:
+    return SESSION_ERRORS.get(code, ERRORS["internal"])

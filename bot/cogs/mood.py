@@ -70,6 +70,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
     async def export(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         data = await self.services.store.export(interaction.user.id)
+        data["sessions"] = await self.services.sessions.sessions_of(interaction.user.id)
         await interaction.followup.send(file=views.export_file(data), ephemeral=True)
 
     @app_commands.command(name="forget", description="Delete everything moodring stores about you")
@@ -145,6 +146,18 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         embed, files = embeds.check_embed(out)
         view = views.check_view(uid, out.entry_id, out.tracks)
         await interaction.followup.send(embed=embed, files=files, view=view, ephemeral=True)
+        await self._check_in(interaction, out)
+
+    async def _check_in(self, interaction: discord.Interaction, out: CheckOutcome) -> None:
+        """A member of this channel's session adds the reading (every face) to the group mood."""
+        sessions = self.services.sessions
+        channel_id = interaction.channel_id
+        if channel_id is None or not await sessions.is_member(channel_id, interaction.user.id):
+            return
+        faces = [out.probs or out.faces[0].probs, *(f.probs for f in out.faces[1:])]
+        view = await sessions.check_in(channel_id, interaction.user.id, faces)
+        await self.bot.board.refresh(channel_id, view.message_id)
+        await interaction.followup.send(texts.SESSION_CHECKED_IN, ephemeral=True)
 
 
 async def setup(bot: MoodringBot) -> None:  # type: ignore[misc]

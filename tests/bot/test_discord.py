@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import discord
 import pytest
@@ -13,35 +12,13 @@ from redis.asyncio import Redis
 
 from inference.contract import hash_user
 from tests.bot.conftest import BotFactory
+from tests.bot.helpers import accept_consent, check, custom_ids, links
 from tests.conftest import face_photo
-from tests.fakediscord import EPHEMERAL, FakeDiscord, Ix
+from tests.fakediscord import EPHEMERAL, FakeDiscord
 
 pytestmark = pytest.mark.timeout(180)
 
 ALICE, BOB = 4242, 5151
-
-
-def _custom_ids(msg: dict[str, Any]) -> list[str]:
-    return [c["custom_id"] for row in msg["components"] for c in row["components"] if "custom_id" in c]
-
-
-def _links(msg: dict[str, Any]) -> list[str]:
-    return [c["url"] for row in msg["components"] for c in row["components"] if c.get("style") == 5]
-
-
-async def _accept_consent(fake: FakeDiscord, user_id: int) -> None:
-    ix = await fake.slash(user_id, "mood", "privacy")
-    await fake.acked(ix)
-    msg = await fake.reply(ix)
-    accept = next(c for c in _custom_ids(msg) if c.endswith(":yes"))
-    click = await fake.click(user_id, msg, accept)
-    assert (await fake.acked(click))["type"] == 7
-
-
-async def _check(fake: FakeDiscord, user_id: int, photo: bytes | None = None) -> tuple[Ix, dict[str, Any]]:
-    att = fake.upload(photo or face_photo(size=(160, 160)))
-    ix = await fake.slash(user_id, "mood", "check", attachments={"photo": att})
-    return ix, await fake.reply(ix)
 
 
 async def _user_keys(redis: Redis, user_id: int) -> list[bytes]:
@@ -53,14 +30,14 @@ async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
 ) -> None:
     await start_bot()
     # First use: consent is asked, nothing is analysed or stored.
-    ix, msg = await _check(fake, ALICE)
+    ix, msg = await check(fake, ALICE)
     assert (await fake.acked(ix))["type"] == 5 and ix.callback_after_s is not None and ix.callback_after_s < 3
     assert "AI model" in msg["content"] and msg["flags"] & EPHEMERAL
     assert await _user_keys(redis, ALICE) == []
-    await _accept_consent(fake, ALICE)
+    await accept_consent(fake, ALICE)
 
     photo = face_photo(size=(160, 160))
-    ix, msg = await _check(fake, ALICE, photo)
+    ix, msg = await check(fake, ALICE, photo)
     callback = await fake.acked(ix)
     assert callback["type"] == 5 and callback["data"]["flags"] & EPHEMERAL  # deferred, ephemeral
     assert msg["flags"] & EPHEMERAL
@@ -70,9 +47,9 @@ async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
     assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\x89PNG")
     assert "You look" in embed["title"] and "%" in embed["title"]
     assert "of the evidence)" in embed["description"]  # the Grad-CAM reason line
-    links = _links(msg)
-    assert len(links) == 5 and all(u.startswith("https://open.spotify.com/") for u in links)
-    ids = _custom_ids(msg)
+    urls = links(msg)
+    assert len(urls) == 5 and all(u.startswith("https://open.spotify.com/") for u in urls)
+    ids = custom_ids(msg)
     assert f"mr:share:{ALICE}" in ids and any(c.startswith(f"mr:fix:{ALICE}:") for c in ids)
 
     # No image bytes, heatmap or attachment URL stays in Redis after the check.
@@ -89,7 +66,7 @@ async def test_context_menu_share_and_correction(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
 ) -> None:
     bot = await start_bot()
-    await _accept_consent(fake, ALICE)
+    await accept_consent(fake, ALICE)
     target = fake.message(ALICE, [fake.upload(face_photo(size=(160, 160)))])
     ix = await fake.context_menu(ALICE, "Read mood", target)
     assert (await fake.acked(ix))["type"] == 5
@@ -108,12 +85,12 @@ async def test_context_menu_share_and_correction(
     assert public["embeds"][0]["title"] == msg["embeds"][0]["title"]
     assert [a["filename"] for a in public["attachments"]] == ["heatmap.png"]
 
-    fix_id = next(c for c in _custom_ids(msg) if c.startswith("mr:fix:"))
+    fix_id = next(c for c in custom_ids(msg) if c.startswith("mr:fix:"))
     fix = await fake.click(ALICE, msg, fix_id, values=["surprise"])
     await fake.acked(fix)
     answer = await fake.reply(fix)
     assert answer["flags"] & EPHEMERAL and "surprise" in answer["embeds"][0]["title"]
-    assert len(_links(answer)) == 5
+    assert len(links(answer)) == 5
     history = await bot.services.store.history(ALICE)
     assert history[0].corrected == "surprise"
     # The correction feeds the user's prior: the next reading leans toward "surprise".
@@ -125,9 +102,9 @@ async def test_history_chart_export_and_forget(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
 ) -> None:
     await start_bot()
-    await _accept_consent(fake, ALICE)
+    await accept_consent(fake, ALICE)
     for _ in range(2):
-        await _check(fake, ALICE)
+        await check(fake, ALICE)
 
     ix = await fake.slash(ALICE, "mood", "history", options={"days": 30})
     await fake.acked(ix)
@@ -159,12 +136,12 @@ async def test_declining_consent_stores_nothing_and_nothing_is_analysed(
     fake: FakeDiscord, start_bot: BotFactory, redis: Redis
 ) -> None:
     await start_bot()
-    _, msg = await _check(fake, BOB)
-    decline = next(c for c in _custom_ids(msg) if c.endswith(":no"))
+    _, msg = await check(fake, BOB)
+    decline = next(c for c in custom_ids(msg) if c.endswith(":no"))
     click = await fake.click(BOB, msg, decline)
     assert "stores nothing" in (await fake.acked(click))["data"]["content"]
     assert await _user_keys(redis, BOB) == []
-    _, msg = await _check(fake, BOB)  # no worker in this test: it would time out if a job were sent
+    _, msg = await check(fake, BOB)  # no worker in this test: it would time out if a job were sent
     assert "AI model" in msg["content"]
     assert await redis.exists("moodring:jobs") == 0
 
@@ -185,9 +162,9 @@ async def test_rate_limited_follow_up_is_retried(
     fake: FakeDiscord, start_bot: BotFactory, worker: None
 ) -> None:
     await start_bot()
-    await _accept_consent(fake, ALICE)
+    await accept_consent(fake, ALICE)
     fake.rate_limit("POST", r"^/webhooks/", retry_after=0.4)
-    ix, msg = await _check(fake, ALICE)
+    ix, msg = await check(fake, ALICE)
     assert (await fake.acked(ix))["type"] == 5 and msg["embeds"]
     statuses = [c.status for c in fake.calls_to("POST", r"^/webhooks/")]
     assert statuses[:2] == [429, 200]
@@ -215,6 +192,6 @@ async def test_commands_sync_to_the_dev_guild_only(fake: FakeDiscord, start_bot:
     puts = fake.calls_to("PUT", r"^/applications/\d+/")
     assert [c.path.split("/")[3:] for c in puts] == [["guilds", "1234", "commands"]]
     names = {c["name"] for c in puts[0].json}
-    assert names == {"mood", "Read mood"}
+    assert names == {"mood", "session", "Read mood"}
     mood = next(c for c in puts[0].json if c["name"] == "mood")
     assert {o["name"] for o in mood["options"]} == {"check", "history", "export", "forget", "privacy"}

@@ -162,7 +162,7 @@ class FakeDiscord:
         opts: list[dict[str, Any]] = []
         resolved: dict[str, Any] = {}
         for key, value in (options or {}).items():
-            kind = 4 if isinstance(value, int) else 3
+            kind = 5 if isinstance(value, bool) else 4 if isinstance(value, int) else 3
             opts.append({"name": key, "type": kind, "value": value})
         for key, att in (attachments or {}).items():
             opts.append({"name": key, "type": 11, "value": att["id"]})

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
+from pathlib import Path
 
 import discord
 import pytest
@@ -19,6 +23,7 @@ from tests.fakediscord import EPHEMERAL, FakeDiscord
 pytestmark = pytest.mark.timeout(180)
 
 ALICE, BOB = 4242, 5151
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _user_keys(redis: Redis, user_id: int) -> list[bytes]:
@@ -195,3 +200,47 @@ async def test_commands_sync_to_the_dev_guild_only(fake: FakeDiscord, start_bot:
     assert names == {"mood", "session", "Read mood"}
     mood = next(c for c in puts[0].json if c["name"] == "mood")
     assert {o["name"] for o in mood["options"]} == {"check", "history", "export", "forget", "privacy"}
+
+
+async def test_buttons_work_after_a_restart(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    old = await start_bot()
+    await accept_consent(fake, ALICE)
+    _, msg = await check(fake, ALICE)
+    await old.close()
+    await start_bot()  # a new process: nothing in memory, the custom_id and Redis carry the state
+    fix_id = next(c for c in custom_ids(msg) if c.startswith("mr:fix:"))
+    fix = await fake.click(ALICE, msg, fix_id, values=["happy"])
+    await fake.acked(fix)
+    assert "happy" in (await fake.reply(fix))["embeds"][0]["title"]
+
+
+async def test_python_m_bot_runs_against_discord_and_exits_cleanly_on_sigterm(
+    fake: FakeDiscord, redis_server: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODRING_", "SPOTIPY_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        MOODRING_DISCORD_TOKEN="fake-token",
+        MOODRING_DISCORD_API_BASE=fake.api_base,
+        MOODRING_REDIS_URL=redis_server,
+        MOODRING_LOG_LEVEL="WARNING",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await fake.wait_ready(1, within=60)
+        ix = await fake.slash(ALICE, "mood", "privacy")
+        assert "AI model" in (await fake.acked(ix))["data"]["content"]
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert rc == 0
+    assert proc.stderr is not None
+    err = (await proc.stderr.read()).decode()
+    assert "Traceback" not in err, err

@@ -153,3 +153,20 @@ async def test_board_edits_are_coalesced_to_one_per_second(
     gaps = [b - a for a, b in itertools.pairwise(edits)]
     assert all(g >= 1.0 for g in gaps), gaps
     assert "Members (21)" in str(fake.messages[int(board["id"])]["embeds"][0]["fields"])
+
+
+async def test_reuse_latest_mood_and_the_last_one_out_ends_it(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    bot = await start_bot()
+    await accept_consent(fake, BOB)
+    await check(fake, BOB)  # a reading from before the session
+    board = await _start(fake)
+    ix = await fake.slash(BOB, "session", "join", options={"reuse_latest": True})
+    await fake.acked(ix)
+    assert "with your latest mood" in (await fake.reply(ix))["content"]
+    view = await bot.services.sessions.view(CHANNEL_ID)
+    assert view.mood_line.startswith("2 people:") and "nobody" not in view.mood_line and view.queue
+    assert "You left" in await _press(fake, BOB, board, "leave")
+    assert "You left" in await _press(fake, HOST, board, "leave")
+    assert await _session_keys(redis) == []

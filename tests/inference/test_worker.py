@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,32 +224,24 @@ async def test_one_job_in_flight_per_user(redis: Redis, redis_server: str) -> No
     assert [k async for k in redis.scan_iter(match="moodring:*flight*")] == []
 
 
-async def test_redis_restart_with_aof(
-    tmp_path: Path, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
-) -> None:
+def _aof_redis(workdir: Path) -> tuple[str, Callable[[], subprocess.Popen[bytes]]]:
+    """A redis-server on a free port with AOF fsync'ed on every write; returns (url, start)."""
     port = _free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    cmd = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--save",
-        "",
-        "--dir",
-        str(tmp_path),
-    ]
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes"]
+    cmd += ["--appendfsync", "always", "--save", "", "--dir", str(workdir)]
 
     def start() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)
         return proc
 
+    return f"redis://127.0.0.1:{port}/0", start
+
+
+async def test_redis_restart_with_aof(
+    tmp_path: Path, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    url, start = _aof_redis(tmp_path)
     server = start()
     redis = Redis.from_url(url)
     try:
@@ -288,16 +280,7 @@ async def test_acked_results_survive_a_redis_crash(
     tmp_path: Path, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
     """Results a worker acked before Redis is SIGKILLed are still there after the restart (AOF)."""
-    port = _free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes"]
-    cmd += ["--appendfsync", "always", "--save", "", "--dir", str(tmp_path)]
-
-    def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
-        return proc
-
+    url, start = _aof_redis(tmp_path)
     server = start()
     redis = Redis.from_url(url)
     try:

@@ -35,31 +35,46 @@ async def _owner_only(interaction: discord.Interaction, owner: int) -> bool:
     return False
 
 
-class ConsentButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:consent:(?P<owner>\d+):(?P<answer>yes|no)"
+# (label, style) of the yes and no buttons of each confirmation kind
+CHOICES: dict[str, tuple[tuple[str, discord.ButtonStyle], tuple[str, discord.ButtonStyle]]] = {
+    "consent": (("Accept", discord.ButtonStyle.success), ("Decline", discord.ButtonStyle.secondary)),
+    "forget": (("Delete everything", discord.ButtonStyle.danger), ("Cancel", discord.ButtonStyle.secondary)),
+}
+
+
+class ChoiceButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"mr:(?P<kind>consent|forget):(?P<owner>\d+):(?P<answer>yes|no)",
 ):
-    def __init__(self, owner: int, accept: bool) -> None:
+    """Yes/no buttons of the consent prompt and of the /mood forget confirmation."""
+
+    def __init__(self, kind: str, owner: int, yes: bool) -> None:
+        label, style = CHOICES[kind][0 if yes else 1]
         super().__init__(
             discord.ui.Button(
-                label="Accept" if accept else "Decline",
-                style=discord.ButtonStyle.success if accept else discord.ButtonStyle.secondary,
-                custom_id=f"mr:consent:{owner}:{'yes' if accept else 'no'}",
+                label=label, style=style, custom_id=f"mr:{kind}:{owner}:{'yes' if yes else 'no'}"
             )
         )
-        self.owner, self.accept = owner, accept
+        self.kind, self.owner, self.yes = kind, owner, yes
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> ConsentButton:
-        return cls(int(match["owner"]), match["answer"] == "yes")
+    ) -> ChoiceButton:
+        return cls(match["kind"], int(match["owner"]), match["answer"] == "yes")
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return await _owner_only(interaction, self.owner)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _bot(interaction).services.store.set_consent(self.owner, self.accept)
-        text = texts.CONSENT_ACCEPTED if self.accept else texts.CONSENT_DECLINED
+        bot = _bot(interaction)
+        if self.kind == "consent":
+            await bot.services.store.set_consent(self.owner, self.yes)
+            text = texts.CONSENT_ACCEPTED if self.yes else texts.CONSENT_DECLINED
+        elif self.yes:
+            text = texts.FORGET_DONE.format(n=await bot.forget_user(self.owner))
+        else:
+            text = texts.FORGET_CANCELLED
         await interaction.response.edit_message(content=text, view=None)
 
 
@@ -141,36 +156,6 @@ class CorrectSelect(
         await interaction.followup.send(embed=embed, view=embeds.link_view(tracks), ephemeral=True)
 
 
-class ForgetButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:forget:(?P<owner>\d+):(?P<answer>yes|no)"
-):
-    def __init__(self, owner: int, confirm: bool) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Delete everything" if confirm else "Cancel",
-                style=discord.ButtonStyle.danger if confirm else discord.ButtonStyle.secondary,
-                custom_id=f"mr:forget:{owner}:{'yes' if confirm else 'no'}",
-            )
-        )
-        self.owner, self.confirm = owner, confirm
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> ForgetButton:
-        return cls(int(match["owner"]), match["answer"] == "yes")
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await _owner_only(interaction, self.owner)
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        if not self.confirm:
-            await interaction.response.edit_message(content=texts.FORGET_CANCELLED, view=None)
-            return
-        n = await _bot(interaction).forget_user(self.owner)
-        await interaction.response.edit_message(content=texts.FORGET_DONE.format(n=n), view=None)
-
-
 SESSION_LABELS = {"join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
 
 
@@ -217,25 +202,24 @@ def session_view(channel_id: int) -> discord.ui.View:
 
 
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
-    ConsentButton,
+    ChoiceButton,
     ShareButton,
     CorrectSelect,
-    ForgetButton,
     SessionButton,
 )
 
 
 def consent_view(owner: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ConsentButton(owner, True))
-    view.add_item(ConsentButton(owner, False))
+    view.add_item(ChoiceButton("consent", owner, True))
+    view.add_item(ChoiceButton("consent", owner, False))
     return view
 
 
 def forget_view(owner: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ForgetButton(owner, True))
-    view.add_item(ForgetButton(owner, False))
+    view.add_item(ChoiceButton("forget", owner, True))
+    view.add_item(ChoiceButton("forget", owner, False))
     return view
 
 

@@ -223,10 +223,11 @@ def forget_view(owner: int) -> discord.ui.View:
     return view
 
 
-def check_view(owner: int, entry_id: str | None, tracks: Any) -> discord.ui.View:
-    """Link buttons for the tracks, then Share and the correction select."""
+def check_view(owner: int, entry_id: str | None, tracks: Any, share: bool = True) -> discord.ui.View:
+    """Link buttons for the tracks, then Share (not in DMs) and the correction select."""
     view = embeds.link_view(tracks)
-    view.add_item(ShareButton(owner))
+    if share:
+        view.add_item(ShareButton(owner))
     if entry_id is not None:
         view.add_item(CorrectSelect(owner, entry_id))
     return view

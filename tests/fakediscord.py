@@ -77,6 +77,7 @@ class FakeDiscord:
         self.cdn: dict[int, bytes] = {}
         self.sockets: list[web.WebSocketResponse] = []  # identified gateway connections, in order
         self._seqs: dict[int, itertools.count[int]] = {}
+        self._dms: dict[int, int] = {}  # user id → DM channel id
         self.identified = 0
         self.edits: dict[int, list[float]] = {}
         self._limits: list[tuple[str, re.Pattern[str], float]] = []
@@ -173,6 +174,36 @@ class FakeDiscord:
         if resolved:
             data["resolved"] = resolved
         return await self._dispatch(2, user_id, data, shard=shard, perms=perms)
+
+    async def post(
+        self,
+        author_id: int,
+        attachments: list[dict[str, Any]],
+        dm: bool = True,
+        mention_bot: bool = False,
+        shard: int = 0,
+    ) -> dict[str, Any]:
+        """A user posts a message (in a DM with the bot, or in the guild channel) — MESSAGE_CREATE."""
+        channel = self.dm_channel(author_id) if dm else CHANNEL_ID
+        msg = self._message(
+            channel, user(author_id), f"<@{APP_ID}>" if mention_bot else "", attachments, [], [], 0
+        )
+        if mention_bot:
+            msg["mentions"] = [BOT_USER]
+        if not dm:
+            msg["guild_id"] = str(GUILD_ID)
+        self.messages[int(msg["id"])] = msg
+        ws = self.sockets[shard]
+        await ws.send_json({"op": 0, "t": "MESSAGE_CREATE", "s": next(self._seqs[id(ws)]), "d": msg})
+        return msg
+
+    def dm_channel(self, user_id: int) -> int:
+        return self._dms.setdefault(user_id, self.new_id())
+
+    def channel_messages(self, channel_id: int) -> list[dict[str, Any]]:
+        return [
+            m for m in self.messages.values() if m["channel_id"] == str(channel_id) and m["author"]["bot"]
+        ]
 
     async def context_menu(self, user_id: int, name: str, target: dict[str, Any], shard: int = 0) -> Ix:
         data = {
@@ -401,6 +432,9 @@ class FakeDiscord:
                 self._fill(msg, body, files)
                 self.edits.setdefault(msg_id, []).append(time.monotonic())
             return 200, msg
+        if path == "/users/@me/channels" and method == "POST":
+            recipient = int(body["recipient_id"])
+            return 200, {"id": str(self.dm_channel(recipient)), "type": 1, "recipients": [user(recipient)]}
         if (m := re.fullmatch(r"/channels/(\d+)/messages", path)) and method == "POST":
             return 200, self._new_message(body, files, int(body.get("flags") or 0), channel=int(m.group(1)))
         if m := re.fullmatch(r"/channels/\d+/messages/(\d+)", path):

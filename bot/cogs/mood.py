@@ -86,6 +86,54 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             text, view=views.consent_view(interaction.user.id), ephemeral=True
         )
 
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """A photo sent by DM, or in a message that mentions the bot: answer by DM.
+
+        Discord delivers attachments of these two kinds of messages without the privileged
+        message-content intent. The answer goes to the author's DMs, never to the channel,
+        because a heatmap of a face is personal.
+        """
+        me = self.bot.user
+        if message.author.bot or me is None:
+            return
+        if not isinstance(message.channel, discord.DMChannel) and not me.mentioned_in(message):
+            return
+        photo = next((a for a in message.attachments if (a.content_type or "").startswith("image/")), None)
+        if photo is None:
+            return
+        settings = self.services.settings
+        problem = attachment_problem(photo.content_type, photo.size, settings.max_photo_bytes)
+        if problem:
+            await message.author.send(texts.error(problem, max_mb=settings.max_photo_bytes / 2**20))
+            return
+
+        async def fetch() -> bytes:
+            try:
+                return await photo.read()
+            except discord.HTTPException as exc:
+                raise DownloadFailed(str(exc.status)) from exc
+
+        async with self._slots:
+            out = await check_mood(
+                message.author.id,
+                fetch,
+                store=self.services.store,
+                analyzer=self.services.analyzer,
+                recommender=self.services.recommender,
+                cooldown_s=settings.cooldown_s,
+            )
+        log.info("message check by %s: %s", hash_user(message.author.id), out.error or out.emotion)
+        uid = message.author.id
+        if out.error == "consent_needed":
+            await message.author.send(texts.CONSENT, view=views.consent_view(uid))
+        elif out.error:
+            await message.author.send(texts.error(out.error, seconds=out.retry_after_s))
+        else:
+            embed, files = embeds.check_embed(out)
+            view = views.check_view(uid, out.entry_id, out.tracks, share=False)
+            await message.author.send(embed=embed, files=files, view=view)
+
     # the check flow ----------------------------------------------------------------------
     async def run_check(
         self,

@@ -18,7 +18,7 @@ from inference.contract import hash_user
 from tests.bot.conftest import BotFactory
 from tests.bot.helpers import accept_consent, check, custom_ids, links
 from tests.conftest import face_photo
-from tests.fakediscord import EPHEMERAL, FakeDiscord
+from tests.fakediscord import CHANNEL_ID, EPHEMERAL, FakeDiscord
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -244,3 +244,24 @@ async def test_python_m_bot_runs_against_discord_and_exits_cleanly_on_sigterm(
     assert proc.stderr is not None
     err = (await proc.stderr.read()).decode()
     assert "Traceback" not in err, err
+
+
+async def test_photo_by_dm_or_mention_is_answered_by_dm(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    await start_bot()
+    dm = fake.dm_channel(BOB)
+    await fake.post(BOB, [fake.upload(face_photo(size=(160, 160)))], dm=True)
+    first = await fake.wait_for(lambda: fake.channel_messages(dm), 30, "a DM answer")
+    assert "AI model" in first[0]["content"]  # consent first, nothing analysed
+    await accept_consent(fake, BOB)
+    await fake.post(BOB, [fake.upload(face_photo(size=(160, 160)))], dm=False, mention_bot=True)
+    answers = await fake.wait_for(lambda: [m for m in fake.channel_messages(dm) if m["embeds"]], 60, "result")
+    assert answers[0]["embeds"][0]["image"]["url"] == "attachment://heatmap.png"
+    assert not any(c.startswith("mr:share:") for c in custom_ids(answers[0]))
+    in_channel = [m for m in fake.channel_messages(CHANNEL_ID) if m["embeds"] or m["attachments"]]
+    assert in_channel == []  # nothing about the face in the channel
+    # A guild message that doesn't mention the bot is ignored.
+    await fake.post(BOB, [fake.upload(face_photo(size=(160, 160)))], dm=False)
+    await asyncio.sleep(1.0)
+    assert len([m for m in fake.channel_messages(dm) if m["embeds"]]) == 1

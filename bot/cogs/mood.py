@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
@@ -102,37 +102,12 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         photo = next((a for a in message.attachments if (a.content_type or "").startswith("image/")), None)
         if photo is None:
             return
-        settings = self.services.settings
-        problem = attachment_problem(photo.content_type, photo.size, settings.max_photo_bytes)
-        if problem:
-            await message.author.send(texts.error(problem, max_mb=settings.max_photo_bytes / 2**20))
+        refusal = self._refusal(photo)
+        if refusal:
+            await message.author.send(refusal)
             return
-
-        async def fetch() -> bytes:
-            try:
-                return await photo.read()
-            except discord.HTTPException as exc:
-                raise DownloadFailed(str(exc.status)) from exc
-
-        async with self._slots:
-            out = await check_mood(
-                message.author.id,
-                fetch,
-                store=self.services.store,
-                analyzer=self.services.analyzer,
-                recommender=self.services.recommender,
-                cooldown_s=settings.cooldown_s,
-            )
-        log.info("message check by %s: %s", hash_user(message.author.id), out.error or out.emotion)
-        uid = message.author.id
-        if out.error == "consent_needed":
-            await message.author.send(texts.CONSENT, view=views.consent_view(uid))
-        elif out.error:
-            await message.author.send(texts.error(out.error, seconds=out.retry_after_s))
-        else:
-            embed, files = embeds.check_embed(out)
-            view = views.check_view(uid, out.entry_id, out.tracks, share=False)
-            await message.author.send(embed=embed, files=files, view=view)
+        out = await self._analyse(message.author.id, photo, None)
+        await message.author.send(**self._reply(message.author.id, out, share=False))
 
     # the check flow ----------------------------------------------------------------------
     async def run_check(
@@ -141,20 +116,30 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         photo: discord.Attachment | None,
         strategy: StrategyChoice | None,
     ) -> None:
-        settings = self.services.settings
-        problem = attachment_problem(
-            None if photo is None else photo.content_type,
-            None if photo is None else photo.size,
-            settings.max_photo_bytes,
-        )
-        if problem or photo is None:
-            text = texts.error(problem or "no_image", max_mb=settings.max_photo_bytes / 2**20)
-            await interaction.response.send_message(text, ephemeral=True)
+        refusal = self._refusal(photo)
+        if refusal or photo is None:
+            await interaction.response.send_message(refusal or texts.error("no_image"), ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
+        out = await self._analyse(interaction.user.id, photo, strategy)
+        await interaction.followup.send(**self._reply(interaction.user.id, out), ephemeral=True)
+        if out.error is None:
+            await self._check_in(interaction, out)
+
+    def _refusal(self, photo: discord.Attachment | None) -> str | None:
+        """What to say when the attachment can't be a usable photo (decided before download)."""
+        max_bytes = self.services.settings.max_photo_bytes
+        problem = attachment_problem(
+            None if photo is None else photo.content_type, None if photo is None else photo.size, max_bytes
+        )
+        return texts.error(problem, max_mb=max_bytes / 2**20) if problem else None
+
+    async def _analyse(
+        self, user_id: int, photo: discord.Attachment, strategy: StrategyChoice | None
+    ) -> CheckOutcome:
+        """Download (only if consent and cooldown allow) and run the check, within this process's cap."""
         if self._slots.locked():
-            await interaction.followup.send(texts.error("busy"), ephemeral=True)
-            return
+            return CheckOutcome(error="busy")
 
         async def fetch() -> bytes:
             try:
@@ -164,37 +149,27 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
 
         async with self._slots:
             out = await check_mood(
-                interaction.user.id,
+                user_id,
                 fetch,
                 store=self.services.store,
                 analyzer=self.services.analyzer,
                 recommender=self.services.recommender,
                 strategy=strategy,
-                cooldown_s=settings.cooldown_s,
+                cooldown_s=self.services.settings.cooldown_s,
             )
-        log.info(
-            "check by %s in guild %s: %s",
-            hash_user(interaction.user.id),
-            interaction.guild_id,
-            out.error or out.emotion,
-        )
-        await self._answer(interaction, out)
+        log.info("check by %s: %s", hash_user(user_id), out.error or out.emotion)
+        return out
 
-    async def _answer(self, interaction: discord.Interaction, out: CheckOutcome) -> None:
-        uid = interaction.user.id
+    def _reply(self, user_id: int, out: CheckOutcome, share: bool = True) -> dict[str, Any]:
+        """Message arguments for an outcome: consent prompt, error sentence or the full answer."""
         if out.error == "consent_needed":
-            await interaction.followup.send(texts.CONSENT, view=views.consent_view(uid), ephemeral=True)
-            return
+            return {"content": texts.CONSENT, "view": views.consent_view(user_id)}
         if out.error:
-            text = texts.error(
-                out.error, seconds=out.retry_after_s, max_mb=self.services.settings.max_photo_bytes / 2**20
-            )
-            await interaction.followup.send(text, ephemeral=True)
-            return
+            max_mb = self.services.settings.max_photo_bytes / 2**20
+            return {"content": texts.error(out.error, seconds=out.retry_after_s, max_mb=max_mb)}
         embed, files = embeds.check_embed(out)
-        view = views.check_view(uid, out.entry_id, out.tracks)
-        await interaction.followup.send(embed=embed, files=files, view=view, ephemeral=True)
-        await self._check_in(interaction, out)
+        view = views.check_view(user_id, out.entry_id, out.tracks, share=share)
+        return {"embed": embed, "files": files, "view": view}
 
     async def _check_in(self, interaction: discord.Interaction, out: CheckOutcome) -> None:
         """A member of this channel's session adds the reading (every face) to the group mood."""

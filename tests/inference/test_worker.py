@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from inference.checkpoint import load_model
 from inference.config import QueueSettings, WorkerSettings
 from inference.contract import Job, JobResult, image_key, result_key
 from inference.faces import FullFrameDetector
-from inference.jobs import Busy, JobClient, JobFailed, ensure_group
+from inference.jobs import Busy, JobClient, JobFailed, JobTimeout, ensure_group
 from inference.predictor import Predictor
 from inference.worker import Worker
 from tests.conftest import _free_port, face_photo
@@ -224,110 +225,114 @@ async def test_one_job_in_flight_per_user(redis: Redis, redis_server: str) -> No
     assert [k async for k in redis.scan_iter(match="moodring:*flight*")] == []
 
 
-def _aof_redis(workdir: Path) -> tuple[str, Callable[[], subprocess.Popen[bytes]]]:
-    """A redis-server on a free port with AOF fsync'ed on every write; returns (url, start)."""
-    port = _free_port()
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes"]
-    cmd += ["--appendfsync", "always", "--save", "", "--dir", str(workdir)]
+@dataclass
+class AofRedis:
+    """A redis-server with AOF fsync'ed on every write, a client on it, and one worker."""
 
-    def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
-        return proc
+    url: str
+    redis: Redis
+    settings: QueueSettings
+    cmd: list[str]
+    server: subprocess.Popen[bytes]
 
-    return f"redis://127.0.0.1:{port}/0", start
-
-
-async def test_redis_restart_with_aof(
-    tmp_path: Path, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
-) -> None:
-    url, start = _aof_redis(tmp_path)
-    server = start()
-    redis = Redis.from_url(url)
-    try:
-        settings = QueueSettings(redis_url=url, job_timeout_s=60, max_backlog=1000)
-        workers.append(_spawn_worker(_env(url, tiny_model_dir)))
-        await _wait_for_workers(redis, 1, settings)
-        client = JobClient(redis, settings)
-        photo = face_photo(size=(96, 96))
-        before = [await client.analyze(u, photo) for u in range(3)]
-        assert all(len(r.faces) == 1 for r in before)
-        server.terminate()
-        server.wait(timeout=10)
-        server = start()
-        t = time.monotonic()
-        after = None
-        while time.monotonic() - t < 30:
-            try:
-                after = await client.analyze("after-restart", photo, timeout_s=20)
-                break
-            except (ConnectionError, OSError, Exception) as exc:
-                if isinstance(exc, AssertionError):
-                    raise
-                await asyncio.sleep(0.2)
-        assert after is not None and len(after.faces) == 1
-        assert time.monotonic() - t < 15, "new jobs should flow within seconds of the restart"
-        assert await redis.xlen(settings.stream) == 0
-    finally:
-        await redis.aclose()
-        for p in workers:
-            p.terminate()
-        server.terminate()
-        server.wait(timeout=10)
-
-
-async def test_acked_results_survive_a_redis_crash(
-    tmp_path: Path, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
-) -> None:
-    """Results a worker acked before Redis is SIGKILLed are still there after the restart (AOF)."""
-    url, start = _aof_redis(tmp_path)
-    server = start()
-    redis = Redis.from_url(url)
-    try:
-        settings = QueueSettings(redis_url=url, job_timeout_s=60, max_backlog=1000, result_ttl_s=120)
-        await ensure_group(redis, settings)
-        workers.append(_spawn_worker(_env(url, tiny_model_dir, MOODRING_RESULT_TTL_S="120")))
-        await _wait_for_workers(redis, 1, settings)
-        # Submit without waiting: nobody collects these results before the crash.
-        ids = []
-        for i in range(6):
-            job = Job(
-                job_id=f"crashjob{i:04d}",
-                user_hash=f"u{i}",
-                image_key=image_key(f"crashjob{i:04d}"),
-                submitted_at=time.time(),
-                deadline=time.time() + 60,
-            )
-            await redis.set(job.image_key, face_photo(size=(96, 96)), ex=60)
-            await redis.xadd(settings.stream, {"job": job.model_dump_json()})
-            ids.append(job.job_id)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            pending = (await redis.xpending(settings.stream, settings.group))["pending"]
-            done = [await redis.exists(result_key(j)) for j in ids]
-            if all(done) and pending == 0 and await redis.xlen(settings.stream) == 0:
-                break
-            await asyncio.sleep(0.1)
+    def restart(self, crash: bool) -> None:
+        """Stop the server (SIGKILL when ``crash``, else a clean SIGTERM) and start it again."""
+        if crash:
+            self.server.kill()
         else:
-            raise AssertionError("worker did not ack the jobs")
-        server.kill()  # a crash, not a clean shutdown
-        server.wait(timeout=10)
-        server = start()
-        for _ in range(50):
-            try:
-                await redis.ping()
-                break
-            except RedisError:  # still starting
-                await asyncio.sleep(0.1)
-        for job_id in ids:
-            item = await redis.lpop(result_key(job_id))
-            assert item is not None, f"acked result of {job_id} was lost"
-            result = JobResult.model_validate_json(item)
-            assert result.job_id == job_id and len(result.faces) == 1
-        assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
+            self.server.terminate()
+        self.server.wait(timeout=10)
+        self.server = _start_server(self.cmd)
+
+
+def _start_server(cmd: list[str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return proc
+
+
+@pytest.fixture
+async def aof(
+    tmp_path: Path, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> AsyncIterator[AofRedis]:
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes"]
+    cmd += ["--appendfsync", "always", "--save", "", "--dir", str(tmp_path)]
+    stack = AofRedis(
+        url,
+        Redis.from_url(url),
+        QueueSettings(redis_url=url, job_timeout_s=60, max_backlog=1000, result_ttl_s=120),
+        cmd,
+        _start_server(cmd),
+    )
+    try:
+        workers.append(_spawn_worker(_env(url, tiny_model_dir, MOODRING_RESULT_TTL_S="120")))
+        await _wait_for_workers(stack.redis, 1, stack.settings)
+        yield stack
     finally:
-        await redis.aclose()
+        await stack.redis.aclose()
         for p in workers:
             p.terminate()
-        server.terminate()
-        server.wait(timeout=10)
+        stack.server.terminate()
+        stack.server.wait(timeout=10)
+
+
+async def test_redis_restart_with_aof(aof: AofRedis) -> None:
+    client = JobClient(aof.redis, aof.settings)
+    photo = face_photo(size=(96, 96))
+    before = [await client.analyze(u, photo) for u in range(3)]
+    assert all(len(r.faces) == 1 for r in before)
+    aof.restart(crash=False)
+    t = time.monotonic()
+    after = None
+    while time.monotonic() - t < 30:
+        try:
+            after = await client.analyze("after-restart", photo, timeout_s=20)
+            break
+        except (RedisError, JobTimeout):
+            await asyncio.sleep(0.2)
+    assert after is not None and len(after.faces) == 1
+    assert time.monotonic() - t < 15, "new jobs should flow within seconds of the restart"
+    assert await aof.redis.xlen(aof.settings.stream) == 0
+
+
+async def test_acked_results_survive_a_redis_crash(aof: AofRedis) -> None:
+    """Results a worker acked before Redis is SIGKILLed are still there after the restart."""
+    redis, settings = aof.redis, aof.settings
+    await ensure_group(redis, settings)
+    # Submit without waiting: nobody collects these results before the crash.
+    ids = []
+    for i in range(6):
+        job = Job(
+            job_id=f"crashjob{i:04d}",
+            user_hash=f"u{i}",
+            image_key=image_key(f"crashjob{i:04d}"),
+            submitted_at=time.time(),
+            deadline=time.time() + 60,
+        )
+        await redis.set(job.image_key, face_photo(size=(96, 96)), ex=60)
+        await redis.xadd(settings.stream, {"job": job.model_dump_json()})
+        ids.append(job.job_id)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pending = (await redis.xpending(settings.stream, settings.group))["pending"]
+        done = [await redis.exists(result_key(j)) for j in ids]
+        if all(done) and pending == 0 and await redis.xlen(settings.stream) == 0:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("worker did not ack the jobs")
+    aof.restart(crash=True)
+    for _ in range(50):
+        try:
+            await redis.ping()
+            break
+        except RedisError:  # still starting
+            await asyncio.sleep(0.1)
+    for job_id in ids:
+        item = await redis.lpop(result_key(job_id))
+        assert item is not None, f"acked result of {job_id} was lost"
+        result = JobResult.model_validate_json(item)
+        assert result.job_id == job_id and len(result.faces) == 1
+    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []

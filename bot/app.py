@@ -55,13 +55,8 @@ class MoodringBot(commands.AutoShardedBot):
 
     async def forget_user(self, user_id: int) -> int:
         """Leave every session, then delete everything stored about the user; returns keys deleted."""
-        sessions = self.services.sessions
-        for channel_id in await sessions.sessions_of(user_id):
-            message_id = None
-            if await sessions.exists(channel_id):
-                message_id = (await sessions.view(channel_id)).message_id
-            await sessions.leave(channel_id, user_id)
-            await self.board.refresh(channel_id, message_id)
+        for channel_id in await self.services.sessions.sessions_of(user_id):
+            await self.board.act(channel_id, "leave", user_id)  # an expired session just says so
         return await self.services.store.forget(user_id)
 
     async def close(self) -> None:

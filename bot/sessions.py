@@ -125,6 +125,7 @@ class Sessions:
 
     # lifecycle --------------------------------------------------------------------------------
     async def start(self, channel_id: int, host_id: int, strategy: Strategy, length: int) -> SessionView:
+        await self._prune_index(host_id)
         created = await self.redis.hsetnx(self._k(channel_id, "state"), "host", str(host_id))
         if not created:
             raise SessionError("session_exists")
@@ -165,6 +166,7 @@ class Sessions:
     async def join(self, channel_id: int, user_id: int) -> bool:
         """Add a member; False if they already were one."""
         await self._state(channel_id)
+        await self._prune_index(user_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(self._k(channel_id, "members"), str(user_id))
             pipe.sadd(self._user_key(user_id), str(channel_id))
@@ -191,6 +193,12 @@ class Sessions:
             if removed:
                 await self._rebuild_if_moved(channel_id)
         return bool(removed)
+
+    async def _prune_index(self, user_id: int) -> None:
+        """Drop sessions that expired by themselves from the user's index."""
+        for channel_id in await self.sessions_of(user_id):
+            if not await self.exists(channel_id):
+                await self.redis.srem(self._user_key(user_id), str(channel_id))
 
     async def is_host(self, channel_id: int, user_id: int) -> bool:
         return int((await self._state(channel_id))["host"]) == user_id

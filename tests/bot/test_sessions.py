@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.app import MoodringBot
+from inference.contract import hash_user
 from tests.bot.conftest import BotFactory
 from tests.bot.helpers import accept_consent, check, custom_ids
 from tests.fakediscord import CHANNEL_ID, FakeDiscord
@@ -117,10 +118,17 @@ async def test_two_bot_processes_share_one_session(
 async def test_idle_session_expires_by_itself(fake: FakeDiscord, start_bot: BotFactory, redis: Redis) -> None:
     await start_bot(session_idle_s=1)
     board = await _start(fake)
+    await _press(fake, BOB, board, "join")
     assert await _session_keys(redis)
     await asyncio.sleep(1.6)
     assert await _session_keys(redis) == []
-    assert "no listening session" in await _press(fake, BOB, board, "join")
+    assert "no listening session" in await _press(fake, CAROL, board, "join")
+    # Bob's index still names the expired session: forgetting him must still work and be complete.
+    ix = await fake.slash(BOB, "mood", "forget")
+    await fake.acked(ix)
+    confirm = await fake.click(BOB, await fake.reply(ix), f"mr:forget:{BOB}:yes")
+    assert "deleted" in (await fake.acked(confirm))["data"]["content"]
+    assert [k async for k in redis.scan_iter(match=f"*{hash_user(BOB)}*")] == []
 
 
 async def test_forget_removes_the_member_from_sessions(

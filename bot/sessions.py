@@ -7,7 +7,7 @@ itself. Membership lives both in the session (``members``) and under the user's 
 tag (``moodring:user:{<user hash>}:sessions``) so ``/mood forget`` can find and leave them.
 
 Keys (prefix ``moodring:session:{<channel>}``): ``state`` (hash: host, strategy, length,
-message, blend, version), ``members`` (set of user ids), ``moods`` (hash user id → JSON list
+message, blend), ``members`` (set of user ids), ``moods`` (hash user id → JSON list
 of mood points, one per face), ``queue`` (list of JSON tracks; index 0 is playing now),
 ``votes`` (set of user ids voting to skip the current track).
 """
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 REBUILD_DISTANCE = 0.05  # rebuild the queue when the group's blend moves further than this
 
-# KEYS: state members votes queue; ARGV: user, ratio, idle_ms. Returns {code, votes, needed}.
+# KEYS: state members votes queue; ARGV: user, ratio. Returns {code, votes, needed}.
 VOTE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', 0, 0} end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then return {'not_member', 0, 0} end
@@ -44,10 +44,8 @@ local needed = math.floor(members * tonumber(ARGV[2])) + 1
 if votes >= needed then
   redis.call('LPOP', KEYS[4])
   redis.call('DEL', KEYS[3])
-  redis.call('HINCRBY', KEYS[1], 'version', 1)
   return {'skipped', votes, needed}
 end
-redis.call('HINCRBY', KEYS[1], 'version', 1)
 return {'voted', votes, needed}
 """
 
@@ -81,7 +79,6 @@ class SessionView:
     votes: int
     votes_needed: int
     message_id: int | None
-    version: int
 
     @property
     def now_playing(self) -> QueuedTrack | None:
@@ -136,7 +133,6 @@ class Sessions:
                     "strategy": strategy,
                     "length": str(length),
                     "created": str(time.time()),
-                    "version": "1",
                 },
             )
             pipe.sadd(self._k(channel_id, "members"), str(host_id))
@@ -149,10 +145,13 @@ class Sessions:
         await self.redis.hset(self._k(channel_id, "state"), "message", str(message_id))
 
     async def end(self, channel_id: int, user_id: int, can_manage: bool = False) -> None:
-        state = await self._state(channel_id)
-        if int(state["host"]) != user_id and not can_manage:
-            raise SessionError("not_host")
+        await self._require_host(channel_id, user_id, can_manage)
         await self._delete(channel_id)
+
+    async def _require_host(self, channel_id: int, user_id: int, can_manage: bool) -> None:
+        """Raise ``no_session`` if there is none, ``not_host`` unless host or a manager."""
+        if not await self.is_host(channel_id, user_id) and not can_manage:
+            raise SessionError("not_host")
 
     async def _delete(self, channel_id: int) -> None:
         members = await self.redis.smembers(self._k(channel_id, "members"))
@@ -170,8 +169,7 @@ class Sessions:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(self._k(channel_id, "members"), str(user_id))
             pipe.sadd(self._user_key(user_id), str(channel_id))
-            pipe.hincrby(self._k(channel_id, "state"), "version", 1)
-            added, _, _ = await pipe.execute()
+            added, _ = await pipe.execute()
         await self._touch(channel_id)
         return bool(added)
 
@@ -183,9 +181,8 @@ class Sessions:
             pipe.hdel(self._k(channel_id, "moods"), str(user_id))
             pipe.srem(self._k(channel_id, "votes"), str(user_id))
             pipe.srem(self._user_key(user_id), str(channel_id))
-            pipe.hincrby(self._k(channel_id, "state"), "version", 1)
             pipe.scard(self._k(channel_id, "members"))
-            removed, _, _, _, _, left = await pipe.execute()
+            removed, _, _, _, left = await pipe.execute()
         if left == 0:
             await self._delete(channel_id)
         else:
@@ -220,10 +217,7 @@ class Sessions:
         points = [mood_map.point_for(p) for p in faces]
         labels = [max(p, key=p.__getitem__) for p in faces]
         payload = json.dumps([[pt.valence, pt.arousal, lab] for pt, lab in zip(points, labels, strict=True)])
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._k(channel_id, "moods"), str(user_id), payload)
-            pipe.hincrby(self._k(channel_id, "state"), "version", 1)
-            await pipe.execute()
+        await self.redis.hset(self._k(channel_id, "moods"), str(user_id), payload)
         await self._touch(channel_id)
         await self._rebuild_if_moved(channel_id)
         return await self.view(channel_id)
@@ -255,7 +249,6 @@ class Sessions:
             if tracks:
                 pipe.rpush(self._k(channel_id, "queue"), *tracks)
             pipe.hset(self._k(channel_id, "state"), "blend", f"{target.valence:.4f},{target.arousal:.4f}")
-            pipe.hincrby(self._k(channel_id, "state"), "version", 1)
             await pipe.execute()
         await self._touch(channel_id)
         log.info("session %s queue rebuilt for %s (%d tracks)", channel_id, emotion, len(tracks))
@@ -276,13 +269,10 @@ class Sessions:
         return code, int(votes), int(needed)
 
     async def host_skip(self, channel_id: int, user_id: int, can_manage: bool = False) -> None:
-        state = await self._state(channel_id)
-        if int(state["host"]) != user_id and not can_manage:
-            raise SessionError("not_host")
+        await self._require_host(channel_id, user_id, can_manage)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lpop(self._k(channel_id, "queue"))
             pipe.delete(self._k(channel_id, "votes"))
-            pipe.hincrby(self._k(channel_id, "state"), "version", 1)
             await pipe.execute()
         await self._touch(channel_id)
         await self._refill(channel_id)
@@ -322,7 +312,6 @@ class Sessions:
             votes=int(votes),
             votes_needed=int(len(members) * self.vote_ratio) + 1,
             message_id=int(state["message"]) if state.get("message") else None,
-            version=int(state.get("version", "0")),
         )
 
 

@@ -11,7 +11,7 @@ import discord
 from bot import texts
 from bot.mood_flow import CheckOutcome
 from bot.sessions import SessionView
-from bot.store import MoodEntry
+from bot.store import MoodEntry, summarize
 from recommender.ranking import Recommendation
 
 HEATMAP_NAME = "heatmap.png"
@@ -52,15 +52,6 @@ def tracks_embed(tracks: Sequence[Recommendation], title: str, colour: int = 0x1
     return embed
 
 
-def link_view(tracks: Sequence[Recommendation]) -> discord.ui.View:
-    """One link button per track (Discord opens Spotify; nothing comes back to the bot)."""
-    view = discord.ui.View(timeout=None)
-    for rec in tracks[:5]:
-        label = f"{rec.track.title} — {rec.track.artists[0]}" if rec.track.artists else rec.track.title
-        view.add_item(discord.ui.Button(label=label[:80], url=rec.track.url, row=0))
-    return view
-
-
 def check_embed(out: CheckOutcome) -> tuple[discord.Embed, list[discord.File]]:
     """The answer to ``/mood check``: emotion, confidence, top-3 bars, reason, heatmap, music."""
     assert out.faces and out.emotion is not None
@@ -94,11 +85,9 @@ def history_embed(
     """`/mood history`: last readings, most frequent mood, weekly line and a chart."""
     if not entries:
         return discord.Embed(description=texts.HISTORY_EMPTY.format(days=days)), []
-    counts: dict[str, int] = {}
-    for e in entries:
-        label = e.corrected or e.emotion
-        counts[label] = counts.get(label, 0) + 1
-    top = max(counts, key=counts.__getitem__)
+    period = summarize(entries, days)
+    counts: dict[str, int] = period["counts"]
+    top: str = period["most_frequent"]
     embed = discord.Embed(title=f"Your moods, last {days} days", colour=COLOUR.get(top, 0x95A5A6))
     recent = []
     for e in entries[:5]:

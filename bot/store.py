@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,6 +37,13 @@ class MoodEntry:
     confidence: float
     probs: dict[str, float]
     corrected: str | None = None
+
+
+def summarize(entries: Sequence[MoodEntry], days: int) -> dict[str, Any]:
+    """Counts per emotion (a correction counts as what the user said) and the most frequent one."""
+    counts = Counter(e.corrected or e.emotion for e in entries)
+    top = counts.most_common(1)[0][0] if counts else None
+    return {"days": days, "entries": len(entries), "counts": dict(counts), "most_frequent": top}
 
 
 class UserStore:
@@ -119,10 +126,7 @@ class UserStore:
 
     async def summary(self, user_id: int | str, days: int = 7) -> dict[str, Any]:
         """Counts per emotion over ``days`` (corrections win) and the most frequent mood."""
-        entries = await self.history(user_id, days=days)
-        counts = Counter(e.corrected or e.emotion for e in entries)
-        top = counts.most_common(1)[0][0] if counts else None
-        return {"days": days, "entries": len(entries), "counts": dict(counts), "most_frequent": top}
+        return summarize(await self.history(user_id, days=days), days)
 
     # corrections → per-user prior ------------------------------------------------
     async def correct(self, user_id: int | str, entry_id: str, emotion: str) -> None:

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
@@ -17,6 +18,7 @@ import discord
 from bot import embeds, texts
 from inference.contract import hash_user
 from inference.emotions import EMOTIONS
+from recommender.ranking import Recommendation
 
 if TYPE_CHECKING:
     from bot.app import MoodringBot
@@ -153,7 +155,7 @@ class CorrectSelect(
         await services.store.correct(self.owner, self.entry_id, emotion)
         tracks = await services.recommender.recommend(emotion, user=hash_user(self.owner))
         embed = embeds.tracks_embed(tracks, title=texts.CORRECTED.format(emotion=emotion))
-        await interaction.followup.send(embed=embed, view=embeds.link_view(tracks), ephemeral=True)
+        await interaction.followup.send(embed=embed, view=link_view(tracks), ephemeral=True)
 
 
 SESSION_LABELS = {"join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
@@ -223,9 +225,20 @@ def forget_view(owner: int) -> discord.ui.View:
     return view
 
 
-def check_view(owner: int, entry_id: str | None, tracks: Any, share: bool = True) -> discord.ui.View:
+def link_view(tracks: Sequence[Recommendation]) -> discord.ui.View:
+    """One link button per track (Discord opens Spotify; nothing comes back to the bot)."""
+    view = discord.ui.View(timeout=None)
+    for rec in tracks[:5]:
+        label = f"{rec.track.title} — {rec.track.artists[0]}" if rec.track.artists else rec.track.title
+        view.add_item(discord.ui.Button(label=label[:80], url=rec.track.url, row=0))
+    return view
+
+
+def check_view(
+    owner: int, entry_id: str | None, tracks: Sequence[Recommendation], share: bool = True
+) -> discord.ui.View:
     """Link buttons for the tracks, then Share (not in DMs) and the correction select."""
-    view = embeds.link_view(tracks)
+    view = link_view(tracks)
     if share:
         view.add_item(ShareButton(owner))
     if entry_id is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
@@ -13,6 +14,7 @@ from discord.ext import commands
 from bot import embeds, texts, views
 from bot.chart import mood_chart
 from bot.mood_flow import CheckOutcome, DownloadFailed, attachment_problem, check_mood
+from bot.store import DAY, summarize
 from inference.contract import hash_user
 
 if TYPE_CHECKING:
@@ -61,7 +63,8 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         await interaction.response.defer(ephemeral=True, thinking=True)
         store = self.services.store
         entries = await store.history(interaction.user.id, days=days)
-        week = await store.summary(interaction.user.id, days=7)
+        week_start = time.time() - 7 * DAY
+        week = summarize([e for e in entries if e.at >= week_start], 7)  # days is 7 or 30
         chart = await asyncio.to_thread(mood_chart, entries, days) if entries else None
         embed, files = embeds.history_embed(entries, week, days, chart)
         await interaction.followup.send(embed=embed, files=files, ephemeral=True)

@@ -49,7 +49,7 @@ class EditCoalescer:
             log.error("session message edit failed", exc_info=task.exception())
 
     async def drain(self) -> None:
-        """Wait for scheduled edits (tests, shutdown)."""
+        """Wait for scheduled edits to finish (used by tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 

@@ -54,19 +54,32 @@ class FaceDetector(Protocol):
 
 
 class MtcnnDetector:
-    """facenet-pytorch's MTCNN (weights ship in its wheel), on CPU."""
+    """facenet-pytorch's MTCNN (weights ship in its wheel), on CPU.
+
+    The networks come from facenet-pytorch; the cascade runs through
+    :func:`inference.mtcnn.detect`, which batches each stage's candidate crops.
+    """
 
     name = "mtcnn"
 
     def __init__(self, min_face_size: int = 40, threshold: float = 0.92, max_side: int = 640) -> None:
+        import torch
         from facenet_pytorch.models.mtcnn import MTCNN
 
-        self._mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=min_face_size, select_largest=False)
+        mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=min_face_size).eval()
+        # Channels-last weights make every conv output (and the max-pools after them)
+        # channels-last: the networks run ~2x faster on CPU, same boxes to 1e-5 px.
+        self._nets = tuple(
+            net.to(memory_format=torch.channels_last) for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet)
+        )
+        self._min_face_size = min_face_size
         self._threshold = threshold
         self._max_side = max_side
 
     def detect(self, image: Image.Image) -> list[Face]:
         import torch
+
+        from inference.mtcnn import detect
 
         scale = min(1.0, self._max_side / max(image.size))
         small = (
@@ -76,17 +89,16 @@ class MtcnnDetector:
                 (round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR
             )
         )
+        pnet, rnet, onet = self._nets
         with torch.inference_mode():
-            boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
-        if boxes is None:
-            return []
+            boxes, points = detect(small.convert("RGB"), pnet, rnet, onet, self._min_face_size)
         faces = []
-        for box, prob, pts in zip(boxes, probs, points, strict=True):
-            if prob is None or float(prob) < self._threshold:
+        for box, pts in zip(boxes, points, strict=True):
+            if float(box[4]) < self._threshold:
                 continue
             face = Face(
                 (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-                float(prob),
+                float(box[4]),
                 tuple((float(x), float(y)) for x, y in pts),
             )
             faces.append(face.scaled(1.0 / scale))

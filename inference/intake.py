@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from inference.config import WORKING_SIDE
 from inference.errors import BadImage, ImageTooLarge
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ class IntakeLimits:
 
     max_bytes: int = 20 * 1024 * 1024
     max_source_pixels: int = 100_000_000  # header-declared size; 50 MP phones fit, bombs don't
-    max_side: int = 1000  # working resolution: long side after decoding
+    max_side: int = WORKING_SIDE  # long side after decoding
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from inference.config import QueueSettings
+from inference.config import WORKING_SIDE, QueueSettings
 from inference.contract import (
     Job,
     JobOptions,
@@ -79,7 +79,7 @@ def sniff_type(data: bytes) -> str | None:
     return None
 
 
-def shrink_for_queue(data: bytes, max_side: int = 1000, max_bytes: int = 20 * 1024 * 1024) -> bytes:
+def shrink_for_queue(data: bytes, max_side: int = WORKING_SIDE, max_bytes: int = 20 * 1024 * 1024) -> bytes:
     """Decode, apply EXIF orientation, drop all metadata and re-encode at most ``max_side`` px.
 
     Runs in a thread (``asyncio.to_thread``) on the bot side; workers decode again
@@ -134,7 +134,7 @@ async def backlog(redis: Redis, settings: QueueSettings) -> Backlog:
 class JobClient:
     """What the bot uses to get a photo analysed by some worker."""
 
-    def __init__(self, redis: Redis, settings: QueueSettings, max_side: int = 1000) -> None:
+    def __init__(self, redis: Redis, settings: QueueSettings, max_side: int = WORKING_SIDE) -> None:
         self._redis = redis
         self._settings = settings
         self._max_side = max_side

@@ -43,3 +43,44 @@ def test_face_scaled_and_area() -> None:
     g = f.scaled(0.5)
     assert g.box == (5.0, 10.0, 15.0, 30.0)
     assert g.landmarks is not None and g.landmarks[0] == (5.0, 10.0)
+
+
+def _portrait() -> Image.Image:
+    from matplotlib import cbook
+
+    return Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+
+
+def test_batched_cascade_matches_facenet_pytorch() -> None:
+    """Our MTCNN cascade finds the same face as facenet-pytorch's own detect_face."""
+    import torch
+    from facenet_pytorch.models.mtcnn import MTCNN
+
+    from inference.faces import MtcnnDetector
+
+    image = _portrait()
+    with torch.inference_mode():
+        boxes, probs, points = MTCNN(keep_all=True, device="cpu").detect(image, landmarks=True)
+    ours = MtcnnDetector().detect(image)
+    assert len(ours) == 1 and boxes is not None and len(boxes) == 1
+    # Area-averaging crops in PIL instead of torch moves borderline boxes a little
+    # (benchmarks/face_detectors.py: same recall within a point, same framing).
+    a, b = np.array(ours[0].box), np.asarray(boxes[0], dtype=float)
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    assert inter / union > 0.8
+    assert ours[0].landmarks is not None
+    side = float(b[2] - b[0])
+    assert np.abs(np.array(ours[0].landmarks) - points[0]).max() < 0.08 * side
+    assert abs(ours[0].score - float(probs[0])) < 0.01
+
+
+def test_cascade_on_face_free_and_flat_images() -> None:
+    from inference.faces import MtcnnDetector
+
+    det = MtcnnDetector()
+    assert det.detect(Image.new("RGB", (320, 240), (128, 128, 128))) == []
+    assert det.detect(Image.new("RGB", (30, 30), (0, 0, 0))) == []  # smaller than one P-Net window
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    assert det.detect(noise) == []

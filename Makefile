@@ -30,6 +30,6 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy recommender inference/contract.py inference/jobs.py inference/errors.py inference/emotions.py inference/config.py inference/manifest.py inference/metrics.py bot
+	$(BIN)/mypy recommender inference bot benchmarks
 
 check: lint typecheck test

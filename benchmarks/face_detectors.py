@@ -46,9 +46,11 @@ class FacenetMtcnn:
         if boxes is None:
             return []
         return [
-            Face(tuple(float(v) for v in b), float(p), tuple((float(x), float(y)) for x, y in pts)).scaled(
-                1 / scale
-            )
+            Face(
+                (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                float(p),
+                tuple((float(x), float(y)) for x, y in pts),
+            ).scaled(1 / scale)
             for b, p, pts in zip(boxes, probs, points, strict=True)
             if float(p) >= self._threshold
         ]

@@ -59,7 +59,7 @@ async def main_async(data: Path) -> None:
             rv, re_ = statistics.mean(r[0] for r in rand), statistics.mean(r[1] for r in rand)
             mono = "-"
             if strategy == "lift":
-                vals = [t.valence for t in tracks]
+                vals = [t.valence for t in tracks if t.valence is not None]
                 mono = "yes" if all(a <= b for a, b in pairwise(vals)) else "NO"
             ratios.append((rv / dv, re_ / de))
             print(

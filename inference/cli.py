@@ -6,7 +6,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -142,10 +142,10 @@ def analyze_command(
 
         from recommender.cli import build_recommender
 
-        top = result.faces[0]
+        largest = result.faces[0]
         rec = build_recommender()
-        strategy = strategy or rec.mood_map.default_strategy(top.emotion)
-        music = asyncio.run(rec.recommend(top.emotion, probs=top.probs, strategy=strategy))
+        strategy = strategy or rec.mood_map.default_strategy(largest.emotion)
+        music = asyncio.run(rec.recommend(largest.emotion, probs=largest.probs, strategy=strategy))
     if as_json:
         payload = {
             "photo": str(photo),
@@ -213,7 +213,7 @@ def analyze_command(
 def evaluate_command(
     directory: Path,
     json_out: Path | None,
-    tta: str,
+    tta: Literal["none", "flip", "ten"],  # validated by click.Choice
     detect: bool,
     model_dir: Path | None,
     detector: str | None,

@@ -24,7 +24,8 @@ class _FloatLogits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            return self.model(x).float()
+            out: torch.Tensor = self.model(x)
+            return out.float()
 
 
 @dataclass(frozen=True, slots=True)

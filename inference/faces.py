@@ -202,7 +202,8 @@ def crop_face(
     window = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
     patch = grey.crop(window)
     if angle:
-        patch = patch.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=int(np.median(patch)))
+        fill = int(np.median(np.asarray(patch)))
+        patch = patch.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=fill)
     pw = patch.width
     inner = (pw - side) / 2
     patch = patch.resize(

@@ -27,7 +27,7 @@ def build_resnet50(num_classes: int, in_channels: int = 1, stem: str = STEM_FER)
             model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     else:
         raise ValueError(f"unknown stem {stem!r}")
-    return model
+    return model  # type: ignore[no-any-return]  # torchvision's resnet50 is untyped here
 
 
 def resolve_layer(model: nn.Module, dotted: str) -> nn.Module:

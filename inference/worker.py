@@ -160,7 +160,7 @@ class Worker:
             self.metrics.depth.set((await backlog(self.redis, self.s)).total)
 
     async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes], int]]:
-        resp = await self.redis.xreadgroup(
+        resp: Any = await self.redis.xreadgroup(  # redis-py's response type is a loose union
             self.s.group, self.name, {self.s.stream: ">"}, count=self.s.batch_size, block=self.s.block_ms
         )
         if not resp:
@@ -251,7 +251,7 @@ class Worker:
             else:
                 live.append((eid, job))
         if live:
-            images = await self.redis.mget([job.image_key for _, job in live])
+            images: list[Any] = await self.redis.mget([job.image_key for _, job in live])  # bytes | None
             ready = [(eid, job, img) for (eid, job), img in zip(live, images, strict=True) if img]
             for (eid, job), img in zip(live, images, strict=True):
                 if not img:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Score the model on an ImageFolder tree of labelled faces.",
     ),
     "train": ("inference.train:train_command", "Train the FER2013 ResNet50 (resumable, CPU-friendly)."),
+    "average": ("inference.average:average_command", "Average a run's last epochs' weights (SWA-style)."),
     "recommend": ("recommender.cli:recommend_command", "Recommend music for an emotion (offline catalog)."),
     "catalog": ("recommender.cli:catalog_group", "Import a CSV track table (Spotify URIs + audio features)."),
     "worker": ("inference.worker:worker_command", "Consume analysis jobs from Redis Streams (scales out)."),

@@ -136,6 +136,19 @@ def _subset(data: FaceSet, limit: int | None, seed: int) -> FaceSet:
     return FaceSet(data.images[idx], data.labels[idx], data.classes, tuple(data.paths[i] for i in idx))
 
 
+def norm_stats(train_set: FaceSet) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The training set's grey mean and std (rounded; stored in the manifest)."""
+    pixels = train_set.images.float().div(255.0)
+    return (round(pixels.mean().item(), 4),), (round(pixels.std().item(), 4),)
+
+
+def load_sets(cfg: TrainConfig) -> tuple[FaceSet, FaceSet]:
+    """The training and validation faces a config names (with its ``limit`` applied)."""
+    train_set = _subset(load_faces(Path(cfg.data)), cfg.limit, cfg.seed)
+    val_set = _subset(load_faces(Path(cfg.val)), cfg.limit, cfg.seed)
+    return train_set, val_set
+
+
 def export_model(
     model: nn.Module,
     out_dir: Path,
@@ -172,16 +185,17 @@ def export_model(
     return manifest
 
 
-def train(cfg: TrainConfig, resume: bool = True) -> ModelManifest:
-    """Run (or resume) training; return the manifest of the best-on-val export."""
+def train(cfg: TrainConfig, resume: bool = True, keep_epochs: bool = False) -> ModelManifest:
+    """Run (or resume) training; return the manifest of the best-on-val export.
+
+    With ``keep_epochs`` every epoch's weights are also kept in ``out_dir/epochs/`` for
+    ``moodring average`` (it doesn't change training, so it is not part of the config).
+    """
     torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_set = _subset(load_faces(Path(cfg.data)), cfg.limit, cfg.seed)
-    val_set = _subset(load_faces(Path(cfg.val)), cfg.limit, cfg.seed)
-    pixels = train_set.images.float().div(255.0)
-    mean, std = (round(pixels.mean().item(), 4),), (round(pixels.std().item(), 4),)
-    del pixels
+    train_set, val_set = load_sets(cfg)
+    mean, std = norm_stats(train_set)
 
     torch.manual_seed(cfg.seed)
     if cfg.init_from:
@@ -253,6 +267,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> ModelManifest:
         if improved:
             best_acc = val_acc
             torch.save(model.state_dict(), out_dir / "best.pt")
+        if keep_epochs:
+            (out_dir / "epochs").mkdir(exist_ok=True)
+            torch.save(model.state_dict(), epoch_path(out_dir, epoch + 1))
         log.info(
             "epoch %d/%d size=%d loss=%.4f train_acc=%.4f val_acc=%.4f%s lr=%.5f train_s=%.0f total_s=%.0f",
             epoch + 1,
@@ -284,6 +301,19 @@ def train(cfg: TrainConfig, resume: bool = True) -> ModelManifest:
     manifest = export_model(model, out_dir, cfg, mean, std, best_acc)
     log.info("exported %s (val %.4f) to %s", manifest.weights_file, best_acc, out_dir)
     return manifest
+
+
+def epoch_path(out_dir: Path, epoch: int) -> Path:
+    """Where ``--keep-epochs`` puts the weights after (1-based) ``epoch``."""
+    return out_dir / "epochs" / f"epoch-{epoch:03d}.pt"
+
+
+def config_from_checkpoint(plain: dict[str, object], command: str = "") -> TrainConfig:
+    """Rebuild the :class:`TrainConfig` stored in a checkpoint by :func:`_plain`."""
+    values = dict(plain)
+    values["schedule"] = tuple((int(a), int(b)) for a, b in values["schedule"])  # type: ignore[attr-defined]
+    values["scale"] = tuple(values["scale"])  # type: ignore[arg-type]
+    return TrainConfig(**values, command=command)  # type: ignore[arg-type]
 
 
 def _plain(cfg: TrainConfig) -> dict[str, object]:
@@ -336,6 +366,7 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-bf16", is_flag=True, help="Train in fp32 instead of bf16 autocast.")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint in --out-dir.")
+@click.option("--keep-epochs", is_flag=True, help="Also keep every epoch's weights (for `moodring average`).")
 @click.option(
     "--init-from",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -354,6 +385,7 @@ def train_command(
     seed: int,
     no_bf16: bool,
     fresh: bool,
+    keep_epochs: bool,
     init_from: Path | None,
 ) -> None:
     """Train the emotion model on FER2013 (resumable; logs one line per epoch)."""
@@ -375,7 +407,7 @@ def train_command(
         command="moodring train " + shlex.join(sys.argv[2:] if "moodring" in sys.argv[0] else sys.argv[1:]),
     )
     log.info("config %s", _plain(cfg))
-    train(cfg, resume=not fresh)
+    train(cfg, resume=not fresh, keep_epochs=keep_epochs)
 
 
 def main() -> None:

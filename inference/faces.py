@@ -16,6 +16,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from inference.config import WORKING_SIDE
+
 log = logging.getLogger(__name__)
 
 # Landmark order of MTCNN: left eye, right eye, nose, left mouth corner, right mouth corner
@@ -57,12 +59,15 @@ class MtcnnDetector:
     """facenet-pytorch's MTCNN (weights ship in its wheel), on CPU.
 
     The networks come from facenet-pytorch; the cascade runs through
-    :func:`inference.mtcnn.detect`, which batches each stage's candidate crops.
+    :func:`inference.mtcnn.detect`, which area-averages the pyramid and candidate crops
+    with PIL instead of one torch ``interpolate`` call per box.
     """
 
     name = "mtcnn"
 
-    def __init__(self, min_face_size: int = 40, threshold: float = 0.92, max_side: int = 640) -> None:
+    def __init__(
+        self, min_face_size: int = 40, threshold: float = 0.92, max_side: int = WORKING_SIDE
+    ) -> None:
         import torch
         from facenet_pytorch.models.mtcnn import MTCNN
 
@@ -110,7 +115,7 @@ class HaarDetector:
 
     name = "haar"
 
-    def __init__(self, min_face_size: int = 40, max_side: int = 640) -> None:
+    def __init__(self, min_face_size: int = 40, max_side: int = WORKING_SIDE) -> None:
         import cv2
 
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""MTCNN's three-stage cascade for one image, with the candidate crops batched.
+"""MTCNN's three-stage cascade for one image (one photo: plain NMS, no per-image batching).
 
 facenet-pytorch's ``detect_face`` resizes the image pyramid and every candidate box
 (dozens per photo) with ``interpolate(mode="area")``, which on CPU was over half of the
@@ -22,7 +22,7 @@ from facenet_pytorch.models.utils.detect_face import (
 )
 from PIL import Image
 from torch import nn
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
 
 def _crops(image: Image.Image, boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -74,9 +74,9 @@ def detect(
     while minl >= 12:
         level = _tensor(image.resize((int(w * scale + 1), int(h * scale + 1)), Image.Resampling.BOX))
         reg, probs = pnet(level)
-        boxes_s, inds_s = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
+        boxes_s, _ = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
         found.append(boxes_s)
-        picks.append(batched_nms(boxes_s[:, :4], boxes_s[:, 4], inds_s, 0.5) + offset)
+        picks.append(nms(boxes_s[:, :4], boxes_s[:, 4], 0.5) + offset)
         offset += boxes_s.shape[0]
         scale *= factor
         minl *= factor
@@ -85,8 +85,7 @@ def detect(
     boxes = torch.cat(found)[torch.cat(picks)]
     if len(boxes) == 0:
         return none
-    zeros = torch.zeros(len(boxes), dtype=torch.long)
-    boxes = boxes[batched_nms(boxes[:, :4], boxes[:, 4], zeros, 0.7)]
+    boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
     regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     boxes = torch.stack(
         [
@@ -107,7 +106,7 @@ def detect(
     mv = mv[keep]
     if len(boxes) == 0:
         return none
-    pick = batched_nms(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes), dtype=torch.long), 0.7)
+    pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
     boxes = rerec(bbreg(boxes[pick], mv[pick]))
 
     # Stage 3: O-Net at 48 px gives the final score, box and five landmarks.

@@ -8,13 +8,27 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+from pathlib import Path
 
 import torch
 
 from benchmarks._photos import selfie_jpeg
+from inference.precision import cpu_has_native_bf16, resolve_bf16
 from inference.predictor import Predictor
 
 STAGES = ("decode", "detect", "classify_cam", "render", "total")
+
+
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (platform.processor() is often empty)."""
+    try:
+        with Path("/proc/cpuinfo").open() as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -27,14 +41,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--detector", default="mtcnn")
-    ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="auto (the default, as served): bf16 autocast where the CPU has bf16 in hardware",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    predictor = Predictor.load(detector=args.detector, bf16=not args.fp32)
+    bf16 = resolve_bf16({"auto": None, "bf16": True, "fp32": False}[args.precision])
+    predictor = Predictor.load(detector=args.detector, bf16=bf16)
     predictor.warm_up()
     print(
-        f"machine: {platform.processor() or platform.machine()}, torch threads={args.threads}, "
-        f"detector={args.detector}, bf16={not args.fp32}, runs={args.runs}"
+        f"machine: {cpu_name()}, torch threads={args.threads}, detector={args.detector}, "
+        f"bf16={bf16} (CPU bf16 in hardware: {cpu_has_native_bf16()}), runs={args.runs}"
     )
     print(f"{'image':18} {'stage':13} {'p50 ms':>8} {'p95 ms':>8}")
     for label, (w, h) in (("12 MP 4000x3000", (4000, 3000)), ("1 MP 1152x864", (1152, 864))):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from inference.train import (
     export_model,
     load_sets,
     norm_stats,
+    subcommand_args,
 )
 
 log = logging.getLogger(__name__)
@@ -153,5 +153,5 @@ def average_command(run_dir: Path, last: int, out_dir: Path | None) -> None:
     from inference.logsetup import configure_logging
 
     configure_logging()
-    argv = sys.argv[2:] if "moodring" in sys.argv[0] else sys.argv[1:]
+    argv = subcommand_args()
     average_run(run_dir, out_dir or run_dir / "averaged", last, "moodring average " + shlex.join(argv))

@@ -225,6 +225,7 @@ def evaluate_command(
     from inference.evaluate import evaluate_dir, write_json
     from inference.faces import build_detector
     from inference.metrics import format_report
+    from inference.precision import resolve_bf16
 
     settings = _engine(model_dir, detector)
     model, manifest = load_model(settings.model_dir)
@@ -236,7 +237,7 @@ def evaluate_command(
             directory,
             tta=tta,
             detector=det,  # type: ignore[arg-type]
-            bf16=settings.bf16,
+            bf16=resolve_bf16(settings.bf16),
         )
     except DatasetError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -39,7 +39,9 @@ class EngineSettings(CommonSettings):
     model_dir: Path | None = Field(default=None, description="checkpoint dir; default: the shipped one")
     face_detector: Literal["mtcnn", "haar", "full"] = "mtcnn"
     torch_threads: int = Field(default=2, ge=1, le=256)
-    bf16: bool = True
+    bf16: bool | None = Field(
+        default=None, description="bf16 autocast; unset: on exactly where the CPU has bf16 in hardware"
+    )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_side: int = Field(default=WORKING_SIDE, ge=256, le=8192)
 

@@ -60,18 +60,19 @@ def predict_probs(
     mean = mean or (manifest.mean if manifest else (0.5,))
     std = std or (manifest.std if manifest else (0.25,))
     model.eval()
+    dev = next(model.parameters()).device  # runs where the model lives (the CPU when served)
     out = []
     n = len(faces)
     for start in range(0, n, batch_size):
-        x = faces_to_batch(faces[start : start + batch_size], size, mean, std)
+        x = faces_to_batch(faces[start : start + batch_size], size, mean, std).to(dev)
         acc = None
         views = _views(x, tta)
         for view in views:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 p = torch.softmax(model(view.contiguous(memory_format=torch.channels_last)).float(), dim=1)
             acc = p if acc is None else acc + p
         assert acc is not None
-        out.append((acc / len(views)).numpy())
+        out.append((acc / len(views)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 

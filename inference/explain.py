@@ -12,10 +12,11 @@ from torch import nn
 
 from inference.faces import Crop, Face
 from inference.model import resolve_layer
+from inference.precision import resolve_bf16
 
 
 class _FloatLogits(nn.Module):
-    """Run the network under bf16 autocast but hand Grad-CAM float32 tensors (numpy has no bf16)."""
+    """Run the network (bf16 autocast if asked) but hand Grad-CAM float32 tensors (numpy has no bf16)."""
 
     def __init__(self, model: nn.Module, bf16: bool) -> None:
         super().__init__()
@@ -44,7 +45,7 @@ class CamClassifier:
     instance per thread (the worker runs it in a single-thread executor).
     """
 
-    def __init__(self, model: nn.Module, target_layer: str, bf16: bool = True) -> None:
+    def __init__(self, model: nn.Module, target_layer: str, bf16: bool | None = None) -> None:
         model.eval()
         layer = resolve_layer(model, target_layer)
         # Gradients are only needed from the output back to the target layer: freeze
@@ -56,7 +57,7 @@ class CamClassifier:
         for p in last.parameters():
             p.requires_grad_(True)
         self._hook = layer.register_forward_hook(lambda _m, _i, out: out.float())
-        self._wrapped = _FloatLogits(model, bf16)
+        self._wrapped = _FloatLogits(model, resolve_bf16(bf16))
         self._cam = GradCAM(model=self._wrapped, target_layers=[layer])
 
     def __call__(self, batch: torch.Tensor) -> CamBatch:

@@ -73,7 +73,7 @@ class Predictor:
         manifest: ModelManifest,
         detector: FaceDetector,
         limits: IntakeLimits = DEFAULT_LIMITS,
-        bf16: bool = True,
+        bf16: bool | None = None,
         max_faces: int = 8,
     ) -> None:
         self.manifest = manifest
@@ -88,7 +88,7 @@ class Predictor:
         model_dir: Path | None = None,
         detector: str = "mtcnn",
         limits: IntakeLimits = DEFAULT_LIMITS,
-        bf16: bool = True,
+        bf16: bool | None = None,
     ) -> Predictor:
         """Build a predictor from a model directory (default: the shipped checkpoint)."""
         model, manifest = load_model(model_dir)

@@ -26,6 +26,7 @@ from inference.emotions import EMOTIONS
 from inference.evaluate import predict_probs
 from inference.manifest import ModelManifest, sha256_file
 from inference.model import STEM_FER, build_resnet50, param_groups
+from inference.precision import cpu_has_native_bf16
 from inference.preprocess import normalize
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,21 @@ def augment(
     """Random flip/rotate/scale/shift, resize to ``size``, jitter, erase, normalise.
 
     All in one batched ``grid_sample``; with no randomness (identity theta,
-    size 48) it reduces to :func:`inference.preprocess.faces_to_batch`.
+    size 48) it reduces to :func:`inference.preprocess.faces_to_batch`. Every random
+    draw comes from ``gen`` on ``gen``'s device (the batch's), so a GPU run never
+    waits on the host for augmentation.
     """
     b = batch.shape[0]
+    dev = gen.device
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen, device=dev)
+
     x = batch.unsqueeze(1).float().div_(255.0)
-    angle = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(cfg.rotate_deg)
-    zoom = cfg.scale[0] + torch.rand(b, generator=gen) * (cfg.scale[1] - cfg.scale[0])
-    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
-    shift = (torch.rand(b, 2, generator=gen) * 2 - 1) * cfg.translate * 2
+    angle = (rand(b) * 2 - 1) * math.radians(cfg.rotate_deg)
+    zoom = cfg.scale[0] + rand(b) * (cfg.scale[1] - cfg.scale[0])
+    flip = torch.where(rand(b) < 0.5, -1.0, 1.0)
+    shift = (rand(b, 2) * 2 - 1) * cfg.translate * 2
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [
@@ -103,28 +111,28 @@ def augment(
     grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if cfg.jitter > 0:
-        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * cfg.jitter
-        bright = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * cfg.jitter * 0.5
+        contrast = 1 + (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter
+        bright = (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter * 0.5
         mu = x.mean(dim=(2, 3), keepdim=True)
         x = ((x - mu) * contrast + mu + bright).clamp_(0, 1)
     x = normalize(x, mean, std)
     if cfg.erase_p > 0:
-        area = 0.02 + torch.rand(b, generator=gen) * 0.13
-        aspect = torch.exp((torch.rand(b, generator=gen) * 2 - 1) * math.log(3))
+        area = 0.02 + rand(b) * 0.13
+        aspect = torch.exp((rand(b) * 2 - 1) * math.log(3))
         h = (torch.sqrt(area * aspect) * size).clamp(1, size)
         w = (torch.sqrt(area / aspect) * size).clamp(1, size)
-        top = torch.rand(b, generator=gen) * (size - h)
-        left = torch.rand(b, generator=gen) * (size - w)
-        rows = torch.arange(size).view(1, size, 1)
-        cols = torch.arange(size).view(1, 1, size)
+        top = rand(b) * (size - h)
+        left = rand(b) * (size - w)
+        rows = torch.arange(size, device=dev).view(1, size, 1)
+        cols = torch.arange(size, device=dev).view(1, 1, size)
         mask = (
             (rows >= top.view(-1, 1, 1))
             & (rows < (top + h).view(-1, 1, 1))
             & (cols >= left.view(-1, 1, 1))
             & (cols < (left + w).view(-1, 1, 1))
-            & (torch.rand(b, 1, 1, generator=gen) < cfg.erase_p)
+            & (rand(b, 1, 1) < cfg.erase_p)
         )
-        noise = torch.randn(b, size, size, generator=gen)
+        noise = torch.randn(b, size, size, generator=gen, device=dev)
         x = torch.where(mask.unsqueeze(1), noise.unsqueeze(1), x)
     return x.contiguous(memory_format=torch.channels_last)
 
@@ -160,7 +168,8 @@ def export_model(
     """Write fp16 safetensors weights and their manifest into ``out_dir``."""
     weights = out_dir / "model.safetensors"
     state = {
-        k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
+        k: (v.half() if v.is_floating_point() else v).contiguous().cpu()
+        for k, v in model.state_dict().items()
     }
     save_file(state, str(weights))
     cam_size = cfg.eval_size
@@ -185,17 +194,39 @@ def export_model(
     return manifest
 
 
-def train(cfg: TrainConfig, resume: bool = True, keep_epochs: bool = False) -> ModelManifest:
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when torch sees a GPU, else CPU; anything else as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = True,
+    keep_epochs: bool = False,
+    device: str = "cpu",
+    save_every: int = 1,
+) -> ModelManifest:
     """Run (or resume) training; return the manifest of the best-on-val export.
 
     With ``keep_epochs`` every epoch's weights are also kept in ``out_dir/epochs/`` for
-    ``moodring average`` (it doesn't change training, so it is not part of the config).
+    ``moodring average``. ``device`` (``cpu``, ``cuda``, ``auto``) and ``save_every``
+    (write the resumable checkpoint every N epochs; the last epoch always) don't change
+    what is learnt, so they are not part of the config. On a GPU the whole dataset,
+    the augmentation and its random generator live on the device.
     """
     torch.set_num_threads(cfg.threads)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    elif cfg.bf16 and not cpu_has_native_bf16():
+        log.warning("this CPU has no bf16 in hardware: bf16 autocast is emulated, ~10x slower; try --no-bf16")
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_set, val_set = load_sets(cfg)
     mean, std = norm_stats(train_set)
+    images, labels = train_set.images.to(dev), train_set.labels.to(dev)
 
     torch.manual_seed(cfg.seed)
     if cfg.init_from:
@@ -204,7 +235,8 @@ def train(cfg: TrainConfig, resume: bool = True, keep_epochs: bool = False) -> M
         model.train()
         log.info("initialised weights from %s", cfg.init_from)
     else:
-        model = build_resnet50(len(EMOTIONS)).to(memory_format=torch.channels_last)
+        model = build_resnet50(len(EMOTIONS))
+    model = model.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     n = train_set.images.shape[0]
     steps_per_epoch = n // cfg.batch_size
@@ -216,13 +248,17 @@ def train(cfg: TrainConfig, resume: bool = True, keep_epochs: bool = False) -> M
         div_factor=10.0,
         final_div_factor=1e3,
     )
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     start_epoch, best_acc = 0, -1.0
     ckpt_path = out_dir / "last.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ckpt["config"] != _plain(cfg):
             raise click.UsageError(f"{ckpt_path} was made with another config; use a new --out-dir")
+        if ckpt.get("device_type", "cpu") != dev.type:
+            raise click.UsageError(
+                f"{ckpt_path} was made on {ckpt.get('device_type', 'cpu')}; resume it there (--device)"
+            )
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
@@ -231,12 +267,15 @@ def train(cfg: TrainConfig, resume: bool = True, keep_epochs: bool = False) -> M
         log.info("resumed from %s at epoch %d (best val %.4f)", ckpt_path, start_epoch + 1, best_acc)
 
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    show_every = max(1, steps_per_epoch // 20)  # progress-bar numbers cost a device sync
     for epoch in range(start_epoch, cfg.epochs):
         size = cfg.size_at(epoch)
         model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen)
-        loss_sum, correct, seen = 0.0, 0, 0
+        perm = torch.randperm(n, generator=gen, device=dev)
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), dtype=torch.long, device=dev)
+        seen = 0
         bar = tqdm(
             range(steps_per_epoch),
             desc=f"epoch {epoch + 1}/{cfg.epochs} @{size}px",
@@ -246,61 +285,81 @@ def train(cfg: TrainConfig, resume: bool = True, keep_epochs: bool = False) -> M
         )
         for step in bar:
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x = augment(train_set.images[idx], size, cfg, mean, std, gen)
-            y = train_set.labels[idx]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            x = augment(images[idx], size, cfg, mean, std, gen)
+            y = labels[idx]
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x)
                 loss = criterion(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += loss.item() * y.shape[0]
-            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.detach() * y.shape[0]
+            correct += (logits.argmax(1) == y).sum()
             seen += y.shape[0]
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+            if step % show_every == 0:
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}", refresh=False
+                )
         bar.close()
+        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         train_secs = time.perf_counter() - t0
         probs = predict_probs(model, val_set.images, size=cfg.eval_size, mean=mean, std=std, bf16=cfg.bf16)
         val_acc = float((probs.argmax(1) == val_set.labels.numpy()).mean())
         improved = val_acc > best_acc
         if improved:
             best_acc = val_acc
-            torch.save(model.state_dict(), out_dir / "best.pt")
+            torch.save(_cpu_state(model), out_dir / "best.pt")
         if keep_epochs:
             (out_dir / "epochs").mkdir(exist_ok=True)
-            torch.save(model.state_dict(), epoch_path(out_dir, epoch + 1))
+            torch.save(_cpu_state(model), epoch_path(out_dir, epoch + 1))
         log.info(
-            "epoch %d/%d size=%d loss=%.4f train_acc=%.4f val_acc=%.4f%s lr=%.5f train_s=%.0f total_s=%.0f",
+            "epoch %d/%d size=%d loss=%.4f train_acc=%.4f val_acc=%.4f%s lr=%.5f train_s=%.1f total_s=%.1f",
             epoch + 1,
             cfg.epochs,
             size,
-            loss_sum / seen,
-            correct / seen,
+            train_loss,
+            train_acc,
             val_acc,
             " *" if improved else "",
             sched.get_last_lr()[0],
             train_secs,
             time.perf_counter() - t0,
         )
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "gen": gen.get_state(),
-                "epoch": epoch,
-                "best_acc": best_acc,
-                "config": _plain(cfg),
-            },
-            ckpt_path.with_suffix(".tmp"),
-        )
-        ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+        if (epoch + 1) % save_every == 0 or epoch + 1 == cfg.epochs:
+            torch.save(
+                {
+                    "model": _cpu_state(model),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "gen": gen.get_state(),
+                    "epoch": epoch,
+                    "best_acc": best_acc,
+                    "config": _plain(cfg),
+                    "device_type": dev.type,
+                },
+                ckpt_path.with_suffix(".tmp"),
+            )
+            ckpt_path.with_suffix(".tmp").replace(ckpt_path)
 
     model.load_state_dict(torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True))
     manifest = export_model(model, out_dir, cfg, mean, std, best_acc)
     log.info("exported %s (val %.4f) to %s", manifest.weights_file, best_acc, out_dir)
     return manifest
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def subcommand_args(argv: list[str] | None = None) -> list[str]:
+    """The options after the sub-command, run as ``moodring train …`` or ``python -m inference.train …``.
+
+    Judged by the program's own name: a checkout whose path holds "moodring"
+    (``/src/moodring/inference/train.py``) is still the module form.
+    """
+    argv = sys.argv if argv is None else argv
+    return argv[2:] if Path(argv[0]).name == "moodring" else argv[1:]
 
 
 def epoch_path(out_dir: Path, epoch: int) -> Path:
@@ -368,6 +427,15 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint in --out-dir.")
 @click.option("--keep-epochs", is_flag=True, help="Also keep every epoch's weights (for `moodring average`).")
 @click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda, cuda:N or auto (a GPU when torch sees one).",
+)
+@click.option(
+    "--save-every", default=1, show_default=True, help="Write the resumable checkpoint every N epochs."
+)
+@click.option(
     "--init-from",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
@@ -386,6 +454,8 @@ def train_command(
     no_bf16: bool,
     fresh: bool,
     keep_epochs: bool,
+    device: str,
+    save_every: int,
     init_from: Path | None,
 ) -> None:
     """Train the emotion model on FER2013 (resumable; logs one line per epoch)."""
@@ -404,10 +474,10 @@ def train_command(
         seed=seed,
         bf16=not no_bf16,
         init_from=str(init_from) if init_from else None,
-        command="moodring train " + shlex.join(sys.argv[2:] if "moodring" in sys.argv[0] else sys.argv[1:]),
+        command="moodring train " + shlex.join(subcommand_args()),
     )
     log.info("config %s", _plain(cfg))
-    train(cfg, resume=not fresh, keep_epochs=keep_epochs)
+    train(cfg, resume=not fresh, keep_epochs=keep_epochs, device=device, save_every=max(1, save_every))
 
 
 def main() -> None:

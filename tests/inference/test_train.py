@@ -14,7 +14,7 @@ from PIL import Image
 from inference.average import average_run, average_states, kept_epochs
 from inference.checkpoint import load_model
 from inference.emotions import EMOTIONS
-from inference.train import TrainConfig, epoch_path, train
+from inference.train import TrainConfig, augment, epoch_path, resolve_device, subcommand_args, train
 
 
 def _folder(root: Path, per_class: int, seed: int) -> Path:
@@ -67,6 +67,38 @@ def test_resume_continues_from_the_checkpoint_and_refuses_another_config(
     assert torch.equal(after["model"]["fc.weight"], before["model"]["fc.weight"])
     with pytest.raises(click.UsageError, match="another config"):
         train(replace(cfg, lr=cfg.lr * 2))
+
+
+def test_resume_refuses_a_checkpoint_made_on_another_device(run: tuple[TrainConfig, Path]) -> None:
+    cfg, out = run
+    original = (out / "last.pt").read_bytes()
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["device_type"] == "cpu"
+    ckpt["device_type"] = "cuda"  # a GPU generator's state can't seed a CPU one
+    torch.save(ckpt, out / "last.pt")
+    try:
+        with pytest.raises(click.UsageError, match="made on cuda"):
+            train(cfg)
+    finally:
+        (out / "last.pt").write_bytes(original)
+
+
+def test_augment_is_reproducible_from_the_generator_and_stays_on_its_device() -> None:
+    cfg = TrainConfig(data="", val="", out_dir="")
+    faces = torch.randint(0, 256, (6, 48, 48), dtype=torch.uint8)
+    a = augment(faces, 40, cfg, (0.5,), (0.25,), torch.Generator().manual_seed(1))
+    b = augment(faces, 40, cfg, (0.5,), (0.25,), torch.Generator().manual_seed(1))
+    c = augment(faces, 40, cfg, (0.5,), (0.25,), torch.Generator().manual_seed(2))
+    assert a.shape == (6, 1, 40, 40) and a.device.type == "cpu"
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_device_and_command_line_helpers() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    # the recorded command drops the program (and the sub-command when run as `moodring train`)
+    assert subcommand_args(["/usr/bin/moodring", "train", "--lr", "1"]) == ["--lr", "1"]
+    assert subcommand_args(["/src/moodring/inference/train.py", "--lr", "1"]) == ["--lr", "1"]
 
 
 def test_average_states_means_floats_and_keeps_counters() -> None:

@@ -21,13 +21,16 @@ import torch.nn.functional as F
 from inference.checkpoint import load_model
 from inference.data import load_faces
 from inference.explain import CamClassifier
+from inference.precision import resolve_bf16
 from inference.preprocess import faces_to_batch
 
 FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 
 
 @torch.inference_mode()
-def deletion_curve(model: torch.nn.Module, x: torch.Tensor, cls: np.ndarray, maps: np.ndarray) -> np.ndarray:
+def deletion_curve(
+    model: torch.nn.Module, x: torch.Tensor, cls: np.ndarray, maps: np.ndarray, bf16: bool
+) -> np.ndarray:
     """Probability of ``cls`` after deleting each fraction of the highest-ranked pixels: (N, F)."""
     n, _, h, w = x.shape
     order = np.argsort(-maps.reshape(n, -1), axis=1, kind="stable")
@@ -38,7 +41,7 @@ def deletion_curve(model: torch.nn.Module, x: torch.Tensor, cls: np.ndarray, map
         if k:
             np.put_along_axis(mask, order[:, :k], 0.0, axis=1)
         xm = x * torch.from_numpy(mask).view(n, 1, h, w)  # 0 == dataset mean after normalisation
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             p = torch.softmax(model(xm.contiguous(memory_format=torch.channels_last)).float(), 1)
         out[:, j] = p[torch.arange(n), torch.from_numpy(cls)].numpy()
     return out
@@ -58,7 +61,8 @@ def main() -> None:
     faces = data.images[idx]
     rng = np.random.default_rng(0)
     cam_curves, rand_curves = [], []
-    cam = CamClassifier(model, manifest.target_layer)
+    bf16 = resolve_bf16(None)  # as served: bf16 only where the CPU has it in hardware
+    cam = CamClassifier(model, manifest.target_layer, bf16=bf16)
     for start in range(0, len(faces), 64):
         x = faces_to_batch(faces[start : start + 64], manifest.input_size, manifest.mean, manifest.std)
         out = cam(x)
@@ -66,8 +70,8 @@ def main() -> None:
         nh, nw = out.native_size
         rand = torch.from_numpy(rng.random((len(x), 1, nh, nw), dtype=np.float32))
         rand_maps = F.interpolate(rand, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0].numpy()
-        cam_curves.append(deletion_curve(model, x, cls, out.maps))
-        rand_curves.append(deletion_curve(model, x, cls, rand_maps))
+        cam_curves.append(deletion_curve(model, x, cls, out.maps, bf16))
+        rand_curves.append(deletion_curve(model, x, cls, rand_maps, bf16))
     cam.close()
     c, r = np.concatenate(cam_curves), np.concatenate(rand_curves)
     print(f"{len(c)} FER2013 val faces, target layer {manifest.target_layer}, native map {nh}x{nw}")

@@ -60,7 +60,8 @@ def predict_probs(
     mean = mean or (manifest.mean if manifest else (0.5,))
     std = std or (manifest.std if manifest else (0.25,))
     model.eval()
-    dev = next(model.parameters()).device  # runs where the model lives (the CPU when served)
+    # run where the model lives (the CPU when served); a model without weights runs on the CPU
+    dev = next(iter(model.parameters()), torch.empty(0)).device
     out = []
     n = len(faces)
     for start in range(0, n, batch_size):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -151,15 +152,19 @@ async def test_board_edits_are_coalesced_to_one_per_second(
 ) -> None:
     bot = await start_bot()
     board = await _start(fake)
+    started = time.monotonic()
     clicks = [fake.click(1000 + i, board, f"mr:sess:{CHANNEL_ID}:join") for i in range(20)]
     for ix in await asyncio.gather(*clicks):
         await fake.acked(ix)
         await fake.reply(ix)
     await _settled(bot)
     edits = fake.edits[int(board["id"])]
-    assert 1 <= len(edits) <= 5, edits
+    # 20 joins, but at most one edit per second of the burst (plus the first), however slow the machine
+    assert 1 <= len(edits) <= min(19, time.monotonic() - started + 1), edits
     gaps = [b - a for a, b in itertools.pairwise(edits)]
-    assert all(g >= 1.0 for g in gaps), gaps
+    # edits start >= 1.05 s apart (the Redis lock); arrival at the fake server adds transport jitter,
+    # which reached ~60 ms on a saturated 2-core machine
+    assert all(g >= 0.9 for g in gaps), gaps
     assert "Members (21)" in str(fake.messages[int(board["id"])]["embeds"][0]["fields"])
 
 

@@ -128,7 +128,14 @@ def region_shares(cam: np.ndarray, marks: tuple[tuple[float, float], ...] | None
 
 
 def reason_text(label: str, shares: dict[str, float]) -> str:
-    """One line such as ``"happy: mostly the mouth (48 % of the evidence)"``."""
+    """One line such as ``"happy: mostly the mouth (48 % of the evidence)"``.
+
+    Grad-CAM keeps only positive evidence; when none of the face has any (an all-zero
+    map, seen for calm "neutral" faces, where the score comes from other classes being
+    low) the line says so instead of naming a region with 0 %.
+    """
+    if sum(shares.values()) <= 0.0:
+        return f"{label}: no part of the face stood out (the heatmap is empty)"
     top = max(shares, key=lambda k: shares[k])
     second = sorted(shares, key=lambda k: shares[k], reverse=True)[1]
     text = f"{label}: mostly the {top} ({shares[top]:.0%} of the evidence)"

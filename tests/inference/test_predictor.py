@@ -11,7 +11,7 @@ from PIL import Image
 
 from inference.checkpoint import load_model
 from inference.errors import BadImage, NoFaceFound
-from inference.explain import CamClassifier, region_shares
+from inference.explain import CamClassifier, reason_text, region_shares
 from inference.faces import Face
 from inference.predictor import Predictor
 from tests.conftest import face_photo
@@ -111,6 +111,14 @@ def test_region_shares_sum_to_one_and_follow_the_map() -> None:
     shares = region_shares(cam, None)
     assert sum(shares.values()) == pytest.approx(1.0)
     assert max(shares, key=shares.__getitem__) == "mouth"
+
+
+def test_reason_names_the_strongest_region_or_says_none_stood_out() -> None:
+    cam = np.zeros((48, 48), dtype=np.float32)
+    cam[36:40, :] = 1.0
+    assert reason_text("happy", region_shares(cam, None)).startswith("happy: mostly the mouth (")
+    empty = reason_text("neutral", region_shares(np.zeros((48, 48), dtype=np.float32), None))
+    assert empty == "neutral: no part of the face stood out (the heatmap is empty)"
 
 
 def _rss_mb() -> float:

@@ -194,6 +194,24 @@ def export_model(
     return manifest
 
 
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    criterion: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bf16: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step under autocast on ``x``'s device; (loss, logits), detached, never synced."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+        loss = criterion(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), logits.detach()
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when torch sees a GPU, else CPU; anything else as torch spells it."""
     if name == "auto":
@@ -255,10 +273,9 @@ def train(
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ckpt["config"] != _plain(cfg):
             raise click.UsageError(f"{ckpt_path} was made with another config; use a new --out-dir")
-        if ckpt.get("device_type", "cpu") != dev.type:
-            raise click.UsageError(
-                f"{ckpt_path} was made on {ckpt.get('device_type', 'cpu')}; resume it there (--device)"
-            )
+        made_on = ckpt.get("device_type", "cpu")  # checkpoints from before --device are CPU ones
+        if made_on != dev.type:
+            raise click.UsageError(f"{ckpt_path} was made on {made_on}; resume it there (--device)")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
@@ -287,14 +304,9 @@ def train(
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             x = augment(images[idx], size, cfg, mean, std, gen)
             y = labels[idx]
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = model(x)
-                loss = criterion(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, logits = train_step(model, opt, criterion, x, y, cfg.bf16)
             sched.step()
-            loss_sum += loss.detach() * y.shape[0]
+            loss_sum += loss * y.shape[0]
             correct += (logits.argmax(1) == y).sum()
             seen += y.shape[0]
             if step % show_every == 0:

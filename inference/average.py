@@ -23,7 +23,7 @@ from torch import nn
 
 from inference.emotions import EMOTIONS
 from inference.evaluate import predict_probs
-from inference.manifest import ModelManifest
+from inference.manifest import MANIFEST_FILE, ModelManifest
 from inference.model import build_resnet50
 from inference.train import (
     TrainConfig,
@@ -127,7 +127,7 @@ def average_run(run_dir: Path, out_dir: Path, last: int, command: str = "") -> M
     manifest = export_model(model, out_dir, cfg, mean, std, val_acc)
     note = f"weights averaged over epochs {chosen[0]}-{chosen[-1]} of {run_dir}, BN re-estimated"
     manifest = manifest.model_copy(update={"notes": note})
-    manifest.dump(out_dir / "manifest.json")
+    manifest.dump(out_dir / MANIFEST_FILE)
     log.info(
         "averaged epochs %s: val %.4f (best single epoch %.4f) in %.0f s -> %s",
         chosen,

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from inference.errors import ModelError
-from inference.manifest import ModelManifest, sha256_file
+from inference.manifest import MANIFEST_FILE, ModelManifest, sha256_file
 from inference.model import build_resnet50
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def default_model_dir() -> Path:
 def load_model(model_dir: Path | None = None, verify: bool = True) -> tuple[nn.Module, ModelManifest]:
     """Build the network described by ``model_dir/manifest.json`` and load its weights (fp32, eval)."""
     model_dir = model_dir or default_model_dir()
-    manifest_path = model_dir / "manifest.json"
+    manifest_path = model_dir / MANIFEST_FILE
     if not manifest_path.is_file():
         raise ModelError(f"no manifest.json in {model_dir}")
     try:

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("inference.train:train_command", "Train the FER2013 ResNet50 (resumable, CPU-friendly)."),
     "average": ("inference.average:average_command", "Average a run's last epochs' weights (SWA-style)."),
+    "calibrate": ("inference.calibrate:calibrate_command", "Fit the softmax temperature on labelled faces."),
     "recommend": ("recommender.cli:recommend_command", "Recommend music for an emotion (offline catalog)."),
     "catalog": ("recommender.cli:catalog_group", "Import a CSV track table (Spotify URIs + audio features)."),
     "worker": ("inference.worker:worker_command", "Consume analysis jobs from Redis Streams (scales out)."),
@@ -241,7 +242,10 @@ def evaluate_command(
         )
     except DatasetError as exc:
         raise click.UsageError(str(exc)) from exc
-    click.echo(f"model: {manifest.architecture} ({manifest.weights_sha256[:12]}), tta={tta}")
+    click.echo(
+        f"model: {manifest.architecture} ({manifest.weights_sha256[:12]}), tta={tta}, "
+        f"temperature={manifest.temperature:g}"
+    )
     if stats is not None:
         click.echo(f"faces found: {stats.with_face}/{stats.images} photos ({stats.unreadable} unreadable)")
     click.echo(format_report(report))
@@ -250,7 +254,12 @@ def evaluate_command(
             json_out,
             report,
             stats,
-            {"tta": tta, "weights_sha256": manifest.weights_sha256, "data": str(directory)},
+            {
+                "tta": tta,
+                "temperature": manifest.temperature,
+                "weights_sha256": manifest.weights_sha256,
+                "data": str(directory),
+            },
         )
 
 

@@ -52,13 +52,20 @@ def predict_probs(
     tta: Tta = "none",
     batch_size: int = 256,
     bf16: bool = True,
+    temperature: float | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities (N, classes) for grey uint8 face crops, averaged over TTA views."""
+    """Softmax probabilities (N, classes) for grey uint8 face crops, averaged over TTA views.
+
+    Each view's logits are divided by ``temperature`` (default: the manifest's, else 1)
+    before the softmax; that never changes a prediction, only its confidence.
+    """
     from inference.preprocess import faces_to_batch
 
     size = size or (manifest.input_size if manifest else 48)
     mean = mean or (manifest.mean if manifest else (0.5,))
     std = std or (manifest.std if manifest else (0.25,))
+    if temperature is None:
+        temperature = manifest.temperature if manifest else 1.0
     model.eval()
     # run where the model lives (the CPU when served); a model without weights runs on the CPU
     dev = next(iter(model.parameters()), torch.empty(0)).device
@@ -70,7 +77,8 @@ def predict_probs(
         views = _views(x, tta)
         for view in views:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                p = torch.softmax(model(view.contiguous(memory_format=torch.channels_last)).float(), dim=1)
+                logits = model(view.contiguous(memory_format=torch.channels_last)).float()
+            p = torch.softmax(logits / temperature, dim=1)
             acc = p if acc is None else acc + p
         assert acc is not None
         out.append((acc / len(views)).cpu().numpy())

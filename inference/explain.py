@@ -45,7 +45,13 @@ class CamClassifier:
     instance per thread (the worker runs it in a single-thread executor).
     """
 
-    def __init__(self, model: nn.Module, target_layer: str, bf16: bool | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, target_layer: str, bf16: bool | None = None, temperature: float = 1.0
+    ) -> None:
+        """``temperature`` only scales the reported probabilities (Grad-CAM uses the raw class score)."""
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        self.temperature = temperature
         model.eval()
         layer = resolve_layer(model, target_layer)
         # Gradients are only needed from the output back to the target layer: freeze
@@ -63,7 +69,7 @@ class CamClassifier:
     def __call__(self, batch: torch.Tensor) -> CamBatch:
         maps = self._cam(input_tensor=batch, targets=None)
         logits = self._cam.outputs.detach()
-        probs = torch.softmax(logits.float(), dim=1).numpy()
+        probs = torch.softmax(logits.float() / self.temperature, dim=1).numpy()
         native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])
         self._cam.activations_and_grads.clear()
         self._cam.outputs = None

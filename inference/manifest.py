@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inference.emotions import Emotion
 
 MANIFEST_VERSION = 1
+MANIFEST_FILE = "manifest.json"
 
 
 class ModelManifest(BaseModel):
@@ -34,6 +35,11 @@ class ModelManifest(BaseModel):
     data: str = ""
     val_accuracy: float | None = None
     val_accuracy_tta: float | None = None
+    temperature: float = Field(
+        default=1.0,
+        gt=0,
+        description="softmax temperature: probs = softmax(logits / T); 1 = uncalibrated (moodring calibrate)",
+    )
     notes: str = ""
 
     @classmethod

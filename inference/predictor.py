@@ -80,7 +80,7 @@ class Predictor:
         self.detector = detector
         self.limits = limits
         self.max_faces = max_faces
-        self._cam = CamClassifier(model, manifest.target_layer, bf16=bf16)
+        self._cam = CamClassifier(model, manifest.target_layer, bf16=bf16, temperature=manifest.temperature)
 
     @classmethod
     def load(

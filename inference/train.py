@@ -24,7 +24,7 @@ from inference.checkpoint import load_model
 from inference.data import FaceSet, load_faces
 from inference.emotions import EMOTIONS
 from inference.evaluate import predict_probs
-from inference.manifest import ModelManifest, sha256_file
+from inference.manifest import MANIFEST_FILE, ModelManifest, sha256_file
 from inference.model import STEM_FER, build_resnet50, param_groups
 from inference.precision import cpu_has_native_bf16
 from inference.preprocess import normalize
@@ -190,7 +190,7 @@ def export_model(
         data=f"FER2013 Training ({cfg.data}), selected on PublicTest ({cfg.val})",
         val_accuracy=round(val_accuracy, 4),
     )
-    manifest.dump(out_dir / "manifest.json")
+    manifest.dump(out_dir / MANIFEST_FILE)
     return manifest
 
 

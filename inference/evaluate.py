@@ -57,7 +57,8 @@ def predict_probs(
     """Softmax probabilities (N, classes) for grey uint8 face crops, averaged over TTA views.
 
     Each view's logits are divided by ``temperature`` (default: the manifest's, else 1)
-    before the softmax; that never changes a prediction, only its confidence.
+    before the softmax; that never changes a single view's prediction, only its confidence
+    (averaged over TTA views it can flip a near-tie).
     """
     from inference.preprocess import faces_to_batch
 

@@ -13,7 +13,6 @@ and then stores the T fitted on all of them in the manifest, where ``predict_pro
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,25 +22,24 @@ import numpy as np
 
 from inference.metrics import expected_calibration_error
 
-log = logging.getLogger(__name__)
-
 T_MIN, T_MAX = 0.05, 20.0
 
 
-def _scaled_softmax(log_probs: np.ndarray, temperature: float) -> np.ndarray:
+def _scaled_log_softmax(log_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``log softmax(log_probs / T)`` in float64, stable for any T."""
     z = log_probs.astype(np.float64) / temperature
     z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    out: np.ndarray = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return out
+
+
+def _mean_nll(log_p: np.ndarray, labels: np.ndarray) -> float:
+    return float(-log_p[np.arange(len(labels)), labels].mean())
 
 
 def nll(log_probs: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     """Mean negative log-likelihood of ``labels`` under ``softmax(log_probs / T)``."""
-    z = log_probs.astype(np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=1))
-    return float((log_norm - z[np.arange(len(labels)), labels]).mean())
+    return _mean_nll(_scaled_log_softmax(log_probs, temperature), labels)
 
 
 def fit_temperature(log_probs: np.ndarray, labels: np.ndarray, iters: int = 80) -> float:
@@ -85,21 +83,20 @@ def cross_fit(log_probs: np.ndarray, labels: np.ndarray, seed: int = 0) -> Calib
         raise ValueError("cross-fitting needs at least two faces")
     order = np.random.default_rng(seed).permutation(n)
     halves = (order[: n // 2], order[n // 2 :])
-    held_out = np.zeros((n, log_probs.shape[1]), dtype=np.float64)
+    held_out = np.zeros((n, log_probs.shape[1]), dtype=np.float64)  # log-probabilities
     fold_ts = []
     for fit_idx, score_idx in (halves, halves[::-1]):
         t = fit_temperature(log_probs[fit_idx], labels[fit_idx])
         fold_ts.append(t)
-        held_out[score_idx] = _scaled_softmax(log_probs[score_idx], t)
-    before = _scaled_softmax(log_probs, 1.0)
-    rows = np.arange(n)
+        held_out[score_idx] = _scaled_log_softmax(log_probs[score_idx], t)
+    before = _scaled_log_softmax(log_probs, 1.0)
     return CalibrationReport(
         temperature=fit_temperature(log_probs, labels),
         fold_temperatures=(fold_ts[0], fold_ts[1]),
-        ece_before=expected_calibration_error(before, labels),
-        ece_after=expected_calibration_error(held_out, labels),
-        nll_before=float(-np.log(np.maximum(before[rows, labels], 1e-300)).mean()),
-        nll_after=float(-np.log(np.maximum(held_out[rows, labels], 1e-300)).mean()),
+        ece_before=expected_calibration_error(np.exp(before), labels),
+        ece_after=expected_calibration_error(np.exp(held_out), labels),
+        nll_before=_mean_nll(before, labels),
+        nll_after=_mean_nll(held_out, labels),
     )
 
 
@@ -114,24 +111,21 @@ def cross_fit(log_probs: np.ndarray, labels: np.ndarray, seed: int = 0) -> Calib
     help="Labelled faces (ImageFolder) to fit the temperature on.",
 )
 @click.option("--write", is_flag=True, help="Store the fitted temperature in MODEL_DIR/manifest.json.")
-@click.option("--threads", type=int, default=2, show_default=True)
-def calibrate_command(model_dir: Path, val_dir: Path, write: bool, threads: int) -> None:
+def calibrate_command(model_dir: Path, val_dir: Path, write: bool) -> None:
     """Fit a softmax temperature for MODEL_DIR and report its cross-fitted calibration error."""
-    import torch
-
     from inference.checkpoint import load_model
+    from inference.cli import _engine
     from inference.data import load_faces
     from inference.evaluate import predict_probs
-    from inference.logsetup import configure_logging
     from inference.manifest import MANIFEST_FILE
     from inference.precision import resolve_bf16
 
-    configure_logging("INFO", False)
-    torch.set_num_threads(threads)
-    model, manifest = load_model(model_dir)
+    settings = _engine(model_dir, None)  # like evaluate: logging, torch threads, MOODRING_BF16
+    model, manifest = load_model(settings.model_dir)
     data = load_faces(val_dir, manifest.input_size, tuple(str(c) for c in manifest.classes))
     # single view, T = 1: log-probabilities are the logits up to a per-row constant
-    probs = predict_probs(model, data.images, manifest, tta="none", bf16=resolve_bf16(None), temperature=1.0)
+    bf16 = resolve_bf16(settings.bf16)
+    probs = predict_probs(model, data.images, manifest, tta="none", bf16=bf16, temperature=1.0)
     log_probs = np.log(np.maximum(probs, np.finfo(np.float32).tiny))
     report = cross_fit(log_probs, data.labels.numpy())
     click.echo(

@@ -91,7 +91,7 @@ def test_calibrate_command_writes_temperature_and_keeps_weights(tmp_path: Path, 
             Image.fromarray(pixels).save(tmp_path / "val" / name / f"{i}.png")
     before = ModelManifest.load(model_dir / "manifest.json")
     result = CliRunner().invoke(
-        calibrate_command, [str(model_dir), "--val", str(tmp_path / "val"), "--write", "--threads", "1"]
+        calibrate_command, [str(model_dir), "--val", str(tmp_path / "val"), "--write"]
     )
     assert result.exit_code == 0, result.output
     assert "cross-fitted" in result.output

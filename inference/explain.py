@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +47,23 @@ class CamClassifier:
     """
 
     def __init__(
-        self, model: nn.Module, target_layer: str, bf16: bool | None = None, temperature: float = 1.0
+        self,
+        model: nn.Module,
+        target_layer: str,
+        bf16: bool | None = None,
+        temperature: float = 1.0,
+        target: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        """``temperature`` only scales the reported probabilities (Grad-CAM uses the raw class score)."""
+        """``temperature`` only scales the reported probabilities (Grad-CAM uses the raw class score).
+
+        ``target`` maps one face's logits (a 1-D tensor) to the scalar Grad-CAM explains;
+        the default, ``None``, is the predicted class's raw score, the most faithful of the
+        targets measured (``benchmarks/cam_faithfulness.py --target``; model card).
+        """
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         self.temperature = temperature
+        self._target = target
         model.eval()
         layer = resolve_layer(model, target_layer)
         # Gradients are only needed from the output back to the target layer: freeze
@@ -67,7 +79,8 @@ class CamClassifier:
         self._cam = GradCAM(model=self._wrapped, target_layers=[layer])
 
     def __call__(self, batch: torch.Tensor) -> CamBatch:
-        maps = self._cam(input_tensor=batch, targets=None)
+        targets = None if self._target is None else [self._target] * batch.shape[0]
+        maps = self._cam(input_tensor=batch, targets=targets)
         logits = self._cam.outputs.detach()
         probs = torch.softmax(logits.float() / self.temperature, dim=1).numpy()
         native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])

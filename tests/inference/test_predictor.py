@@ -95,6 +95,22 @@ def test_gradcam_map_shape_and_range(tiny_model_dir: Path) -> None:
     assert np.allclose(out.probs, ref, atol=1e-4)
 
 
+def test_gradcam_target_defaults_to_the_predicted_class_score(tiny_model_dir: Path) -> None:
+    model, manifest = load_model(tiny_model_dir)
+    x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    with CamClassifier(model, manifest.target_layer, bf16=False) as cam:
+        default = cam(x)
+    with CamClassifier(model, manifest.target_layer, bf16=False, target=lambda z: z[z.argmax()]) as cam:
+        same = cam(x)
+    least = default.probs.argmin(1)
+    with CamClassifier(model, manifest.target_layer, bf16=False, target=lambda z: z[z.argmin()]) as cam:
+        other = cam(x)
+    assert np.allclose(default.maps, same.maps, atol=1e-5)
+    assert np.allclose(default.probs, other.probs, atol=1e-5)  # the target never changes the prediction
+    assert (least != default.probs.argmax(1)).all()
+    assert not np.allclose(default.maps, other.maps, atol=1e-3)
+
+
 def test_gradcam_hooks_released(tiny_model_dir: Path) -> None:
     model, manifest = load_model(tiny_model_dir)
     layer = model.layer3

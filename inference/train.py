@@ -41,7 +41,7 @@ class TrainConfig:
     data: str
     val: str
     out_dir: str
-    schedule: tuple[tuple[int, int], ...] = ((32, 9), (40, 6), (48, 5))
+    schedule: tuple[tuple[int, int], ...] = ((32, 16), (40, 10), (48, 10))
     eval_size: int = 48
     batch_size: int = 128
     lr: float = 1e-3
@@ -426,7 +426,7 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 )
 @click.option(
     "--schedule",
-    default="32:9,40:6,48:5",
+    default="32:16,40:10,48:10",
     show_default=True,
     help="Progressive resizing: SIZE:EPOCHS pairs, run in order.",
 )

@@ -1,6 +1,7 @@
 """Train the emotion model on a lent GPU inside a fixed time budget, then export it.
 
 python benchmarks/train_on_gpu.py --budget-s 520 --out OUT [--batch-size 256 --lr 1.5e-3 --seed 0]
+    [--mix 0.5 --ema 0.999] [--packed .gpudata/fer2013.npz]
 
 A lent GPU comes for minutes, not hours, and no second try, so the run is sized by
 measurement instead of by guess:
@@ -17,7 +18,8 @@ measurement instead of by guess:
    the manifest, the train log and ``probe.json`` in OUT.
 
 Join the parts with ``cat model.safetensors.part* > model.safetensors``; the manifest's
-sha256 checks the result.
+sha256 checks the result. The lent machine gets the checkout only: send FER2013 as one
+archive made by ``benchmarks/fer_pack.py`` and name it with ``--packed``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.fer_pack import unpack
 from inference.data import FaceSet, load_faces
 from inference.emotions import EMOTIONS
 from inference.evaluate import Tta, predict_probs
 from inference.model import build_resnet50, param_groups
-from inference.train import TrainConfig, augment, export_model, norm_stats, train_step
+from inference.train import Ema, TrainConfig, export_model, norm_stats, training_step
 
 PART_BYTES = 15 * 2**20
 
@@ -43,13 +46,12 @@ PART_BYTES = 15 * 2**20
 def probe(
     train_set: FaceSet,
     val_set: FaceSet,
-    batch_size: int,
-    lr: float,
+    cfg: TrainConfig,
     dev: torch.device,
-    bf16: bool,
     steps: int = 30,
 ) -> dict[str, float]:
-    """Seconds per training step (:func:`inference.train.train_step`) and per validation pass on ``dev``."""
+    """Seconds per training step (:func:`inference.train.training_step`, with the run's
+    mixing and EMA) and per epoch's validation (two passes with an EMA) on ``dev``."""
     torch.backends.cudnn.benchmark = True
 
     def sync() -> None:
@@ -57,16 +59,17 @@ def probe(
             torch.cuda.synchronize()
 
     mean, std = norm_stats(train_set)
-    cfg = TrainConfig(data="", val="", out_dir="", batch_size=batch_size, lr=lr)
+    batch_size, bf16 = cfg.batch_size, cfg.bf16
     images, labels = train_set.images.to(dev), train_set.labels.to(dev)
     model = build_resnet50(len(EMOTIONS)).to(dev).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     gen = torch.Generator(device=dev).manual_seed(0)
+    ema = Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     def step() -> None:
         idx = torch.randint(0, images.shape[0], (batch_size,), device=dev, generator=gen)
-        train_step(model, opt, criterion, augment(images[idx], 48, cfg, mean, std, gen), labels[idx], bf16)
+        training_step(model, opt, criterion, images[idx], labels[idx], 48, cfg, mean, std, gen, ema)
 
     for _ in range(10):
         step()
@@ -79,7 +82,7 @@ def probe(
     predict_probs(model, val_set.images, size=48, mean=mean, std=std, bf16=bf16)
     t0 = time.perf_counter()
     predict_probs(model, val_set.images, size=48, mean=mean, std=std, bf16=bf16)
-    eval_s = time.perf_counter() - t0
+    eval_s = (time.perf_counter() - t0) * (2 if ema is not None else 1)
     return {
         "step_s": step_s,
         "eval_s": eval_s,
@@ -109,6 +112,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mix", type=float, default=0.0, help="moodring train --mix")
+    ap.add_argument("--ema", type=float, default=0.0, help="moodring train --ema")
+    ap.add_argument("--packed", type=Path, default=None, help="FER2013 archive from benchmarks/fer_pack.py")
+    ap.add_argument(
+        "--fit", type=float, default=0.85, help="share of the measured time an epoch plan may fill"
+    )
     ap.add_argument("--max-epochs", type=int, default=300)
     ap.add_argument("--device", default="cuda", help="cpu only to smoke-test this script")
     ap.add_argument("--no-bf16", action="store_true", help="fp32 (for a smoke test on a CPU without bf16)")
@@ -123,16 +132,30 @@ def main() -> None:
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"torch {torch.__version__}, {name}", flush=True)
     t0 = time.perf_counter()
+    if args.packed:
+        unpacked = Path("/tmp/moodring-fer2013")
+        print(f"unpacked {unpack(args.packed, unpacked)} files", flush=True)
+        args.data, args.val = unpacked / "train", unpacked / "val"
     train_set, val_set = load_faces(args.data), load_faces(args.val)  # once: the probe and the export
     load_s = time.perf_counter() - t0
+    probe_cfg = TrainConfig(
+        data="",
+        val="",
+        out_dir="",
+        batch_size=args.batch_size,
+        lr=args.lr,
+        bf16=not args.no_bf16,
+        mix_p=args.mix,
+        ema_decay=args.ema,
+    )
     numbers: dict[str, object] = {
         "load_s": load_s,
-        **probe(train_set, val_set, args.batch_size, args.lr, dev, not args.no_bf16),
+        **probe(train_set, val_set, probe_cfg, dev),
     }
     if dev.type == "cuda":
         torch.cuda.empty_cache()  # the probe's model and batches are gone; give the run their memory
     left = deadline - args.export_reserve_s - time.perf_counter() - args.startup_s
-    epochs = max(1, min(args.max_epochs, int(0.92 * left / float(numbers["epoch_s"]))))  # type: ignore[arg-type]
+    epochs = max(1, min(args.max_epochs, int(args.fit * left / float(numbers["epoch_s"]))))  # type: ignore[arg-type]
     numbers["epochs"] = epochs
     print("probe " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in numbers.items()}))
 
@@ -143,6 +166,8 @@ def main() -> None:
         "--batch-size", str(args.batch_size),
         "--lr", str(args.lr),
         "--seed", str(args.seed),
+        "--mix", str(args.mix),
+        "--ema", str(args.ema),
         "--threads", "4",
         "--save-every", "25",
         "--fresh",
@@ -192,6 +217,8 @@ def main() -> None:
             threads=4,
             seed=args.seed,
             bf16=not args.no_bf16,
+            mix_p=args.mix,
+            ema_decay=args.ema,
             command="moodring train " + " ".join(cmd[3:]) + "  # stopped at the deadline",
         )
         export_model(model, args.run_dir, cfg, mean, std, acc)

@@ -14,7 +14,16 @@ from PIL import Image
 from inference.average import average_run, average_states, kept_epochs
 from inference.checkpoint import load_model
 from inference.emotions import EMOTIONS
-from inference.train import TrainConfig, augment, epoch_path, resolve_device, subcommand_args, train
+from inference.train import (
+    Ema,
+    TrainConfig,
+    augment,
+    epoch_path,
+    mix,
+    resolve_device,
+    subcommand_args,
+    train,
+)
 
 
 def _folder(root: Path, per_class: int, seed: int) -> Path:
@@ -81,6 +90,80 @@ def test_resume_refuses_a_checkpoint_made_on_another_device(run: tuple[TrainConf
             train(cfg)
     finally:
         (out / "last.pt").write_bytes(original)
+
+
+def test_resume_accepts_a_checkpoint_from_before_mixing_and_ema_existed(
+    run: tuple[TrainConfig, Path],
+) -> None:
+    cfg, out = run
+    original = (out / "last.pt").read_bytes()
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    for key in ("mix_p", "ema_decay"):  # what a session-6 checkpoint's config looks like
+        del ckpt["config"][key]
+    torch.save(ckpt, out / "last.pt")
+    try:
+        train(cfg)  # same run: the missing fields mean their defaults (off), which it was trained with
+        with pytest.raises(click.UsageError, match="another config"):
+            train(replace(cfg, mix_p=0.5))
+    finally:
+        (out / "last.pt").write_bytes(original)
+
+
+def test_mix_pastes_or_blends_the_partner_and_weights_targets_by_what_was_kept() -> None:
+    b, classes = 7, len(EMOTIONS)
+    x = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1).expand(b, 1, 12, 12).contiguous()
+    y = torch.arange(b)  # face i has value i and class i; its partner is face i - 1
+    out, target = mix(x, y, classes, 1.0, torch.Generator().manual_seed(4))
+    assert out.shape == x.shape and target.shape == (b, classes)
+    assert torch.allclose(target.sum(1), torch.ones(b))
+    kinds = set()
+    for i in range(b):
+        own, partner = float(i), float((i - 1) % b)
+        pixels = out[i].flatten()
+        lam = float(target[i, i])
+        assert lam + float(target[i, (i - 1) % b]) == pytest.approx(1.0)
+        if torch.isin(pixels, torch.tensor([own, partner])).all():  # CutMix: a pasted box
+            kinds.add("cut")
+            assert float((pixels == own).float().mean()) == pytest.approx(lam)
+        else:  # mixup: every pixel the same blend
+            kinds.add("blend")
+            assert torch.allclose(pixels, torch.full_like(pixels, lam * own + (1 - lam) * partner))
+    assert kinds == {"cut", "blend"}  # p = 1: every face mixed, both ways used (seed 4)
+    same, onehot = mix(x, y, classes, 0.0, torch.Generator().manual_seed(4))
+    assert torch.equal(same, x) and torch.equal(onehot, torch.eye(classes)[:b])
+
+
+def test_ema_averages_weights_and_batchnorm_statistics_but_not_counters() -> None:
+    live = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = Ema(live, decay=0.75)
+    assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+    start = {k: v.clone() for k, v in ema.model.state_dict().items()}
+    with torch.no_grad():
+        live[0].weight.add_(4.0)
+        live[1].running_mean.add_(8.0)
+        live[1].num_batches_tracked.add_(5)
+    ema.update()
+    state = ema.model.state_dict()
+    assert torch.allclose(state["0.weight"], start["0.weight"] + 1.0)  # 0.75 old + 0.25 new
+    assert torch.allclose(state["1.running_mean"], start["1.running_mean"] + 2.0)
+    assert int(state["1.num_batches_tracked"]) == int(start["1.num_batches_tracked"])
+
+
+def test_training_with_mixing_and_ema_selects_and_checkpoints_the_average(
+    run: tuple[TrainConfig, Path], tmp_path: Path
+) -> None:
+    base, _ = run
+    cfg = replace(base, out_dir=str(tmp_path / "ema"), schedule=((16, 2),), mix_p=1.0, ema_decay=0.5)
+    train(cfg, keep_epochs=True)
+    ckpt = torch.load(tmp_path / "ema" / "last.pt", map_location="cpu", weights_only=True)
+    kept = torch.load(epoch_path(tmp_path / "ema", 2), map_location="cpu", weights_only=True)
+    # what is kept (and selected as best) is the average, not the live weights
+    assert torch.equal(kept["fc.weight"], ckpt["ema"]["fc.weight"])
+    assert not torch.equal(ckpt["ema"]["fc.weight"], ckpt["model"]["fc.weight"])
+    train(cfg)  # resumes at the end with the average restored, re-exports
+    model, _ = load_model(tmp_path / "ema")
+    best = torch.load(tmp_path / "ema" / "best.pt", map_location="cpu", weights_only=True)
+    assert torch.allclose(model.state_dict()["fc.weight"], best["fc.weight"], atol=2e-3)
 
 
 def test_augment_is_reproducible_from_the_generator_and_stays_on_its_device() -> None:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from inference.checkpoint import load_model
 from inference.data import load_faces
 from inference.emotions import EMOTIONS
-from inference.explain import CamClassifier
+from inference.explain import CamClassifier, map_is_empty
 from inference.precision import resolve_bf16
 from inference.preprocess import faces_to_batch
 
@@ -89,7 +89,7 @@ def main() -> None:
         out = cam(x)
         cls = out.probs.argmax(1)
         predicted.append(cls)
-        empty.append(out.maps.reshape(len(x), -1).max(1) <= 0.0)
+        empty.append(np.array([map_is_empty(m) for m in out.maps]))
         nh, nw = out.native_size
         rand = torch.from_numpy(rng.random((len(x), 1, nh, nw), dtype=np.float32))
         rand_maps = F.interpolate(rand, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0].numpy()

@@ -126,6 +126,15 @@ def landmarks_in_crop(face: Face, crop: Crop, size: int) -> tuple[tuple[float, f
     return tuple(out)
 
 
+def map_is_empty(cam: np.ndarray) -> bool:
+    """True when a Grad-CAM map has no positive evidence anywhere (all zero after the ReLU).
+
+    The one test for "empty" that the PNG label and the faithfulness benchmark share;
+    :func:`reason_text` sees the same thing as region shares that sum to zero.
+    """
+    return not float(np.max(cam, initial=0.0)) > 0.0
+
+
 def region_shares(cam: np.ndarray, marks: tuple[tuple[float, float], ...] | None) -> dict[str, float]:
     """Share of the map's mass in each horizontal face band (bands placed by landmarks)."""
     size = cam.shape[0]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from inference.explain import map_is_empty
 from inference.faces import Crop, Face
 
 MAX_SIDE = 768
@@ -33,7 +34,7 @@ def caption(ov: Overlay) -> str:
     picture would look as if the heatmap had failed to render.
     """
     text = f"{ov.label} {ov.confidence:.0%}"
-    if not float(np.max(ov.cam, initial=0.0)) > 0.0:
+    if map_is_empty(ov.cam):
         text += " (no hotspot)"
     return text
 

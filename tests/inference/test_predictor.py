@@ -11,7 +11,7 @@ from PIL import Image
 
 from inference.checkpoint import load_model
 from inference.errors import BadImage, NoFaceFound
-from inference.explain import CamClassifier, reason_text, region_shares
+from inference.explain import CamClassifier, map_is_empty, reason_text, region_shares
 from inference.faces import Face
 from inference.predictor import Predictor
 from tests.conftest import face_photo
@@ -135,6 +135,9 @@ def test_reason_names_the_strongest_region_or_says_none_stood_out() -> None:
     assert reason_text("happy", region_shares(cam, None)).startswith("happy: mostly the mouth (")
     empty = reason_text("neutral", region_shares(np.zeros((48, 48), dtype=np.float32), None))
     assert empty == "neutral: no part of the face stood out (the heatmap is empty)"
+    # the text and the "empty" test the PNG label and the benchmark use agree
+    assert map_is_empty(np.zeros((48, 48), dtype=np.float32)) and not map_is_empty(cam)
+    assert map_is_empty(np.zeros((0, 0), dtype=np.float32))  # no map at all: nothing stood out
 
 
 def _rss_mb() -> float:

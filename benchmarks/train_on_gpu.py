@@ -1,6 +1,6 @@
 """Train the emotion model on a lent GPU inside a fixed time budget, then export it.
 
-python benchmarks/train_on_gpu.py --budget-s 520 --out OUT [--batch-size 256 --lr 1.5e-3 --seed 0]
+python -m benchmarks.train_on_gpu --budget-s 520 --out OUT [--batch-size 256 --lr 1.5e-3 --seed 0]
     [--mix 0.5 --ema 0.999] [--packed .gpudata/fer2013.npz]
 
 A lent GPU comes for minutes, not hours, and no second try, so the run is sized by

@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -138,19 +139,23 @@ def main() -> None:
         args.data, args.val = unpacked / "train", unpacked / "val"
     train_set, val_set = load_faces(args.data), load_faces(args.val)  # once: the probe and the export
     load_s = time.perf_counter() - t0
-    probe_cfg = TrainConfig(
-        data="",
-        val="",
-        out_dir="",
+    # The run's settings, built once: the probe times them, a deadline export records them.
+    run_cfg = TrainConfig(
+        data=str(args.data),
+        val=str(args.val),
+        out_dir=str(args.run_dir),
+        schedule=((48, 1),),  # the epoch count comes from the probe
         batch_size=args.batch_size,
         lr=args.lr,
+        threads=4,
+        seed=args.seed,
         bf16=not args.no_bf16,
         mix_p=args.mix,
         ema_decay=args.ema,
     )
     numbers: dict[str, object] = {
         "load_s": load_s,
-        **probe(train_set, val_set, probe_cfg, dev),
+        **probe(train_set, val_set, run_cfg, dev),
     }
     if dev.type == "cuda":
         torch.cuda.empty_cache()  # the probe's model and batches are gone; give the run their memory
@@ -207,18 +212,9 @@ def main() -> None:
 
     acc = accuracy("none")
     if not numbers["finished"] or not weights.exists():
-        cfg = TrainConfig(
-            data=str(args.data),
-            val=str(args.val),
-            out_dir=str(args.run_dir),
+        cfg = replace(
+            run_cfg,
             schedule=((48, epochs),),
-            batch_size=args.batch_size,
-            lr=args.lr,
-            threads=4,
-            seed=args.seed,
-            bf16=not args.no_bf16,
-            mix_p=args.mix,
-            ema_decay=args.ema,
             command="moodring train " + " ".join(cmd[3:]) + "  # stopped at the deadline",
         )
         export_model(model, args.run_dir, cfg, mean, std, acc)

@@ -385,6 +385,11 @@ def train(
         log.info("resumed from %s at epoch %d (best val %.4f)", ckpt_path, start_epoch + 1, best_acc)
 
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    def val_accuracy(m: nn.Module) -> float:
+        probs = predict_probs(m, val_set.images, size=cfg.eval_size, mean=mean, std=std, bf16=cfg.bf16)
+        return float((probs.argmax(1) == val_set.labels.numpy()).mean())
+
     show_every = max(1, steps_per_epoch // 20)  # progress-bar numbers cost a device sync
     for epoch in range(start_epoch, cfg.epochs):
         size = cfg.size_at(epoch)
@@ -418,10 +423,6 @@ def train(
         bar.close()
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         train_secs = time.perf_counter() - t0
-
-        def val_accuracy(m: nn.Module) -> float:
-            probs = predict_probs(m, val_set.images, size=cfg.eval_size, mean=mean, std=std, bf16=cfg.bf16)
-            return float((probs.argmax(1) == val_set.labels.numpy()).mean())
 
         # With an EMA, the averaged weights are what is selected and exported; the live
         # weights' accuracy is logged beside them (raw=) so the EMA's effect is on record.

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from benchmarks._photos import selfie_jpeg
-from inference.precision import cpu_has_native_bf16, resolve_bf16
-from inference.predictor import Predictor
+from inference.serve.precision import cpu_has_native_bf16, resolve_bf16
+from inference.serve.predictor import Predictor
 
 STAGES = ("decode", "detect", "classify_cam", "render", "total")
 

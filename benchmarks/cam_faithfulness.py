@@ -25,12 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inference.checkpoint import load_model
-from inference.data import load_faces
-from inference.emotions import EMOTIONS
-from inference.explain import CamClassifier, map_is_empty
-from inference.precision import resolve_bf16
-from inference.preprocess import faces_to_batch
+from inference.serve.checkpoint import load_model
+from inference.serve.explain import CamClassifier, map_is_empty
+from inference.serve.precision import resolve_bf16
+from inference.serve.preprocess import faces_to_batch
+from inference.training.data import FER2013_CLASSES as EMOTIONS
+from inference.training.data import load_faces
 
 FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 
@@ -112,7 +112,7 @@ def main() -> None:
         f"grad-cam lower on {wins:.0%} of faces"
     )
     per_class = ", ".join(
-        f"{name.value} {e[p == i].mean():.0%} of {(p == i).sum()}"
+        f"{name} {e[p == i].mean():.0%} of {(p == i).sum()}"
         for i, name in enumerate(EMOTIONS)
         if (p == i).any()
     )

@@ -22,8 +22,8 @@ import torch
 from matplotlib import cbook
 from PIL import Image, ImageOps
 
-from inference.data import list_imagefolder
-from inference.faces import Face, HaarDetector, MtcnnDetector
+from inference.serve.faces import Face, HaarDetector, Landmarks, MtcnnDetector
+from inference.training.data import list_imagefolder
 
 
 class FacenetMtcnn:
@@ -49,7 +49,7 @@ class FacenetMtcnn:
             Face(
                 (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
                 float(p),
-                tuple((float(x), float(y)) for x, y in pts),
+                Landmarks(*((float(x), float(y)) for x, y in pts)),
             ).scaled(1 / scale)
             for b, p, pts in zip(boxes, probs, points, strict=True)
             if float(p) >= self._threshold

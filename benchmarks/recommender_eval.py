@@ -19,7 +19,6 @@ import tempfile
 from itertools import pairwise
 from pathlib import Path
 
-from inference.emotions import EMOTIONS
 from recommender.catalogs import import_csv, load_imported, load_offline_catalog
 from recommender.mood import STRATEGIES, load_mood_map
 from recommender.service import MemoryHistory, Recommender
@@ -48,7 +47,7 @@ async def main_async(data: Path) -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     ratios = []
-    for emotion in EMOTIONS:
+    for emotion in mm.names:
         for strategy in STRATEGIES:
             rec = Recommender(mm, [cat], MemoryHistory(), pool_size=2000)
             picks = await rec.recommend(str(emotion), strategy=strategy, n=10)

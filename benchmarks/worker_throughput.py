@@ -27,8 +27,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from benchmarks._photos import selfie_jpeg
-from inference.config import QueueSettings
-from inference.jobs import JobClient
+from inference.api.client import JobClient
+from inference.api.settings import QueueSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

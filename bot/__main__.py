@@ -5,32 +5,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Mapping
 
 import click
+from pydantic_settings import BaseSettings
 
 from bot.settings import BotSettings
-from inference.config import load_settings
-from inference.logsetup import configure_logging
-from recommender.settings import SpotifySettings
+from inference.api.logsetup import configure_logging
+from inference.api.settings import load_settings
+from recommender.sources import load_source_settings
 
 log = logging.getLogger("bot")
 
 
-async def run(settings: BotSettings, spotify: SpotifySettings, sync_global: bool = False) -> None:
+async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_global: bool = False) -> None:
     """Open Redis, wire the services, run the bot until SIGTERM/SIGINT, close everything."""
     import discord
     from redis.asyncio import Redis
 
     from bot.app import MoodringBot, use_api_base
     from bot.services import build_services
+    from inference.api.emotions import EmotionError
     from recommender.mood import MoodMapError
 
     use_api_base(settings.discord_api_base)
     redis = Redis.from_url(settings.redis_url)
     try:
         try:
-            services = build_services(settings, spotify, redis)
-        except MoodMapError as exc:
+            services = build_services(settings, sources, redis)
+        except (MoodMapError, EmotionError) as exc:
             log.error("%s", exc)
             raise SystemExit(2) from None
         async with MoodringBot(services) as bot:
@@ -56,9 +59,9 @@ async def run(settings: BotSettings, spotify: SpotifySettings, sync_global: bool
 def bot_command(sync_global: bool) -> None:
     """Run the Discord bot (needs MOODRING_DISCORD_TOKEN)."""
     settings = load_settings(BotSettings)
-    spotify = load_settings(SpotifySettings)
+    sources = load_source_settings(load_settings)
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run(settings, spotify, sync_global))
+    asyncio.run(run(settings, sources, sync_global))
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from discord.ext import commands
 from bot import texts
 from bot.board import EditCoalescer, SessionBoard
 from bot.services import Services
-from bot.views import DYNAMIC_ITEMS
+from bot.views import DYNAMIC_ITEMS, session_view
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class MoodringBot(commands.AutoShardedBot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.services = services
-        self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis))
+        self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis), session_view)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import discord
 from redis.asyncio import Redis
 
-from bot import embeds, texts, views
+from bot import embeds, texts
 from bot.sessions import SessionError, Sessions
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,17 @@ class EditCoalescer:
 class SessionBoard:
     """Renders a session into its channel message, through the coalescer."""
 
-    def __init__(self, client: discord.Client, sessions: Sessions, coalescer: EditCoalescer) -> None:
+    def __init__(
+        self,
+        client: discord.Client,
+        sessions: Sessions,
+        coalescer: EditCoalescer,
+        controls: Callable[[int], discord.ui.View],
+    ) -> None:
         self.client = client
         self.sessions = sessions
         self.coalescer = coalescer
+        self.controls = controls  # the session's buttons for a channel id (bot.views.session_view)
 
     async def act(
         self,
@@ -115,8 +122,6 @@ class SessionBoard:
             except SessionError:
                 await message.edit(content=texts.SESSION_ENDED, embed=None, view=None)
                 return
-            await message.edit(
-                content=None, embed=embeds.session_embed(view), view=views.session_view(channel_id)
-            )
+            await message.edit(content=None, embed=embeds.session_embed(view), view=self.controls(channel_id))
 
         await self.coalescer.request(f"moodring:board:{{{channel_id}}}:{message_id}", edit)

@@ -11,37 +11,29 @@ import time
 from collections.abc import Sequence
 
 from bot.store import DAY, MoodEntry
-from inference.emotions import EMOTIONS
-
-PALETTE = {
-    "angry": "#e74c3c",
-    "disgust": "#27ae60",
-    "fear": "#8e44ad",
-    "happy": "#f1c40f",
-    "neutral": "#95a5a6",
-    "sad": "#3498db",
-    "surprise": "#e67e22",
-}
+from inference.api.emotions import EmotionRegistry
 
 
-def mood_chart(entries: Sequence[MoodEntry], days: int, now: float | None = None) -> bytes:
+def mood_chart(
+    entries: Sequence[MoodEntry], days: int, emotions: EmotionRegistry, now: float | None = None
+) -> bytes:
     """PNG of the last ``days`` days; a corrected reading counts as what the user said."""
     from matplotlib.figure import Figure
 
     now = now or time.time()
     today = int(now // DAY)
-    counts = {e.value: [0] * days for e in EMOTIONS}
+    counts = {name: [0] * days for name in emotions.names}
     for entry in entries:
         age = today - int(entry.at // DAY)
         if 0 <= age < days:
-            counts[entry.corrected or entry.emotion][days - 1 - age] += 1
+            counts.setdefault(entry.corrected or entry.emotion, [0] * days)[days - 1 - age] += 1
     fig = Figure(figsize=(7, 2.8), dpi=100)
     ax = fig.add_subplot()
     x = list(range(days))
     bottom = [0] * days
     for emotion, ys in counts.items():
         if any(ys):
-            ax.bar(x, ys, bottom=bottom, color=PALETTE[emotion], label=emotion, width=0.8)
+            ax.bar(x, ys, bottom=bottom, color=emotions[emotion].hex, label=emotion, width=0.8)
             bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
     step = 1 if days <= 7 else 7
     ticks = list(range(days - 1, -1, -step))[::-1]

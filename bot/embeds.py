@@ -12,28 +12,11 @@ from bot import texts
 from bot.mood_flow import CheckOutcome
 from bot.sessions import SessionView
 from bot.store import MoodEntry, summarize
+from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
 HEATMAP_NAME = "heatmap.png"
 CHART_NAME = "moods.png"
-EMOJI = {
-    "angry": "\N{POUTING FACE}",
-    "disgust": "\N{NAUSEATED FACE}",
-    "fear": "\N{FEARFUL FACE}",
-    "happy": "\N{SMILING FACE WITH SMILING EYES}",
-    "neutral": "\N{NEUTRAL FACE}",
-    "sad": "\N{PENSIVE FACE}",
-    "surprise": "\N{HUSHED FACE}",
-}
-COLOUR = {
-    "angry": 0xE74C3C,
-    "disgust": 0x27AE60,
-    "fear": 0x8E44AD,
-    "happy": 0xF1C40F,
-    "neutral": 0x95A5A6,
-    "sad": 0x3498DB,
-    "surprise": 0xE67E22,
-}
 
 
 def bar(p: float, width: int = 10) -> str:
@@ -52,17 +35,18 @@ def tracks_embed(tracks: Sequence[Recommendation], title: str, colour: int = 0x1
     return embed
 
 
-def check_embed(out: CheckOutcome) -> tuple[discord.Embed, list[discord.File]]:
+def check_embed(out: CheckOutcome, emotions: EmotionRegistry) -> tuple[discord.Embed, list[discord.File]]:
     """The answer to ``/mood check``: emotion, confidence, top-3 bars, reason, heatmap, music."""
     assert out.faces and out.emotion is not None
     main = out.faces[0]
-    conf = (out.probs or {}).get(out.emotion, main.confidence)
+    info = emotions[out.emotion]
     embed = discord.Embed(
-        title=f"{EMOJI.get(out.emotion, '')} You look **{out.emotion}** ({conf:.0%})",
-        colour=COLOUR.get(out.emotion, 0x95A5A6),
+        title=f"{info.emoji} You look **{info.adjective}** ({main.confidence:.0%})", colour=info.colour
     )
-    top = "\n".join(f"`{bar(p)}` {label} {p:.0%}" for label, p in main.top3)
+    top = "\n".join(f"`{bar(p)}` {label} {p:.0%}" for label, p in main.top(3))
     embed.description = f"{top}\n\n{main.reason}"
+    if out.prior_applied:
+        embed.description += "\n" + texts.PRIOR_USED
     if len(out.faces) > 1:
         lines = [f"{i}. **{f.emotion}** {f.confidence:.0%} — {f.reason}" for i, f in enumerate(out.faces, 1)]
         embed.add_field(
@@ -80,7 +64,11 @@ def check_embed(out: CheckOutcome) -> tuple[discord.Embed, list[discord.File]]:
 
 
 def history_embed(
-    entries: Sequence[MoodEntry], week: dict[str, Any], days: int, chart_png: bytes | None
+    entries: Sequence[MoodEntry],
+    week: dict[str, Any],
+    days: int,
+    chart_png: bytes | None,
+    emotions: EmotionRegistry,
 ) -> tuple[discord.Embed, list[discord.File]]:
     """`/mood history`: last readings, most frequent mood, weekly line and a chart."""
     if not entries:
@@ -88,14 +76,14 @@ def history_embed(
     period = summarize(entries, days)
     counts: dict[str, int] = period["counts"]
     top: str = period["most_frequent"]
-    embed = discord.Embed(title=f"Your moods, last {days} days", colour=COLOUR.get(top, 0x95A5A6))
+    embed = discord.Embed(title=f"Your moods, last {days} days", colour=emotions[top].colour)
     recent = []
     for e in entries[:5]:
         label = e.corrected or e.emotion
         fixed = f" (you said {e.corrected})" if e.corrected and e.corrected != e.emotion else ""
-        recent.append(f"<t:{int(e.at)}:R> {EMOJI.get(label, '')} **{e.emotion}** {e.confidence:.0%}{fixed}")
+        recent.append(f"<t:{int(e.at)}:R> {emotions[label].emoji} **{e.emotion}** {e.confidence:.0%}{fixed}")
     embed.add_field(name="Latest", value="\n".join(recent), inline=False)
-    embed.add_field(name="Most frequent", value=f"{EMOJI.get(top, '')} {top} ({counts[top]}×)", inline=True)
+    embed.add_field(name="Most frequent", value=f"{emotions[top].emoji} {top} ({counts[top]}×)", inline=True)
     embed.add_field(name="This week", value=weekly_line(week), inline=False)
     files = []
     if chart_png:

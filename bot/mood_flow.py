@@ -1,4 +1,4 @@
-"""`/mood check` as a plain async function: consent → cooldown → worker → calibrate → store → music.
+"""`/mood check` as a plain async function: consent → cooldown → worker (+ prior) → store → music.
 
 The cog only turns an interaction into :func:`check_mood` and renders the
 :class:`CheckOutcome`; everything here is testable without Discord.
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.store import UserStore
-from inference.contract import JobResult, hash_user
-from inference.errors import MoodringError
+from inference.api.contract import FaceResult, JobResult, hash_user
+from inference.api.errors import MoodringError
 from recommender.mood import Strategy
 from recommender.ranking import Recommendation
 from recommender.service import Recommender
@@ -29,20 +29,16 @@ class DownloadFailed(MoodringError):
 
 
 class Analyzer(Protocol):
-    """The submit side of the queue (:class:`inference.jobs.JobClient`)."""
+    """The submit side of the queue (:class:`inference.api.client.JobClient`)."""
 
     async def analyze(
-        self, user_id: int | str, data: bytes, want_heatmap: bool = True, timeout_s: float | None = None
+        self,
+        user_id: int | str,
+        data: bytes,
+        want_heatmap: bool = True,
+        timeout_s: float | None = None,
+        prior: Mapping[str, float] | None = None,
     ) -> JobResult: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FaceLine:
-    emotion: str
-    confidence: float
-    top3: tuple[tuple[str, float], ...]
-    reason: str
-    probs: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +47,17 @@ class CheckOutcome:
 
     error: str | None = None
     retry_after_s: float = 0.0
-    faces: tuple[FaceLine, ...] = ()
+    faces: tuple[FaceResult, ...] = ()
     heatmap_png: bytes | None = None
     tracks: tuple[Recommendation, ...] = ()
     strategy: str | None = None
     entry_id: str | None = None
-    emotion: str | None = None  # after the user's calibration; what was stored
+    emotion: str | None = None  # the sender's face after their prior: what was stored
     probs: dict[str, float] | None = None
+
+    @property
+    def prior_applied(self) -> bool:
+        return bool(self.faces) and self.faces[0].prior_applied
 
 
 def attachment_problem(content_type: str | None, size: int | None, max_bytes: int) -> str | None:
@@ -95,23 +95,19 @@ async def check_mood(
     if wait > 0:
         return CheckOutcome(error="cooldown", retry_after_s=wait)
     try:
-        result = await analyzer.analyze(user_id, await fetch(), want_heatmap=True)
+        prior = await store.prior(user_id)
+        result = await analyzer.analyze(user_id, await fetch(), want_heatmap=True, prior=prior)
     except MoodringError as exc:
         log.info("check for user %s failed: %s", hash_user(user_id), exc.code)
         return CheckOutcome(error=exc.code)
-    faces = []
-    for f in result.faces:
-        face_probs = {str(k): float(v) for k, v in f.probs.items()}
-        top3 = tuple(sorted(face_probs.items(), key=lambda kv: -kv[1])[:3])
-        faces.append(FaceLine(str(f.emotion), f.confidence, top3, f.reason, face_probs))
-    probs = await store.calibrate(user_id, faces[0].probs)
-    emotion = max(probs, key=probs.__getitem__)
+    faces = result.faces
+    emotion, probs = faces[0].emotion, dict(faces[0].probs)
     entry_id = await store.record(user_id, emotion, probs)
     chosen = strategy or recommender.mood_map.default_strategy(emotion)
     tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=hash_user(user_id))
     png = base64.b64decode(result.heatmap_png_b64) if result.heatmap_png_b64 else None
     return CheckOutcome(
-        faces=tuple(faces),
+        faces=faces,
         heatmap_png=png,
         tracks=tuple(tracks),
         strategy=chosen,

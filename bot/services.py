@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pydantic_settings import BaseSettings
 from redis.asyncio import Redis
 
 from bot.mood_flow import Analyzer
 from bot.sessions import Sessions
 from bot.settings import BotSettings
 from bot.store import UserStore
-from inference.jobs import JobClient
+from inference.api.client import JobClient
+from inference.api.emotions import EmotionRegistry, load_registry
 from recommender.mood import load_mood_map
-from recommender.service import Recommender, RedisHistory, build_catalogs
-from recommender.settings import SpotifySettings
+from recommender.service import Recommender, RedisHistory
+from recommender.sources import build_catalogs
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,23 +27,33 @@ class Services:
     analyzer: Analyzer
     recommender: Recommender
     sessions: Sessions
+    emotions: EmotionRegistry
 
 
-def build_services(settings: BotSettings, spotify: SpotifySettings, redis: Redis) -> Services:
+def build_services(
+    settings: BotSettings,
+    sources: Mapping[str, BaseSettings],
+    redis: Redis,
+    emotions: EmotionRegistry | None = None,
+) -> Services:
     """Wire Redis-backed stores, the queue client and the recommender.
 
-    Raises :class:`recommender.mood.MoodMapError` for an invalid mood map, before any connection.
+    ``emotions`` defaults to the registry of the model in ``settings.model_dir`` (its manifest
+    only). Raises :class:`recommender.mood.MoodMapError` for an invalid mood map or one that has
+    no place for a class of the model, before any connection.
     """
+    emotions = emotions or load_registry(settings.model_dir)
+    mood_map = load_mood_map(settings.mood_map).require(emotions.names)  # first: a bad file stops start-up
     store = UserStore(
         redis,
+        emotions.names,
         retention_days=settings.retention_days,
         max_entries=settings.history_max_entries,
         consent_version=settings.consent_version,
     )
-    mood_map = load_mood_map(settings.mood_map)  # first: a bad file stops start-up before anything else
-    catalogs = build_catalogs(spotify, redis, settings.redis_url)
+    catalogs = build_catalogs(sources, redis, settings.redis_url)
     recommender = Recommender(mood_map, catalogs, RedisHistory(redis))
     sessions = Sessions(
         redis, recommender, idle_s=settings.session_idle_s, vote_ratio=settings.session_vote_ratio
     )
-    return Services(settings, redis, store, JobClient(redis, settings), recommender, sessions)
+    return Services(settings, redis, store, JobClient(redis, settings), recommender, sessions, emotions)

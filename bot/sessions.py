@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from bot.store import as_text, user_prefix
-from inference.contract import hash_user
-from inference.emotions import EMOTIONS
+from inference.api.contract import hash_user
 from recommender.mood import MoodPoint, Strategy, blend
 from recommender.service import Recommender
 
@@ -238,7 +237,7 @@ class Sessions:
                 self._k(channel_id, "queue")
             ):
                 return
-        emotion = min(EMOTIONS, key=lambda e: self.recommender.mood_map.point(e).distance(target))
+        emotion = self.recommender.mood_map.nearest(target)
         strategy: Strategy = state["strategy"]  # type: ignore[assignment]
         recs = await self.recommender.recommend(
             emotion, strategy=strategy, n=int(state["length"]), start=target, user=f"session:{channel_id}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from inference.config import QueueSettings
+from inference.api.settings import QueueSettings
 
 
 class BotSettings(QueueSettings):

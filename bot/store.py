@@ -16,8 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from inference.contract import hash_user
-from inference.emotions import EMOTIONS
+from inference.api.contract import hash_user
 
 DAY = 86_400
 
@@ -50,9 +49,15 @@ class UserStore:
     """Typed access to one Redis; all methods take the raw Discord user id and hash it."""
 
     def __init__(
-        self, redis: Redis, retention_days: int = 90, max_entries: int = 1000, consent_version: int = 1
+        self,
+        redis: Redis,
+        classes: Sequence[str],
+        retention_days: int = 90,
+        max_entries: int = 1000,
+        consent_version: int = 1,
     ) -> None:
         self.redis = redis
+        self.classes = tuple(classes)
         self.retention_s = retention_days * DAY
         self.max_entries = max_entries
         self.consent_version = consent_version
@@ -124,14 +129,10 @@ class UserStore:
             )
         return out
 
-    async def summary(self, user_id: int | str, days: int = 7) -> dict[str, Any]:
-        """Counts per emotion over ``days`` (corrections win) and the most frequent mood."""
-        return summarize(await self.history(user_id, days=days), days)
-
     # corrections → per-user prior ------------------------------------------------
     async def correct(self, user_id: int | str, entry_id: str, emotion: str) -> None:
         """The user says entry ``entry_id`` was really ``emotion``; update their prior."""
-        if emotion not in EMOTIONS:
+        if emotion not in self.classes:
             raise ValueError(f"unknown emotion {emotion!r}")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(user_id, "corrections"), entry_id, emotion)
@@ -140,19 +141,18 @@ class UserStore:
             pipe.expire(self._key(user_id, "prior"), self.retention_s)
             await pipe.execute()
 
-    async def calibrate(self, user_id: int | str, probs: Mapping[str, float]) -> dict[str, float]:
-        """Re-weight model probabilities by the user's correction counts (Laplace-smoothed prior).
+    async def prior(self, user_id: int | str) -> dict[str, float]:
+        """The user's class weights from their corrections (Laplace-smoothed), sent with each job.
 
-        p'(c) ∝ p(c) · (1 + n_c) / (1 + mean n): with no corrections this is the identity;
-        each correction toward class c makes c a little more likely next time.
+        w(c) = (1 + n_c) / (1 + mean n), where n_c counts corrections to c; the worker applies
+        p'(c) ∝ p(c) · w(c) to the user's face before labelling and explaining it. No
+        corrections: an empty dict (identity).
         """
-        counts = {k: int(v) for k, v in (await self._hash(user_id, "prior")).items()}
+        counts = {k: int(v) for k, v in (await self._hash(user_id, "prior")).items() if k in self.classes}
         if not counts:
-            return dict(probs)
-        mean = sum(counts.values()) / len(EMOTIONS)
-        weighted = {c: p * (1 + counts.get(c, 0)) / (1 + mean) for c, p in probs.items()}
-        total = sum(weighted.values()) or 1.0
-        return {c: v / total for c, v in weighted.items()}
+            return {}
+        mean = sum(counts.values()) / len(self.classes)
+        return {c: (1 + counts.get(c, 0)) / (1 + mean) for c in self.classes}
 
     # cooldowns -------------------------------------------------------------------
     async def take_cooldown(self, user_id: int | str, seconds: float) -> float:

@@ -1,6 +1,8 @@
-"""Every sentence the bot shows to users, in one place."""
+"""Every sentence the bot shows to users, in one place (error sentences: inference.api.errors)."""
 
 from __future__ import annotations
+
+from inference.api.errors import user_message
 
 PRIVACY = (
     "**What moodring does with your photo**\n"
@@ -22,21 +24,6 @@ CONSENT = (
 CONSENT_ACCEPTED = "Thanks! Run `/mood check` again with your photo."
 CONSENT_DECLINED = "No problem: moodring will not analyse your photos and stores nothing about you."
 
-ERRORS: dict[str, str] = {
-    "no_face": "I couldn't find a face in that picture. Try a well-lit photo where your face is "
-    "clearly visible and not too small.",
-    "bad_image": "I couldn't read that file as an image. JPEG, PNG, WebP, GIF or HEIC work.",
-    "too_large": "That picture is too large for me. Try a smaller photo (under {max_mb} MB).",
-    "not_image": "That attachment isn't an image. Send a photo (JPEG, PNG, WebP, GIF or HEIC).",
-    "no_image": "That message has no image attached.",
-    "busy": "I'm very busy right now. Please try again in a minute.",
-    "timeout": "That took too long, sorry. Please try again in a moment.",
-    "cooldown": "Easy there: you can check again in {seconds} s.",
-    "download_failed": "I couldn't download that attachment from Discord. Please try again.",
-    "internal": "Something went wrong on my side. Please try again later.",
-    "not_yours": "Only the person who ran this can use these buttons.",
-}
-
 SHARED = "{mention} shared their mood reading."
 CORRECTED = "Noted: **{emotion}**. Your next readings take that into account. Music for {emotion}:"
 FORGET_CONFIRM = (
@@ -46,12 +33,8 @@ FORGET_CONFIRM = (
 FORGET_DONE = "Done: deleted {n} records. moodring knows nothing about you now."
 FORGET_CANCELLED = "Nothing was deleted."
 HISTORY_EMPTY = "No readings in the last {days} days. Try `/mood check` with a selfie."
+PRIOR_USED = "*Read with your corrections taken into account.*"
 AI_NOTICE = "AI estimate of a facial expression, not a diagnosis."
-
-
-def error(code: str, *, seconds: float = 0, max_mb: float = 10) -> str:
-    """The user-facing sentence for an error code (unknown codes read as 'internal')."""
-    return ERRORS.get(code, ERRORS["internal"]).format(seconds=max(1, round(seconds)), max_mb=round(max_mb))
 
 
 SESSION_ERRORS: dict[str, str] = {
@@ -74,4 +57,9 @@ SESSION_NO_LATEST = "You have no recent reading to reuse; joined without a mood.
 
 
 def session_error(code: str) -> str:
-    return SESSION_ERRORS.get(code, ERRORS["internal"])
+    return SESSION_ERRORS.get(code) or error("internal")
+
+
+def error(code: str, *, seconds: float = 0, max_mb: float = 10) -> str:
+    """The sentence for an error code, from the one table in :mod:`inference.api.errors`."""
+    return user_message(code, seconds=seconds, max_mb=max_mb)

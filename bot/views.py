@@ -11,23 +11,17 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import discord
 
 from bot import embeds, texts
-from inference.contract import hash_user
-from inference.emotions import EMOTIONS
+from bot.context import context
+from inference.api.contract import hash_user
+from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
-if TYPE_CHECKING:
-    from bot.app import MoodringBot
-
 log = logging.getLogger(__name__)
-
-
-def _bot(interaction: discord.Interaction) -> MoodringBot:
-    return cast("MoodringBot", interaction.client)
 
 
 async def _owner_only(interaction: discord.Interaction, owner: int) -> bool:
@@ -69,7 +63,7 @@ class ChoiceButton(
         return await _owner_only(interaction, self.owner)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot = _bot(interaction)
+        bot = context(interaction)
         if self.kind == "consent":
             await bot.services.store.set_consent(self.owner, self.yes)
             text = texts.CONSENT_ACCEPTED if self.yes else texts.CONSENT_DECLINED
@@ -129,11 +123,13 @@ class CorrectSelect(
 ):
     """ "Not how I feel?": the correction updates the user's prior and re-ranks their music."""
 
-    def __init__(self, owner: int, entry_id: str) -> None:
+    def __init__(self, owner: int, entry_id: str, emotions: EmotionRegistry) -> None:
         super().__init__(
             discord.ui.Select(
                 placeholder="Not how I feel?",
-                options=[discord.SelectOption(label=e.value.capitalize(), value=e.value) for e in EMOTIONS],
+                options=[discord.SelectOption(label=e.label, value=e.name, emoji=e.emoji) for e in emotions][
+                    :25
+                ],
                 custom_id=f"mr:fix:{owner}:{entry_id}",
             )
         )
@@ -143,7 +139,7 @@ class CorrectSelect(
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> CorrectSelect:
-        return cls(int(match["owner"]), match["entry"])
+        return cls(int(match["owner"]), match["entry"], context(interaction).services.emotions)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return await _owner_only(interaction, self.owner)
@@ -151,7 +147,7 @@ class CorrectSelect(
     async def callback(self, interaction: discord.Interaction) -> None:
         emotion = self.item.values[0]
         await interaction.response.defer(ephemeral=True, thinking=True)
-        services = _bot(interaction).services
+        services = context(interaction).services
         await services.store.correct(self.owner, self.entry_id, emotion)
         tracks = await services.recommender.recommend(emotion, user=hash_user(self.owner))
         embed = embeds.tracks_embed(tracks, title=texts.CORRECTED.format(emotion=emotion))
@@ -186,7 +182,7 @@ class SessionButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        text = await _bot(interaction).board.act(
+        text = await context(interaction).board.act(
             self.channel_id,
             self.action,
             interaction.user.id,
@@ -235,14 +231,18 @@ def link_view(tracks: Sequence[Recommendation]) -> discord.ui.View:
 
 
 def check_view(
-    owner: int, entry_id: str | None, tracks: Sequence[Recommendation], share: bool = True
+    owner: int,
+    entry_id: str | None,
+    tracks: Sequence[Recommendation],
+    emotions: EmotionRegistry,
+    share: bool = True,
 ) -> discord.ui.View:
     """Link buttons for the tracks, then Share (not in DMs) and the correction select."""
     view = link_view(tracks)
     if share:
         view.add_item(ShareButton(owner))
     if entry_id is not None:
-        view.add_item(CorrectSelect(owner, entry_id))
+        view.add_item(CorrectSelect(owner, entry_id, emotions))
     return view
 
 

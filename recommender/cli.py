@@ -36,9 +36,7 @@ def format_recommendations(recs: list, strategy: str) -> list[str]:  # type: ign
 
 
 @click.command("recommend")
-@click.argument(
-    "emotion", type=click.Choice(["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"])
-)
+@click.argument("emotion")
 @click.option(
     "--strategy",
     type=click.Choice(STRATEGIES),
@@ -57,8 +55,10 @@ def format_recommendations(recs: list, strategy: str) -> list[str]:  # type: ign
 def recommend_command(
     emotion: str, strategy: str | None, count: int, seed: int, catalog_file: Path | None
 ) -> None:
-    """Recommend music for EMOTION from the offline catalog (no credentials needed)."""
+    """Recommend music for EMOTION (any emotion the mood map places) from the offline catalog."""
     rec = build_recommender(catalog_file)
+    if emotion not in rec.mood_map.emotions:
+        raise click.BadParameter(f"choose one of {', '.join(rec.mood_map.names)}", param_hint="EMOTION")
     chosen = strategy or rec.mood_map.default_strategy(emotion)
     picks = asyncio.run(rec.recommend(emotion, strategy=chosen, n=count, seed=seed))  # type: ignore[arg-type]
     for line in format_recommendations(picks, chosen):

@@ -6,15 +6,13 @@ The mapping lives in ``recommender/data/moods.json`` and is validated when loade
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from inference.emotions import Emotion
 
 Strategy = Literal["match", "lift", "calm"]
 STRATEGIES: tuple[Strategy, ...] = ("match", "lift", "calm")
@@ -52,38 +50,60 @@ class _StrategyEntry(BaseModel):
 
 
 class MoodMap(BaseModel):
-    """Schema of ``moods.json``: every emotion placed, every strategy defined."""
+    """Schema of ``moods.json``: emotions placed on the circumplex, every strategy defined.
+
+    Emotions are plain names: which classes a deployment needs is the model's business, checked
+    by :meth:`require` in the composition root (the recommender imports nothing of inference).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: Literal[1]
     source: str
-    emotions: dict[Emotion, _EmotionEntry]
+    emotions: dict[str, _EmotionEntry] = Field(min_length=1)
     strategies: dict[Strategy, _StrategyEntry]
 
     @model_validator(mode="after")
     def _complete(self) -> MoodMap:
-        missing = set(Emotion) - set(self.emotions)
-        if missing:
-            raise ValueError(f"emotions missing: {sorted(missing)}")
         if set(self.strategies) != set(STRATEGIES):
             raise ValueError(f"strategies must be exactly {list(STRATEGIES)}")
         if self.strategies["match"].target is not None:
             raise ValueError("'match' has no target")
         return self
 
-    def point(self, emotion: Emotion | str) -> MoodPoint:
-        e = self.emotions[Emotion(emotion)]
+    def require(self, names: Iterable[str]) -> MoodMap:
+        """Check every class a model can answer has a place here; raise :class:`MoodMapError` if not."""
+        missing = sorted(set(names) - set(self.emotions))
+        if missing:
+            raise MoodMapError(f"mood map has no place for the model's classes {missing}")
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.emotions)
+
+    def _entry(self, emotion: str) -> _EmotionEntry:
+        try:
+            return self.emotions[str(emotion)]
+        except KeyError:
+            raise MoodMapError(f"no place for emotion {emotion!r} in the mood map") from None
+
+    def point(self, emotion: str) -> MoodPoint:
+        e = self._entry(emotion)
         return MoodPoint(e.valence, e.arousal)
+
+    def nearest(self, target: MoodPoint) -> str:
+        """The emotion whose point is closest to ``target``."""
+        return min(self.emotions, key=lambda e: self.point(e).distance(target))
 
     def point_for(self, probs: Mapping[str, float]) -> MoodPoint:
         """Probability-weighted mean of the emotions' points (a full vector, not only the top label)."""
         total = sum(max(0.0, p) for p in probs.values()) or 1.0
-        v = sum(self.emotions[Emotion(k)].valence * max(0.0, p) for k, p in probs.items()) / total
-        a = sum(self.emotions[Emotion(k)].arousal * max(0.0, p) for k, p in probs.items()) / total
+        v = sum(self._entry(k).valence * max(0.0, p) for k, p in probs.items()) / total
+        a = sum(self._entry(k).arousal * max(0.0, p) for k, p in probs.items()) / total
         return MoodPoint(v, a)
 
-    def default_strategy(self, emotion: Emotion | str) -> Strategy:
-        return self.emotions[Emotion(emotion)].default_strategy
+    def default_strategy(self, emotion: str) -> Strategy:
+        return self._entry(emotion).default_strategy
 
     def path(self, start: MoodPoint, strategy: Strategy, n: int) -> list[MoodPoint]:
         """Targets for positions 1..n: constant for ``match``; a straight walk to the target otherwise.

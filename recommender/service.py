@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from recommender.catalogs import Catalog, CatalogUnavailable, load_offline_catalog
+from recommender.catalogs import Catalog, CatalogUnavailable
 from recommender.mood import MoodMap, MoodPoint, Strategy
 from recommender.ranking import Recommendation, rank
-from recommender.settings import SpotifySettings
 from recommender.tracks import Track
 
 log = logging.getLogger(__name__)
@@ -110,16 +109,3 @@ class Recommender:
             log.warning("catalog %s gave %d of %d tracks; trying the next", catalog.name, len(picks), n)
         await self.history.add(user, [p.track.key for p in picks])
         return picks
-
-
-def build_catalogs(spotify: SpotifySettings, redis: Any, redis_url: str) -> list[Catalog]:
-    """Spotify search first when credentials exist; the built-in catalog always backs it up."""
-    catalogs: list[Catalog] = []
-    if spotify.configured:
-        from recommender.spotify import build_spotify_catalog
-
-        catalogs.append(build_spotify_catalog(spotify, redis, redis_url))
-    else:
-        log.warning("no SPOTIPY_CLIENT_ID/SECRET: recommending from the built-in offline catalog only")
-    catalogs.append(load_offline_catalog())
-    return catalogs

@@ -87,23 +87,20 @@ def face_photo(size: tuple[int, int] = (400, 300), fmt: str = "JPEG", mode: str 
     return buf.getvalue()
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised FER ResNet50 at 32 px with a valid manifest and fp16 weights."""
+def make_tiny_model(out: Path, classes: tuple[str, ...]) -> Path:
+    """A randomly initialised FER ResNet50 at 32 px for ``classes``, with a valid manifest, fp16 weights."""
     import torch
     from safetensors.torch import save_file
 
-    from inference.emotions import EMOTIONS
-    from inference.manifest import ModelManifest, sha256_file
-    from inference.model import STEM_FER, build_resnet50
+    from inference.api.manifest import ModelManifest, sha256_file
+    from inference.serve.model import STEM_FER, build_resnet50
 
     torch.manual_seed(0)
-    model = build_resnet50(len(EMOTIONS))
+    model = build_resnet50(len(classes))
     # zero_init_residual makes every block an identity at init; give the maps some texture.
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
-    out = tmp_path_factory.mktemp("model")
     weights = out / "model.safetensors"
     save_file(
         {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()},
@@ -111,7 +108,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     ModelManifest(
         stem=STEM_FER,
-        classes=EMOTIONS,
+        classes=classes,
         input_size=32,
         mean=(0.5,),
         std=(0.25,),
@@ -121,3 +118,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         weights_sha256=sha256_file(weights),
     ).dump(out / "manifest.json")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 7 FER2013 classes (see :func:`make_tiny_model`)."""
+    from inference.training.data import FER2013_CLASSES
+
+    return make_tiny_model(tmp_path_factory.mktemp("model"), FER2013_CLASSES)

@@ -9,8 +9,8 @@ from pydantic_settings import BaseSettings
 
 from bot.settings import BotSettings
 from inference.cli import COMMANDS
-from inference.config import WorkerSettings
-from recommender.settings import SpotifySettings
+from inference.worker.settings import WorkerSettings
+from recommender.sources import sources
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_environment_names_match_settings_classes() -> None:
     services = _compose()["services"]
     allowed = {
         "worker": _env_names(WorkerSettings),
-        "bot": _env_names(BotSettings) | _env_names(SpotifySettings),
+        "bot": _env_names(BotSettings).union(*(_env_names(s.settings_cls) for s in sources())),
     }
     for name, names in allowed.items():
         env = set(services[name]["environment"])

@@ -15,7 +15,7 @@ from bot import embeds, texts, views
 from bot.chart import mood_chart
 from bot.mood_flow import CheckOutcome, DownloadFailed, attachment_problem, check_mood
 from bot.store import DAY, summarize
-from inference.contract import hash_user
+from inference.api.contract import hash_user
 
 if TYPE_CHECKING:
     from bot.app import MoodringBot
@@ -65,8 +65,9 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         entries = await store.history(interaction.user.id, days=days)
         week_start = time.time() - 7 * DAY
         week = summarize([e for e in entries if e.at >= week_start], 7)  # days is 7 or 30
-        chart = await asyncio.to_thread(mood_chart, entries, days) if entries else None
-        embed, files = embeds.history_embed(entries, week, days, chart)
+        emotions = self.services.emotions
+        chart = await asyncio.to_thread(mood_chart, entries, days, emotions) if entries else None
+        embed, files = embeds.history_embed(entries, week, days, chart, emotions)
         await interaction.followup.send(embed=embed, files=files, ephemeral=True)
 
     @app_commands.command(name="export", description="Download everything moodring stores about you")
@@ -170,8 +171,8 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         if out.error:
             max_mb = self.services.settings.max_photo_bytes / 2**20
             return {"content": texts.error(out.error, seconds=out.retry_after_s, max_mb=max_mb)}
-        embed, files = embeds.check_embed(out)
-        view = views.check_view(user_id, out.entry_id, out.tracks, share=share)
+        embed, files = embeds.check_embed(out, self.services.emotions)
+        view = views.check_view(user_id, out.entry_id, out.tracks, self.services.emotions, share=share)
         return {"embed": embed, "files": files, "view": view}
 
     async def _check_in(self, interaction: discord.Interaction, out: CheckOutcome) -> None:

@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 from bot.app import MoodringBot, use_api_base
 from bot.services import build_services
 from bot.settings import BotSettings
-from recommender.settings import SpotifySettings
 from tests.fakediscord import FakeDiscord
 
 BotFactory = Callable[..., Awaitable[MoodringBot]]
@@ -33,11 +32,11 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 @pytest.fixture
 async def worker(redis_server: str, tiny_model_dir: Path) -> AsyncIterator[None]:
     """An in-process worker (torch in its own single-thread executor) on the test Redis."""
-    from inference.checkpoint import load_model
-    from inference.config import WorkerSettings
-    from inference.faces import FullFrameDetector
-    from inference.predictor import Predictor
-    from inference.worker import Worker
+    from inference.serve.checkpoint import load_model
+    from inference.serve.faces import FullFrameDetector
+    from inference.serve.predictor import Predictor
+    from inference.worker.service import Worker
+    from inference.worker.settings import WorkerSettings
 
     model, manifest = load_model(tiny_model_dir)
     predictor = Predictor(model, manifest, FullFrameDetector(), bf16=False)
@@ -68,9 +67,7 @@ async def start_bot(fake: FakeDiscord, redis_server: str, redis: Redis) -> Async
         settings = BotSettings(**values)
         use_api_base(settings.discord_api_base)
         client = Redis.from_url(redis_server)
-        bot = MoodringBot(
-            build_services(settings, SpotifySettings(client_id=None, client_secret=None), client)
-        )
+        bot = MoodringBot(build_services(settings, {}, client))
         task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
         running.append((bot, task, client))
         await fake.wait_ready(len(running))

@@ -14,7 +14,7 @@ import pytest
 from discord import app_commands
 from redis.asyncio import Redis
 
-from inference.contract import hash_user
+from inference.api.contract import hash_user
 from tests.bot.conftest import BotFactory
 from tests.bot.helpers import accept_consent, check, custom_ids, links
 from tests.conftest import face_photo
@@ -99,8 +99,8 @@ async def test_context_menu_share_and_correction(
     history = await bot.services.store.history(ALICE)
     assert history[0].corrected == "surprise"
     # The correction feeds the user's prior: the next reading leans toward "surprise".
-    calibrated = await bot.services.store.calibrate(ALICE, {e: 1 / 7 for e in history[0].probs})
-    assert max(calibrated, key=calibrated.__getitem__) == "surprise"
+    weights = await bot.services.store.prior(ALICE)
+    assert max(weights, key=weights.__getitem__) == "surprise"
 
 
 async def test_history_chart_export_and_forget(

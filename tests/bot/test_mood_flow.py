@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
 from bot.mood_flow import check_mood
 from bot.store import UserStore
-from inference.contract import FaceOut, JobResult
-from inference.errors import MoodringError, NoFaceFound
+from inference.api.contract import FaceResult, JobResult
+from inference.api.errors import MoodringError, NoFaceFound
 from recommender.catalogs import load_offline_catalog
 from recommender.mood import load_mood_map
 from recommender.service import Recommender, RedisHistory
@@ -30,19 +31,26 @@ class FakeAnalyzer:
     def __init__(self, error: MoodringError | None = None) -> None:
         self.error = error
         self.calls = 0
+        self.priors: list[dict[str, float]] = []
 
     async def analyze(
-        self, user_id: int | str, data: bytes, want_heatmap: bool = True, timeout_s: float | None = None
+        self,
+        user_id: int | str,
+        data: bytes,
+        want_heatmap: bool = True,
+        timeout_s: float | None = None,
+        prior: Mapping[str, float] | None = None,
     ) -> JobResult:
         self.calls += 1
+        self.priors.append(dict(prior or {}))
         if self.error:
             raise self.error
-        face = FaceOut(
+        face = FaceResult(
             box=(0, 0, 10, 10),
             score=0.99,
             emotion="sad",
             confidence=0.65,
-            probs=PROBS,  # type: ignore[arg-type]
+            probs=PROBS,
             reason="sad: mostly the mouth (40% of the evidence)",
         )
         return JobResult(job_id="abcdefgh12", faces=(face,), heatmap_png_b64=base64.b64encode(PNG).decode())
@@ -57,7 +65,7 @@ def _rec(redis: Redis) -> Recommender:
 
 
 async def test_flow_requires_consent_and_stores_only_labels(redis: Redis) -> None:
-    store, analyzer = UserStore(redis), FakeAnalyzer()
+    store, analyzer = UserStore(redis, tuple(PROBS)), FakeAnalyzer()
     out = await check_mood(10, _photo, store=store, analyzer=analyzer, recommender=_rec(redis))
     assert out.error == "consent_needed" and analyzer.calls == 0
     await store.set_consent(10, False)
@@ -68,7 +76,7 @@ async def test_flow_requires_consent_and_stores_only_labels(redis: Redis) -> Non
     await store.set_consent(10, True)
     out = await check_mood(10, _photo, store=store, analyzer=analyzer, recommender=_rec(redis))
     assert out.error is None
-    assert out.faces[0].emotion == "sad" and out.faces[0].top3[0] == ("sad", 0.65)
+    assert out.faces[0].emotion == "sad" and out.faces[0].top(1)[0] == ("sad", 0.65)
     assert out.heatmap_png == PNG
     assert len(out.tracks) == 5 and out.strategy == "lift"
     assert [e.emotion for e in await store.history(10)] == ["sad"]
@@ -82,7 +90,7 @@ async def test_flow_requires_consent_and_stores_only_labels(redis: Redis) -> Non
 
 
 async def test_typed_worker_errors_become_outcomes(redis: Redis) -> None:
-    store = UserStore(redis)
+    store = UserStore(redis, tuple(PROBS))
     await store.set_consent(11, True)
     out = await check_mood(
         11,
@@ -94,3 +102,15 @@ async def test_typed_worker_errors_become_outcomes(redis: Redis) -> None:
     )
     assert out.error == "no_face"
     assert await store.history(11) == []
+
+
+async def test_corrections_travel_with_the_job_as_a_prior(redis: Redis) -> None:
+    store, analyzer = UserStore(redis, tuple(PROBS)), FakeAnalyzer()
+    await store.set_consent(12, True)
+    await check_mood(12, _photo, store=store, analyzer=analyzer, recommender=_rec(redis), cooldown_s=0)
+    assert analyzer.priors == [{}]  # no corrections: the worker reads the face as it is
+    entry = (await store.history(12))[0]
+    await store.correct(12, f"{int(entry.at * 1000)}-0", "happy")
+    await check_mood(12, _photo, store=store, analyzer=analyzer, recommender=_rec(redis), cooldown_s=0)
+    sent = analyzer.priors[-1]
+    assert set(sent) == set(PROBS) and max(sent, key=sent.__getitem__) == "happy"

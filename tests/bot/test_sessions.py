@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.app import MoodringBot
-from inference.contract import hash_user
+from inference.api.contract import hash_user
 from tests.bot.conftest import BotFactory
 from tests.bot.helpers import accept_consent, check, custom_ids
 from tests.fakediscord import CHANNEL_ID, FakeDiscord

@@ -5,9 +5,11 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from bot.store import UserStore
-from inference.contract import hash_user
+from bot.store import UserStore, summarize
+from inference.api.contract import hash_user
 from recommender.service import RedisHistory
+
+FER2013 = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 PROBS = {
     "angry": 0.05,
@@ -21,7 +23,7 @@ PROBS = {
 
 
 async def test_history_retention_and_summary(redis: Redis) -> None:
-    store = UserStore(redis, retention_days=90)
+    store = UserStore(redis, FER2013, retention_days=90)
     now = time.time()
     await store.record(1, "sad", PROBS, at=now - 100 * 86400)  # outside retention: trimmed
     await store.record(1, "happy", PROBS, at=now - 10 * 86400)
@@ -29,14 +31,14 @@ async def test_history_retention_and_summary(redis: Redis) -> None:
     await store.record(1, "neutral", PROBS, at=now - 60)
     everything = await store.history(1)
     assert [e.emotion for e in everything] == ["neutral", "happy", "happy"]
-    week = await store.summary(1, days=7)
+    week = summarize(await store.history(1, days=7), 7)
     assert week["counts"] == {"neutral": 1, "happy": 1}
-    month = await store.summary(1, days=30)
+    month = summarize(await store.history(1, days=30), 30)
     assert month["most_frequent"] == "happy"
 
 
 async def test_consent_decline_stores_nothing_and_forget_is_complete(redis: Redis) -> None:
-    store = UserStore(redis)
+    store = UserStore(redis, FER2013)
     assert await store.consent(2) is False
     await store.set_consent(2, True)
     entry = await store.record(2, "happy", PROBS)
@@ -60,13 +62,15 @@ async def test_consent_decline_stores_nothing_and_forget_is_complete(redis: Redi
 
 
 async def test_corrections_shift_future_probabilities(redis: Redis) -> None:
-    store = UserStore(redis)
-    assert await store.calibrate(4, PROBS) == PROBS
+    store = UserStore(redis, FER2013)
+    assert await store.prior(4) == {}  # no corrections: identity
     for _ in range(3):
         e = await store.record(4, "happy", PROBS)
         await store.correct(4, e, "neutral")
-    cal = await store.calibrate(4, PROBS)
-    assert sum(cal.values()) == pytest.approx(1.0)
+    weights = await store.prior(4)
+    assert set(weights) == set(FER2013) and weights["neutral"] > 1 > weights["happy"]
+    total = sum(PROBS[c] * w for c, w in weights.items())
+    cal = {c: PROBS[c] * w / total for c, w in weights.items()}  # what the worker applies
     assert cal["neutral"] > PROBS["neutral"]
     assert cal["happy"] < PROBS["happy"]
     with pytest.raises(ValueError):
@@ -74,7 +78,7 @@ async def test_corrections_shift_future_probabilities(redis: Redis) -> None:
 
 
 async def test_cooldown(redis: Redis) -> None:
-    store = UserStore(redis)
+    store = UserStore(redis, FER2013)
     assert await store.take_cooldown(5, 5) == 0.0
     left = await store.take_cooldown(5, 5)
     assert 0 < left <= 5

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from inference.cli import COMMANDS
-from inference.emotions import EMOTIONS
+from inference.training.data import FER2013_CLASSES as EMOTIONS
 
 
 def _moodring(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

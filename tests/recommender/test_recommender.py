@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.emotions import EMOTIONS
+from inference.training.data import FER2013_CLASSES as EMOTIONS
 from recommender.catalogs import (
     CatalogError,
     import_csv,
@@ -87,7 +87,7 @@ def test_group_blend_mean_and_least_misery() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["emotions"].pop("sad"), "missing"),
+        (lambda d: d["emotions"].pop("sad"), "no place for the model's classes"),
         (lambda d: d["emotions"]["happy"].update(valence=1.5), "less than or equal"),
         (lambda d: d["strategies"]["lift"].update(target=None) or d["strategies"].pop("calm"), "strategies"),
         (lambda d: d.update(schema_version=2), "schema_version"),
@@ -99,7 +99,7 @@ def test_invalid_mood_map_fails_clearly(tmp_path: Path, mutate, message: str) ->
     bad = tmp_path / "moods.json"
     bad.write_text(json.dumps(data))
     with pytest.raises(MoodMapError, match=message):
-        load_mood_map(bad)
+        load_mood_map(bad).require(EMOTIONS)
     with pytest.raises(MoodMapError, match="not found"):
         load_mood_map(tmp_path / "nope.json")
 

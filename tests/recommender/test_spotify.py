@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 
 from recommender.catalogs import load_offline_catalog
 from recommender.mood import load_mood_map
-from recommender.service import Recommender, RedisHistory, build_catalogs
-from recommender.settings import SpotifySettings
-from recommender.spotify import BACKOFF_KEY, TOKEN_KEY, build_spotify_catalog
+from recommender.service import Recommender, RedisHistory
+from recommender.sources import build_catalogs
+from recommender.sources.spotify import BACKOFF_KEY, TOKEN_KEY, SpotifySettings, build_spotify_catalog
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -171,8 +171,13 @@ async def test_without_credentials_only_the_offline_catalog_is_used(
     redis: Redis, redis_server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        catalogs = build_catalogs(SpotifySettings(client_id=None, client_secret=None), redis, redis_server)
+        catalogs = build_catalogs(
+            {"spotify": SpotifySettings(client_id=None, client_secret=None)}, redis, redis_server
+        )
     assert [c.name for c in catalogs] == ["offline"]
     assert any("offline" in r.getMessage() for r in caplog.records)
     spotify_settings = SpotifySettings(client_id="a", client_secret="b")  # type: ignore[arg-type]
-    assert [c.name for c in build_catalogs(spotify_settings, redis, redis_server)] == ["spotify", "offline"]
+    assert [c.name for c in build_catalogs({"spotify": spotify_settings}, redis, redis_server)] == [
+        "spotify",
+        "offline",
+    ]

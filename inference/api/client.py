@@ -1,0 +1,118 @@
+"""Submit side of the job queue (used by the bot and ``moodring submit``; no torch).
+
+``JobClient.analyze`` validates and shrinks the photo, refuses when the backlog is over the
+cap (typed ``Busy``, immediately), allows one job in flight per user, queues the job and
+waits for the worker's answer with a timeout. Broker calls go through
+:mod:`inference.api.transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+
+from inference.api.contract import Job, JobOptions, JobResult, hash_user, image_key, inflight_key
+from inference.api.errors import BadImage, Busy, JobFailed
+from inference.api.settings import WORKING_SIDE, QueueSettings
+from inference.api.transport import open_transport, retry_transient
+
+log = logging.getLogger(__name__)
+
+SNIFF = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"RIFF", "webp"),
+    (b"BM", "bmp"),
+)
+
+
+def sniff_type(data: bytes) -> str | None:
+    """Cheap content-type check from magic bytes (HEIC: ``ftyp`` box)."""
+    for magic, kind in SNIFF:
+        if data.startswith(magic):
+            return kind
+    if data[4:8] == b"ftyp":
+        return "heif"
+    return None
+
+
+def shrink_for_queue(data: bytes, max_side: int = WORKING_SIDE, max_bytes: int = 20 * 1024 * 1024) -> bytes:
+    """Decode, apply EXIF orientation, drop all metadata and re-encode at most ``max_side`` px.
+
+    Runs in a thread (``asyncio.to_thread``) on the submit side; workers decode again
+    with the full hostile-input checks.
+    """
+    from inference.api.intake import IntakeLimits, decode_image
+
+    if data and sniff_type(data) is None:
+        raise BadImage("not a supported image type")
+    # decode_image does the empty/size/bomb checks and applies EXIF orientation.
+    decoded = decode_image(data, IntakeLimits(max_bytes=max_bytes, max_side=max_side))
+    buf = io.BytesIO()
+    decoded.image.save(buf, format="JPEG", quality=90)  # no exif= → metadata stripped
+    return buf.getvalue()
+
+
+class JobClient:
+    """What the bot uses to get a photo analysed by some worker."""
+
+    def __init__(self, redis: Redis, settings: QueueSettings, max_side: int = WORKING_SIDE) -> None:
+        self._queue = open_transport(redis, settings)
+        self._settings = settings
+        self._max_side = max_side
+
+    async def analyze(
+        self,
+        user_id: int | str,
+        data: bytes,
+        want_heatmap: bool = True,
+        timeout_s: float | None = None,
+        prior: Mapping[str, float] | None = None,
+    ) -> JobResult:
+        """Submit a photo and wait for its result.
+
+        ``prior`` re-weights the classes of the sender's (largest) face in the worker.
+
+        Raises:
+            BadImage, ImageTooLarge: the upload is unusable (checked before queueing).
+            Busy: backlog over the cap, or this user has a job in flight.
+            JobTimeout: no answer in time; JobFailed: the worker answered with an error.
+        """
+        s = self._settings
+        timeout = timeout_s or s.job_timeout_s
+        shrunk = await asyncio.to_thread(shrink_for_queue, data, self._max_side)
+        user = hash_user(user_id)
+        job_id = uuid.uuid4().hex
+        depth = await retry_transient(self._queue.backlog)
+        if depth.total >= s.max_backlog:
+            log.warning("shedding load: backlog %d >= %d (user %s)", depth.total, s.max_backlog, user)
+            raise Busy(f"backlog {depth.total}")
+        lock = inflight_key(user)
+        if not await self._queue.lock_user(user, job_id, int(timeout) + 5):
+            raise Busy("one photo at a time")
+        now = time.time()
+        job = Job(
+            job_id=job_id,
+            user_hash=user,
+            image_key=image_key(job_id),
+            submitted_at=now,
+            deadline=now + timeout,
+            options=JobOptions(heatmap=want_heatmap, prior=dict(prior or {})),
+        )
+        try:
+            await self._queue.submit(job, shrunk, int(timeout) + 5)
+            log.info("job %s submitted by user %s (%d bytes)", job_id, user, len(shrunk))
+            result = await self._queue.wait_result(job_id, timeout)
+        finally:
+            await self._queue.cleanup(job, lock)
+        if result.error is not None:
+            raise JobFailed(result.error.code, result.error.detail)
+        return result

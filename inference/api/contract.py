@@ -1,0 +1,102 @@
+"""The JSON job contract between the bot (submitter) and the workers. No torch, never pickle.
+
+Redis layout (all keys share the ``moodring:`` prefix; the stream side is
+:mod:`inference.api.transport`):
+
+* ``{stream}``: the job stream (one consumer group); entries carry one ``job`` JSON field.
+* ``moodring:img:{job_id}``: the (downscaled, EXIF-stripped) photo, short TTL, deleted by the
+  worker as soon as the job is done.
+* ``moodring:res:{job_id}``: a list the submitter ``BLPOP``s; the worker ``RPUSH``es the result.
+* ``moodring:inflight:{user_hash}``: one job in flight per user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 2
+
+ErrorCode = Literal["no_face", "bad_image", "too_large", "timeout", "internal", "busy"]
+
+
+def hash_user(user_id: int | str, salt: str = "moodring") -> str:
+    """A stable pseudonymous id for logs and keys (never the raw Discord id in logs)."""
+    return hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).hexdigest()
+
+
+def image_key(job_id: str) -> str:
+    return f"moodring:img:{job_id}"
+
+
+def result_key(job_id: str) -> str:
+    return f"moodring:res:{job_id}"
+
+
+def inflight_key(user_hash: str) -> str:
+    return f"moodring:inflight:{user_hash}"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JobOptions(_Frozen):
+    heatmap: bool = True
+    # The sender's personal re-weighting of the classes (their corrections), applied by the
+    # worker to the largest face before its label, Grad-CAM target, reason and caption.
+    # Empty: none. A class it doesn't name keeps weight 1.
+    prior: dict[str, float] = Field(default_factory=dict)
+
+
+class Job(_Frozen):
+    """One photo to analyse."""
+
+    schema_version: Literal[2] = 2
+    job_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    user_hash: str = Field(max_length=64)
+    image_key: str
+    submitted_at: float
+    deadline: float
+    options: JobOptions = JobOptions()
+
+
+class FaceResult(_Frozen):
+    """One face, the same shape from the predictor through the queue to the reply.
+
+    ``probs`` are the class probabilities after the sender's prior (when one was sent; the
+    largest face only); ``emotion`` is their top class, and the reason and heatmap explain it.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    emotion: str
+    confidence: float
+    probs: dict[str, float]
+    reason: str
+    regions: dict[str, float] = Field(default_factory=dict)
+    prior_applied: bool = False
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most likely classes, most likely first."""
+        return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
+
+
+class JobError(_Frozen):
+    code: ErrorCode
+    detail: str = ""
+
+
+class JobResult(_Frozen):
+    """What a worker answers: faces (largest first) and the heatmap PNG, or a typed error."""
+
+    schema_version: Literal[2] = 2
+    job_id: str
+    faces: tuple[FaceResult, ...] = ()
+    heatmap_png_b64: str | None = None
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    error: JobError | None = None
+    worker: str = ""
+    batch_size: int = 0

@@ -1,0 +1,75 @@
+"""Typed settings (pydantic-settings), built once in an entry point and passed down.
+
+Every process reads ``MOODRING_*`` variables (and a ``.env`` file in the working
+directory). Importing this module reads nothing; :func:`load_settings` does.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal, NoReturn, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXIT_CONFIG = 2
+
+# Working resolution: the long side photos are decoded (and queued) at. The face
+# detector runs at this scale and the heatmap PNG users see has this size; more
+# costs decoding, queue transfer and rendering time without finding more faces
+# (faces under ~40 px at this scale are below MTCNN's minimum anyway).
+WORKING_SIDE = 640
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class CommonSettings(BaseSettings):
+    """Settings every moodring process has."""
+
+    model_config = SettingsConfigDict(env_prefix="MOODRING_", env_file=".env", extra="ignore")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+    model_dir: Path | None = Field(
+        default=None,
+        description="checkpoint dir (manifest + weights); default: the shipped one. The bot reads only "
+        "its manifest's class list",
+    )
+
+
+def describe_error(exc: ValidationError, settings_cls: type[BaseSettings]) -> str:
+    """One line naming every bad or missing variable."""
+    prefix = str(settings_cls.model_config.get("env_prefix", ""))
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"])
+        field = settings_cls.model_fields.get(name)
+        env = (field.alias if field is not None and field.alias else f"{prefix}{name}").upper()
+        parts.append(f"{env} is required" if err["type"] == "missing" else f"{env}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_settings(settings_cls: type[S], **overrides: Any) -> S:
+    """Build settings or exit with one clear line and status 2 (never a traceback)."""
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        _die(f"moodring: configuration error: {describe_error(exc, settings_cls)}")
+
+
+def _die(message: str) -> NoReturn:
+    print(message, file=sys.stderr)  # noqa: T201 - start-up failure before logging exists
+    raise SystemExit(EXIT_CONFIG)
+
+
+class QueueSettings(CommonSettings):
+    """Redis Streams job queue, shared by the submitting bot and the workers."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    stream: str = "moodring:jobs"
+    group: str = "workers"
+    stream_maxlen: int = Field(default=10_000, ge=100)
+    max_backlog: int = Field(default=200, ge=1, description="lag + pending above this: refuse as busy")
+    result_ttl_s: int = Field(default=60, ge=5)
+    job_timeout_s: float = Field(default=20.0, gt=0)

@@ -1,0 +1,260 @@
+"""The broker: every Redis Streams call of the job queue, behind one small :class:`Transport`.
+
+Submitters and workers talk to the queue only through this module, so a broker swap (another
+stream engine, a managed queue) is a new class here plus the line in :func:`open_transport`;
+the worker's job handling (:mod:`inference.worker.service`) and the submit client
+(:mod:`inference.api.client`) don't change.
+
+Redis Streams semantics used: one consumer group; ``XREADGROUP COUNT BLOCK`` to read,
+``XAUTOCLAIM`` to take over entries of a dead consumer, ``XACK`` + ``XDEL`` when done, a
+dead-letter stream for entries delivered too often; results are ``RPUSH``ed to a per-job list
+the submitter ``BLPOP``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from inference.api.contract import Job, JobResult, inflight_key, result_key
+from inference.api.errors import JobTimeout
+from inference.api.settings import QueueSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Transient broker failures: callers retry or wait for the broker to come back.
+TRANSIENT: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    lag: int
+    pending: int
+
+    @property
+    def total(self) -> int:
+        return self.lag + self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One queue entry handed to a worker; ``job`` is None when the entry is malformed."""
+
+    entry_id: bytes
+    job: Job | None
+    deliveries: int = 1
+    raw: bytes = b""
+
+
+class Transport(Protocol):
+    """What submitters and workers need from a broker."""
+
+    async def ensure_group(self) -> None: ...
+    async def backlog(self) -> Backlog: ...
+    async def lock_user(self, user_hash: str, job_id: str, ttl_s: int) -> bool: ...
+    async def submit(self, job: Job, image: bytes, ttl_s: int) -> None: ...
+    async def wait_result(self, job_id: str, wait_s: float) -> JobResult: ...
+    async def cleanup(self, job: Job, lock: str) -> None: ...
+    async def heartbeat(self, consumer: str, ttl_s: int) -> None: ...
+    async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
+    async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]: ...
+    async def images(self, jobs: Sequence[Job]) -> list[bytes | None]: ...
+    async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None: ...
+    async def dead_letter(self, consumer: str, delivery: Delivery, result: JobResult | None) -> None: ...
+
+
+def heartbeat_key(consumer: str) -> str:
+    """Per-consumer liveness key; consumer names start with the host name."""
+    return f"moodring:worker:{consumer}"
+
+
+def parse_job(raw: bytes | None) -> Job | None:
+    if raw is None:
+        return None
+    try:
+        return Job.model_validate_json(raw)
+    except ValueError:
+        log.error("malformed job entry (%d bytes)", len(raw))
+        return None
+
+
+async def retry_transient(fn: Callable[[], Awaitable[T]], attempts: int = 20, pause_s: float = 0.25) -> T:
+    """Call ``fn``, retrying transient broker failures ``attempts`` times."""
+    for i in range(attempts):
+        try:
+            return await fn()
+        except TRANSIENT:
+            if i == attempts - 1:
+                raise
+            await asyncio.sleep(pause_s)
+    raise AssertionError("unreachable")
+
+
+class StreamTransport:
+    """The job queue on Redis Streams (one stream, one consumer group, a dead-letter stream)."""
+
+    def __init__(self, redis: Redis, settings: QueueSettings, dead_letter_stream: str = "") -> None:
+        self.redis = redis
+        self.s = settings
+        self.dead_stream = dead_letter_stream or f"{settings.stream}:dead"
+
+    # both sides ---------------------------------------------------------------------
+    async def ensure_group(self) -> None:
+        """Create the stream and its consumer group if they don't exist (idempotent)."""
+        try:
+            await self.redis.xgroup_create(self.s.stream, self.s.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def backlog(self) -> Backlog:
+        """Entries not yet delivered (lag) plus delivered but unacknowledged (pending)."""
+        try:
+            groups = await self.redis.xinfo_groups(self.s.stream)
+        except ResponseError:
+            return Backlog(0, 0)
+        for g in groups:
+            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            if name == self.s.group:
+                lag = g.get("lag")
+                if lag is None:  # Redis could not compute it: fall back to stream length
+                    lag = await self.redis.xlen(self.s.stream)
+                return Backlog(int(lag), int(g.get("pending", 0)))
+        return Backlog(await self.redis.xlen(self.s.stream), 0)
+
+    # submit side --------------------------------------------------------------------
+    async def lock_user(self, user_hash: str, job_id: str, ttl_s: int) -> bool:
+        return bool(await self.redis.set(inflight_key(user_hash), job_id, nx=True, ex=ttl_s))
+
+    async def submit(self, job: Job, image: bytes, ttl_s: int) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(job.image_key, image, ex=ttl_s)
+            pipe.xadd(
+                self.s.stream, {"job": job.model_dump_json()}, maxlen=self.s.stream_maxlen, approximate=True
+            )
+            await pipe.execute()
+
+    async def wait_result(self, job_id: str, wait_s: float) -> JobResult:
+        deadline = time.monotonic() + wait_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise JobTimeout(job_id)
+            try:
+                # short BLPOP slices stay below any client socket timeout and notice reconnects quickly
+                item = await self.redis.blpop([result_key(job_id)], timeout=max(1, min(int(left), 2)))
+            except TRANSIENT:
+                log.warning("redis unavailable while waiting for job %s; retrying", job_id)
+                await asyncio.sleep(0.5)
+                continue
+            if item is not None:
+                return JobResult.model_validate_json(item[1])
+
+    async def cleanup(self, job: Job, lock: str) -> None:
+        try:
+            await self.redis.delete(job.image_key, result_key(job.job_id))
+            if await self.redis.get(lock) == job.job_id.encode():
+                await self.redis.delete(lock)
+        except TRANSIENT:
+            log.warning("could not clean up job %s (keys expire by TTL)", job.job_id)
+
+    # worker side --------------------------------------------------------------------
+    async def heartbeat(self, consumer: str, ttl_s: int) -> None:
+        await self.redis.set(heartbeat_key(consumer), str(time.time()), ex=ttl_s)
+
+    async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        resp: Any = await self.redis.xreadgroup(  # redis-py's response type is a loose union
+            self.s.group, consumer, {self.s.stream: ">"}, count=count, block=block_ms
+        )
+        if not resp:
+            return []
+        return [
+            Delivery(eid, parse_job(fields.get(b"job")), 1, fields.get(b"job", b""))
+            for eid, fields in resp[0][1]
+            if fields
+        ]
+
+    async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]:
+        """Take over entries whose consumer died (idle > ``idle_ms``), with their delivery counts."""
+        _, claimed, _deleted = await self.redis.xautoclaim(
+            self.s.stream, self.s.group, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
+        )
+        if not claimed:
+            return []
+        ids = [eid for eid, _ in claimed]
+        info = await self.redis.xpending_range(
+            self.s.stream, self.s.group, min=ids[0], max=ids[-1], count=len(ids) * 4, consumername=consumer
+        )
+        deliveries = {p["message_id"]: int(p["times_delivered"]) for p in info}
+        out = []
+        for eid, fields in claimed:
+            if not fields:  # entry deleted meanwhile
+                await self.redis.xack(self.s.stream, self.s.group, eid)
+                continue
+            raw = fields.get(b"job", b"")
+            out.append(Delivery(eid, parse_job(raw), deliveries.get(eid, 1 << 30), raw))
+        return out
+
+    async def images(self, jobs: Sequence[Job]) -> list[bytes | None]:
+        if not jobs:
+            return []
+        found: list[Any] = await self.redis.mget([job.image_key for job in jobs])
+        return [bytes(v) if v else None for v in found]
+
+    async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None:
+        """Per entry in one transaction: push the result (TTL) if any, delete the photo, ack and delete."""
+        if not done:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for d, res in done:
+                if d.job is not None:
+                    if res is not None:  # None: nobody is waiting for an answer any more
+                        pipe.rpush(result_key(d.job.job_id), res.model_dump_json())
+                        pipe.expire(result_key(d.job.job_id), self.s.result_ttl_s)
+                    pipe.delete(d.job.image_key)
+                pipe.xack(self.s.stream, self.s.group, d.entry_id)
+                pipe.xdel(self.s.stream, d.entry_id)
+            await pipe.execute()
+
+    async def dead_letter(self, consumer: str, delivery: Delivery, result: JobResult | None) -> None:
+        """Move an entry to the dead-letter stream, answering its caller with ``result``."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.dead_stream,
+                {
+                    "job": delivery.raw,
+                    "entry": delivery.entry_id,
+                    "deliveries": delivery.deliveries - 1,
+                    "worker": consumer,
+                },
+                maxlen=10_000,
+                approximate=True,
+            )
+            if delivery.job is not None and result is not None:
+                pipe.rpush(result_key(delivery.job.job_id), result.model_dump_json())
+                pipe.expire(result_key(delivery.job.job_id), self.s.result_ttl_s)
+                pipe.delete(delivery.job.image_key)
+            pipe.xack(self.s.stream, self.s.group, delivery.entry_id)
+            pipe.xdel(self.s.stream, delivery.entry_id)
+            await pipe.execute()
+
+    async def recent_heartbeats(self, host: str) -> list[float]:
+        """Heartbeat times of this host's consumers (container health check)."""
+        keys = [k async for k in self.redis.scan_iter(match=heartbeat_key(f"{host}-*"), count=1000)]
+        return [float(v) for v in await self.redis.mget(keys) if v is not None] if keys else []
+
+
+def open_transport(redis: Redis, settings: QueueSettings, dead_letter_stream: str = "") -> StreamTransport:
+    """The broker every process uses; the one place that picks it."""
+    return StreamTransport(redis, settings, dead_letter_stream)

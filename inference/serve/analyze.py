@@ -1,0 +1,132 @@
+"""``moodring analyze``: the whole serving path on one photo, offline (no Redis, no Discord)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from inference.api.errors import ImageError, ModelError, NoFaceFound, exit_status, user_message
+from inference.serve.faces import DETECTORS
+from inference.serve.settings import engine_settings
+
+
+def sample_photo() -> Path:
+    """A real face photo that ships inside an installed package (matplotlib's Grace Hopper)."""
+    from matplotlib import cbook
+
+    return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@click.command("analyze")
+@click.argument("photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--heatmap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the Grad-CAM explanation PNG here.",
+)
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--detector", type=click.Choice(sorted(DETECTORS)), default=None)
+@click.option(
+    "--strategy",
+    type=click.Choice(["match", "lift", "calm"]),
+    default=None,
+    help="music strategy for the detected mood (default depends on the emotion)",
+)
+@click.option("--no-music", is_flag=True, help="Skip the music recommendations.")
+def analyze_command(
+    photo: Path | None,
+    as_json: bool,
+    heatmap: Path | None,
+    model_dir: Path | None,
+    detector: str | None,
+    strategy: str | None,
+    no_music: bool,
+) -> None:
+    """Read the emotion of every face in PHOTO (default: a sample portrait shipped with matplotlib).
+
+    Exit status: 0 face(s) found, 3 no face, 4 unreadable or too large image, 2 bad configuration.
+    """
+    from inference.api.intake import IntakeLimits
+    from inference.serve.predictor import Predictor
+
+    settings = engine_settings(model_dir, detector)
+    if photo is None:
+        photo = sample_photo()
+        if not as_json:
+            click.echo(f"(no photo given: using the sample portrait {photo})")
+    limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
+    try:
+        predictor = Predictor.load(settings.model_dir, settings.face_detector, limits, bf16=settings.bf16)
+    except ModelError as exc:
+        click.echo(f"moodring: model error: {exc}", err=True)
+        sys.exit(1)
+    try:
+        result = predictor.analyze(photo.read_bytes(), want_heatmap=heatmap is not None)
+    except NoFaceFound:
+        click.echo(f"no face found in {photo}: {user_message('no_face')}", err=True)
+        sys.exit(exit_status("no_face"))
+    except ImageError as exc:
+        click.echo(f"{photo}: {user_message(exc.code)} ({exc})", err=True)
+        sys.exit(exit_status(exc.code))
+    finally:
+        predictor.close()
+    if heatmap is not None and result.heatmap_png is not None:
+        heatmap.write_bytes(result.heatmap_png)
+    music: list = []  # type: ignore[type-arg]
+    if not no_music:
+        import asyncio
+
+        from recommender.cli import build_recommender
+
+        largest = result.faces[0]
+        rec = build_recommender()
+        strategy = strategy or rec.mood_map.default_strategy(largest.emotion)
+        music = asyncio.run(rec.recommend(largest.emotion, probs=largest.probs, strategy=strategy))
+    if as_json:
+        payload = {
+            "photo": str(photo),
+            "image_size": list(result.image_size),
+            "cam_size": list(result.cam_size),
+            "faces": [
+                {
+                    "box": [round(v, 1) for v in f.box],
+                    "score": round(f.score, 4),
+                    "emotion": f.emotion,
+                    "confidence": round(f.confidence, 4),
+                    "probs": {k: round(v, 4) for k, v in f.probs.items()},
+                    "reason": f.reason,
+                }
+                for f in result.faces
+            ],
+            "heatmap": str(heatmap) if heatmap else None,
+            "music": [
+                {
+                    "title": r.track.title,
+                    "artists": list(r.track.artists),
+                    "url": r.track.url,
+                    "reason": r.reason,
+                }
+                for r in music
+            ],
+            "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    for i, f in enumerate(result.faces, 1):
+        top = sorted(f.probs.items(), key=lambda kv: kv[1], reverse=True)[:3]
+        click.echo(
+            f"face {i}: {f.emotion} ({f.confidence:.0%})  " + "  ".join(f"{k} {v:.0%}" for k, v in top)
+        )
+        click.echo(f"  why: {f.reason}")
+    if heatmap is not None:
+        click.echo(f"heatmap written to {heatmap}")
+    if music:
+        from recommender.cli import format_recommendations
+
+        for line in format_recommendations(music, strategy or ""):
+            click.echo(line)

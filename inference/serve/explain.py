@@ -1,0 +1,197 @@
+"""Grad-CAM over a batch of face crops, and a short text reason derived from each map."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from torch import nn
+
+from inference.serve.faces import Crop, Face, Landmarks
+from inference.serve.model import resolve_layer
+from inference.serve.precision import resolve_bf16
+
+
+class _FloatLogits(nn.Module):
+    """Run the network (bf16 autocast if asked) but hand Grad-CAM float32 tensors (numpy has no bf16)."""
+
+    def __init__(self, model: nn.Module, bf16: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.bf16 = bf16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            out: torch.Tensor = self.model(x)
+            return out.float()
+
+
+@dataclass(frozen=True, slots=True)
+class CamBatch:
+    """Probabilities (B, classes) and Grad-CAM maps (B, H, W) in [0, 1] at input size."""
+
+    probs: np.ndarray
+    maps: np.ndarray
+    native_size: tuple[int, int]
+
+
+class _WeightedTop:
+    """Grad-CAM target: the raw score of the class that wins after a prior (log weights)."""
+
+    def __init__(self, log_w: torch.Tensor, temperature: float) -> None:
+        self.log_w = log_w
+        self.temperature = temperature
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        idx = int(torch.argmax(out.detach().float() / self.temperature + self.log_w))
+        return out[idx]
+
+
+class CamClassifier:
+    """Classify face crops and explain them with one forward and one backward pass.
+
+    Not thread-safe: Grad-CAM keeps hooks and per-call state on the model. Use one
+    instance per thread (the worker runs it in a single-thread executor).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layer: str,
+        bf16: bool | None = None,
+        temperature: float = 1.0,
+        target: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        """``temperature`` only scales the reported probabilities (Grad-CAM uses the raw class score).
+
+        ``target`` maps one face's logits (a 1-D tensor) to the scalar Grad-CAM explains;
+        the default, ``None``, is the predicted class's raw score, the most faithful of the
+        targets measured (``benchmarks/cam_faithfulness.py --target``; model card).
+        """
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        self.temperature = temperature
+        self._target = target
+        model.eval()
+        layer = resolve_layer(model, target_layer)
+        # Gradients are only needed from the output back to the target layer: freeze
+        # everything, then re-enable the last block of the target layer so its output
+        # requires grad (Grad-CAM hooks it) and backward stops right there.
+        for p in model.parameters():
+            p.requires_grad_(False)
+        last = list(layer.children())[-1] if list(layer.children()) else layer
+        for p in last.parameters():
+            p.requires_grad_(True)
+        self._hook = layer.register_forward_hook(lambda _m, _i, out: out.float())
+        self._wrapped = _FloatLogits(model, resolve_bf16(bf16))
+        self._cam = GradCAM(model=self._wrapped, target_layers=[layer])
+
+    def __call__(self, batch: torch.Tensor, weights: np.ndarray | None = None) -> CamBatch:
+        """Probabilities and maps for a batch; ``weights`` (B, classes) re-weights each row.
+
+        With weights, p'(c) ∝ p(c)·w(c) (a user's prior), and the map explains the raw score of
+        the top class *after* re-weighting, so the label, the heatmap and the reason agree.
+        """
+        log_w = None
+        targets: list[Callable[[torch.Tensor], torch.Tensor]] | None = None
+        if weights is not None:
+            log_w = torch.from_numpy(np.log(np.clip(weights, 1e-12, None))).float()
+            targets = [_WeightedTop(row, self.temperature) for row in log_w]
+        elif self._target is not None:
+            targets = [self._target] * batch.shape[0]
+        maps = self._cam(input_tensor=batch, targets=targets)
+        scores = self._cam.outputs.detach().float() / self.temperature
+        if log_w is not None:
+            scores = scores + log_w
+        probs = torch.softmax(scores, dim=1).numpy()
+        native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])
+        self._cam.activations_and_grads.clear()
+        self._cam.outputs = None
+        for p in self._wrapped.parameters():
+            p.grad = None
+        return CamBatch(probs, np.nan_to_num(maps.astype(np.float32)), (int(native[0]), int(native[1])))
+
+    def close(self) -> None:
+        """Remove every hook this object put on the model."""
+        self._cam.activations_and_grads.release()
+        self._hook.remove()
+
+    def __enter__(self) -> CamClassifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Typical eye and mouth heights in a FER-framed crop (fraction of the side), used when
+# the detector gives no landmarks.
+DEFAULT_EYE_Y = 0.40
+DEFAULT_MOUTH_Y = 0.76
+
+REGION_NAMES = ("forehead", "eyes and brows", "nose and cheeks", "mouth", "chin and jaw")
+
+
+def landmarks_in_crop(face: Face, crop: Crop, size: int) -> Landmarks | None:
+    """Map detector landmarks into the (rotated, scaled) crop's pixel coordinates."""
+    if face.landmarks is None:
+        return None
+    theta = math.radians(crop.angle_deg)
+    cos, sin = math.cos(theta), math.sin(theta)
+    k = size / crop.side
+    cx, cy = crop.center
+    out = []
+    for x, y in face.landmarks:
+        dx, dy = x - cx, y - cy
+        rx, ry = dx * cos + dy * sin, -dx * sin + dy * cos
+        out.append((rx * k + size / 2, ry * k + size / 2))
+    return Landmarks(*out)
+
+
+def map_is_empty(cam: np.ndarray) -> bool:
+    """True when a Grad-CAM map has no positive evidence anywhere (all zero after the ReLU).
+
+    The one test for "empty" that the PNG label and the faithfulness benchmark share;
+    :func:`reason_text` sees the same thing as region shares that sum to zero.
+    """
+    return not float(np.max(cam, initial=0.0)) > 0.0
+
+
+def region_shares(cam: np.ndarray, marks: Landmarks | None) -> dict[str, float]:
+    """Share of the map's mass in each horizontal face band (bands placed by landmarks)."""
+    size = cam.shape[0]
+    if marks is not None:
+        eye_y = (marks.left_eye[1] + marks.right_eye[1]) / 2 / size
+        mouth_y = (marks.mouth_left[1] + marks.mouth_right[1]) / 2 / size
+        if not 0.1 < eye_y < mouth_y < 0.98:
+            eye_y, mouth_y = DEFAULT_EYE_Y, DEFAULT_MOUTH_Y
+    else:
+        eye_y, mouth_y = DEFAULT_EYE_Y, DEFAULT_MOUTH_Y
+    cuts = [0.0, eye_y - 0.14, eye_y + 0.08, mouth_y - 0.08, mouth_y + 0.1, 1.0]
+    rows = cam.sum(axis=1)
+    total = float(rows.sum()) or 1.0
+    shares = {}
+    for name, lo, hi in zip(REGION_NAMES, cuts[:-1], cuts[1:], strict=True):
+        a, b = round(max(lo, 0.0) * size), round(min(hi, 1.0) * size)
+        shares[name] = float(rows[a:b].sum()) / total if b > a else 0.0
+    return shares
+
+
+def reason_text(label: str, shares: dict[str, float]) -> str:
+    """One line such as ``"happy: mostly the mouth (48 % of the evidence)"``.
+
+    Grad-CAM keeps only positive evidence; when none of the face has any (an all-zero
+    map, seen for calm "neutral" faces, where the score comes from other classes being
+    low) the line says so instead of naming a region with 0 %.
+    """
+    if sum(shares.values()) <= 0.0:
+        return f"{label}: no part of the face stood out (the heatmap is empty)"
+    top = max(shares, key=lambda k: shares[k])
+    second = sorted(shares, key=lambda k: shares[k], reverse=True)[1]
+    text = f"{label}: mostly the {top} ({shares[top]:.0%} of the evidence)"
+    if shares[second] >= 0.25:
+        text += f", then the {second} ({shares[second]:.0%})"
+    return text

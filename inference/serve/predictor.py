@@ -1,0 +1,214 @@
+"""The one predictor used by the CLI, the worker and the tests: bytes in, faces + heatmap out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from inference.api.contract import FaceResult
+from inference.api.emotions import EmotionRegistry
+from inference.api.errors import MoodringError, NoFaceFound
+from inference.api.intake import DecodedImage, IntakeLimits, decode_image
+from inference.api.manifest import ModelManifest
+from inference.serve.checkpoint import load_model
+from inference.serve.explain import CamClassifier, landmarks_in_crop, reason_text, region_shares
+from inference.serve.faces import Crop, Face, FaceDetector, build_detector, crop_face
+from inference.serve.preprocess import faces_to_batch
+from inference.serve.render import Overlay, render_png
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMITS = IntakeLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Every face in a photo (largest first), the explanation PNG and per-stage timings."""
+
+    faces: tuple[FaceResult, ...]
+    heatmap_png: bytes | None
+    image_size: tuple[int, int]
+    cam_size: tuple[int, int]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Pending:
+    decoded: DecodedImage
+    faces: list[Face]
+    crops: list[Crop]
+    timings: dict[str, float]
+    want_heatmap: bool
+    prior: Mapping[str, float] | None
+
+
+class Predictor:
+    """Decode → detect → crop → ResNet50 + Grad-CAM → render, batched across photos.
+
+    Not thread-safe by design: Grad-CAM keeps hooks and per-call state on the model.
+    Create one per thread; the worker runs its single instance in a one-thread executor.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        manifest: ModelManifest,
+        detector: FaceDetector,
+        limits: IntakeLimits = DEFAULT_LIMITS,
+        bf16: bool | None = None,
+        max_faces: int = 8,
+        emotions: EmotionRegistry | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.emotions = emotions or EmotionRegistry(manifest.classes)
+        self.detector = detector
+        self.limits = limits
+        self.max_faces = max_faces
+        self._cam = CamClassifier(model, manifest.target_layer, bf16=bf16, temperature=manifest.temperature)
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path | None = None,
+        detector: str = "mtcnn",
+        limits: IntakeLimits = DEFAULT_LIMITS,
+        bf16: bool | None = None,
+    ) -> Predictor:
+        """Build a predictor from a model directory (default: the shipped checkpoint)."""
+        model, manifest = load_model(model_dir)
+        return cls(model, manifest, build_detector(detector), limits, bf16=bf16)
+
+    def close(self) -> None:
+        """Release the Grad-CAM hooks."""
+        self._cam.close()
+
+    def warm_up(self) -> None:
+        """Run one dummy batch so the first real user doesn't pay for lazy init."""
+        size = self.manifest.input_size
+        self.classify_crops([np.full((size, size), 128, dtype=np.uint8)])
+
+    def classify_crops(
+        self, crops: Sequence[np.ndarray], priors: Sequence[Mapping[str, float] | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Probabilities (N, classes) and Grad-CAM maps (N, size, size) for grey face crops.
+
+        ``priors[i]`` (class → weight) re-weights crop i: its probabilities and the class its
+        Grad-CAM map explains are those after the prior.
+        """
+        m = self.manifest
+        batch = faces_to_batch(crops, m.input_size, m.mean, m.std)
+        weights = None
+        if priors is not None and any(priors):
+            weights = np.array(
+                [[max(0.0, float((p or {}).get(c, 1.0))) for c in m.classes] for p in priors],
+                dtype=np.float64,
+            )
+        out = self._cam(batch, weights)
+        return out.probs, out.maps, out.native_size
+
+    def analyze(
+        self, data: bytes, want_heatmap: bool = True, prior: Mapping[str, float] | None = None
+    ) -> Analysis:
+        """Analyse one photo; raise a :class:`MoodringError` subclass when it can't be used."""
+        result = self.analyze_many([data], [want_heatmap], [prior])[0]
+        if isinstance(result, MoodringError):
+            raise result
+        return result
+
+    def analyze_many(
+        self,
+        items: Sequence[bytes],
+        want_heatmap: Sequence[bool] | None = None,
+        priors: Sequence[Mapping[str, float] | None] | None = None,
+    ) -> list[Analysis | MoodringError]:
+        """Analyse several photos with ONE batched forward + Grad-CAM pass over all their faces.
+
+        ``priors[i]`` is the sender's class re-weighting for photo i; it applies to that photo's
+        largest face only (the sender's), never to other people in a group photo. Per-photo
+        failures (bad image, no face, ...) come back in place as error objects.
+        """
+        flags = list(want_heatmap) if want_heatmap is not None else [True] * len(items)
+        photo_priors = list(priors) if priors is not None else [None] * len(items)
+        pending: list[_Pending | MoodringError] = []
+        for data, flag, prior in zip(items, flags, photo_priors, strict=True):
+            try:
+                pending.append(self._prepare(data, flag, prior))
+            except MoodringError as exc:
+                pending.append(exc)
+        crops = [c.pixels for p in pending if isinstance(p, _Pending) for c in p.crops]
+        if not crops:
+            return [p if isinstance(p, MoodringError) else NoFaceFound() for p in pending]
+        crop_priors = [
+            p.prior if i == 0 else None
+            for p in pending
+            if isinstance(p, _Pending)
+            for i in range(len(p.crops))
+        ]
+        t = time.perf_counter()
+        probs, maps, native = self.classify_crops(crops, crop_priors)
+        cam_ms = (time.perf_counter() - t) * 1000
+        results: list[Analysis | MoodringError] = []
+        offset = 0
+        for p in pending:
+            if isinstance(p, MoodringError):
+                results.append(p)
+                continue
+            n = len(p.crops)
+            p.timings["classify_cam"] = cam_ms
+            results.append(self._finish(p, probs[offset : offset + n], maps[offset : offset + n], native))
+            offset += n
+        return results
+
+    def _prepare(self, data: bytes, want_heatmap: bool, prior: Mapping[str, float] | None) -> _Pending:
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        decoded = decode_image(data, self.limits)
+        timings["decode"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        with torch.inference_mode():
+            faces = self.detector.detect(decoded.image)
+        faces.sort(key=lambda f: f.area, reverse=True)
+        faces = faces[: self.max_faces]
+        timings["detect"] = (time.perf_counter() - t) * 1000
+        if not faces:
+            raise NoFaceFound()
+        size = self.manifest.input_size
+        crops = [crop_face(decoded.image, f, size) for f in faces]
+        return _Pending(decoded, faces, crops, timings, want_heatmap, prior or None)
+
+    def _finish(self, p: _Pending, probs: np.ndarray, maps: np.ndarray, native: tuple[int, int]) -> Analysis:
+        classes = self.manifest.classes
+        size = self.manifest.input_size
+        results = []
+        overlays = []
+        for i, (face, crop, prob, cam) in enumerate(zip(p.faces, p.crops, probs, maps, strict=True)):
+            idx = int(np.argmax(prob))
+            label = classes[idx]
+            shares = region_shares(cam, landmarks_in_crop(face, crop, size))
+            results.append(
+                FaceResult(
+                    box=face.box,
+                    score=face.score,
+                    emotion=label,
+                    confidence=float(prob[idx]),
+                    probs={c: float(v) for c, v in zip(classes, prob, strict=True)},
+                    reason=reason_text(label, shares),
+                    regions=shares,
+                    prior_applied=i == 0 and p.prior is not None,
+                )
+            )
+            overlays.append(Overlay(face, crop, cam, self.emotions[label], float(prob[idx])))
+        png = None
+        if p.want_heatmap:
+            t = time.perf_counter()
+            png = render_png(p.decoded.image, overlays)
+            p.timings["render"] = (time.perf_counter() - t) * 1000
+        p.timings["total"] = sum(p.timings.values())
+        return Analysis(tuple(results), png, p.decoded.image.size, native, p.timings)

@@ -1,0 +1,97 @@
+"""Draw the explanation PNG: the photo, face boxes, Grad-CAM over each face, labels."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from inference.api.emotions import EmotionInfo
+from inference.serve.explain import map_is_empty
+from inference.serve.faces import Crop, Face
+
+MAX_SIDE = 768
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """One face to draw: where it is, its crop geometry, its map and its label."""
+
+    face: Face
+    crop: Crop
+    cam: np.ndarray  # (size, size) in [0, 1], crop coordinates
+    emotion: EmotionInfo
+    confidence: float
+
+
+def caption(ov: Overlay) -> str:
+    """The text drawn above a face: label and confidence, and a note when the map is empty.
+
+    An all-zero Grad-CAM map (no positive evidence anywhere in the face, ~2 % of FER2013
+    val faces, mostly calm "neutral" ones) draws no colour at all; without the note the
+    picture would look as if the heatmap had failed to render.
+    """
+    text = f"{ov.emotion.name} {ov.confidence:.0%}"
+    if map_is_empty(ov.cam):
+        text += " (no hotspot)"
+    return text
+
+
+def _jet(values: np.ndarray) -> np.ndarray:
+    """Map [0, 1] to RGB uint8 with the classic jet colormap (no matplotlib at serve time)."""
+    v = np.clip(values, 0.0, 1.0)
+    r = np.clip(1.5 - np.abs(4 * v - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * v - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * v - 1), 0, 1)
+    return (np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
+
+
+def render_png(image: Image.Image, overlays: Sequence[Overlay], max_side: int = MAX_SIDE) -> bytes:
+    """Return PNG bytes of ``image`` with every face's heatmap, box and label drawn on it."""
+    scale = min(1.0, max_side / max(image.size))
+    canvas = image.convert("RGB")
+    if scale < 1.0:
+        canvas = canvas.resize(
+            (round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR
+        )
+    canvas = canvas.convert("RGBA")
+    draw_items = []
+    for ov in overlays:
+        side = max(2, round(ov.crop.side * scale))
+        heat = Image.fromarray(_jet(ov.cam)).resize((side, side), Image.Resampling.BILINEAR)
+        alpha = Image.fromarray((np.clip(ov.cam, 0, 1) ** 0.7 * 150).astype(np.uint8)).resize(
+            (side, side), Image.Resampling.BILINEAR
+        )
+        heat.putalpha(alpha)
+        if ov.crop.angle_deg:
+            heat = heat.rotate(-ov.crop.angle_deg, resample=Image.Resampling.BILINEAR)
+        cx, cy = ov.crop.center
+        x, y = round(cx * scale - side / 2), round(cy * scale - side / 2)
+        # Blend only the face's square (clipped to the canvas), not a full-size layer.
+        sx, sy = max(0, -x), max(0, -y)
+        w, h = min(heat.width - sx, canvas.width - x - sx), min(heat.height - sy, canvas.height - y - sy)
+        if w > 0 and h > 0:
+            canvas.alpha_composite(heat.crop((sx, sy, sx + w, sy + h)), dest=(x + sx, y + sy))
+        draw_items.append(ov)
+    draw = ImageDraw.Draw(canvas)
+    font_size = max(12, round(max(canvas.size) / 32))
+    font = ImageFont.load_default(size=font_size)
+    width = max(2, round(max(canvas.size) / 300))
+    for ov in draw_items:
+        x0, y0, x1, y1 = (v * scale for v in ov.face.box)
+        c = ov.emotion.colour
+        draw.rectangle((x0, y0, x1, y1), outline=(c >> 16, (c >> 8) & 0xFF, c & 0xFF, 255), width=width)
+        text = caption(ov)
+        tx, ty = x0, max(0.0, y0 - font_size - 2 * width)
+        bbox = draw.textbbox((tx, ty), text, font=font)
+        draw.rectangle((bbox[0] - 3, bbox[1] - 2, bbox[2] + 3, bbox[3] + 2), fill=(0, 0, 0, 170))
+        draw.text((tx, ty), text, fill=(255, 255, 255, 255), font=font)
+    # A 256-colour palette PNG: ~3x faster to encode and ~3x smaller than truecolour for a
+    # preview of this size (measured: 10 ms / 200 KB vs 32 ms / 630 KB at 768 px).
+    palette = canvas.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    buf = io.BytesIO()
+    palette.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()

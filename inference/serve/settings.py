@@ -1,0 +1,51 @@
+"""Settings of the emotion engine: ``moodring analyze|evaluate|calibrate`` and the worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from inference.api.settings import WORKING_SIDE, CommonSettings, load_settings
+
+
+class EngineSettings(CommonSettings):
+    """The emotion engine: used by ``moodring analyze|evaluate`` and the worker."""
+
+    face_detector: str = Field(default="mtcnn", description="a name in inference.serve.faces.DETECTORS")
+    torch_threads: int = Field(default=2, ge=1, le=256)
+    bf16: bool | None = Field(
+        default=None, description="bf16 autocast; unset: on exactly where the CPU has bf16 in hardware"
+    )
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_side: int = Field(default=WORKING_SIDE, ge=256, le=8192)
+
+    @field_validator("face_detector")
+    @classmethod
+    def _known_detector(cls, v: str) -> str:
+        from inference.serve.faces import DETECTORS
+
+        if v not in DETECTORS:
+            raise ValueError(f"unknown face detector {v!r}; use one of {sorted(DETECTORS)}")
+        return v
+
+
+def engine_settings(model_dir: Path | None = None, detector: str | None = None) -> EngineSettings:
+    """Engine settings for a CLI command (exit 2 on bad config), logging and torch threads set.
+
+    CLI options win over the environment. Logging is quiet (WARNING) unless asked for more.
+    """
+    import torch
+
+    from inference.api.logsetup import configure_logging
+
+    overrides: dict[str, Any] = {}
+    if model_dir is not None:
+        overrides["model_dir"] = model_dir
+    if detector is not None:
+        overrides["face_detector"] = detector
+    settings = load_settings(EngineSettings, **overrides)
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, settings.log_json)
+    torch.set_num_threads(settings.torch_threads)
+    return settings

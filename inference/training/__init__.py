@@ -1,0 +1,1 @@
+"""Training, evaluation, calibration and weight averaging of the served network."""

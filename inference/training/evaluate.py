@@ -1,0 +1,220 @@
+"""Evaluate a checkpoint on any ImageFolder tree (classes mapped by folder name)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.api.errors import MoodringError
+from inference.api.intake import IntakeLimits, decode_image
+from inference.api.manifest import ModelManifest
+from inference.serve.faces import DETECTORS, FaceDetector, crop_face
+from inference.training.data import list_imagefolder, load_faces
+from inference.training.metrics import Report, classification_report
+
+log = logging.getLogger(__name__)
+
+Tta = Literal["none", "flip", "ten"]
+
+
+def _views(x: torch.Tensor, tta: Tta) -> list[torch.Tensor]:
+    """Test-time views of a normalised batch: identity, + flip, or 5 shifted crops x flip."""
+    if tta == "none":
+        return [x]
+    if tta == "flip":
+        return [x, x.flip(3)]
+    size = x.shape[-1]
+    pad = max(1, size // 16)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    offsets = [(pad, pad), (0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)]
+    crops = [padded[..., r : r + size, c : c + size] for r, c in offsets]
+    return crops + [c.flip(3) for c in crops]
+
+
+@torch.inference_mode()
+def predict_probs(
+    model: nn.Module,
+    faces: torch.Tensor | Sequence[np.ndarray],
+    manifest: ModelManifest | None = None,
+    *,
+    size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    tta: Tta = "none",
+    batch_size: int = 256,
+    bf16: bool = True,
+    temperature: float | None = None,
+) -> np.ndarray:
+    """Softmax probabilities (N, classes) for grey uint8 face crops, averaged over TTA views.
+
+    Each view's logits are divided by ``temperature`` (default: the manifest's, else 1)
+    before the softmax; that never changes a single view's prediction, only its confidence
+    (averaged over TTA views it can flip a near-tie).
+    """
+    from inference.serve.preprocess import faces_to_batch
+
+    size = size or (manifest.input_size if manifest else 48)
+    mean = mean or (manifest.mean if manifest else (0.5,))
+    std = std or (manifest.std if manifest else (0.25,))
+    if temperature is None:
+        temperature = manifest.temperature if manifest else 1.0
+    model.eval()
+    # run where the model lives (the CPU when served); a model without weights runs on the CPU
+    dev = next(iter(model.parameters()), torch.empty(0)).device
+    out = []
+    n = len(faces)
+    for start in range(0, n, batch_size):
+        x = faces_to_batch(faces[start : start + batch_size], size, mean, std).to(dev)
+        acc = None
+        views = _views(x, tta)
+        for view in views:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(view.contiguous(memory_format=torch.channels_last)).float()
+            p = torch.softmax(logits / temperature, dim=1)
+            acc = p if acc is None else acc + p
+        assert acc is not None
+        out.append((acc / len(views)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectStats:
+    images: int
+    with_face: int
+    unreadable: int
+
+
+def evaluate_dir(
+    model: nn.Module,
+    manifest: ModelManifest,
+    root: Path,
+    tta: Tta = "none",
+    detector: FaceDetector | None = None,
+    bf16: bool = True,
+) -> tuple[Report, DetectStats | None]:
+    """Score ``root`` (ImageFolder). With a detector, run the full photo pipeline first.
+
+    In detect mode a photo without a detected face counts as wrong (its probabilities
+    are uniform), so accuracy is end-to-end; the face count is reported alongside.
+    """
+    classes = tuple(str(c) for c in manifest.classes)
+    if detector is None:
+        data = load_faces(root, manifest.input_size, classes)
+        probs = predict_probs(model, data.images, manifest, tta=tta, bf16=bf16)
+        return classification_report(probs, data.labels.numpy(), classes), None
+
+    items = list_imagefolder(root, classes)
+    limits = IntakeLimits()
+    crops: list[np.ndarray] = []
+    has_face = np.zeros(len(items), dtype=bool)
+    unreadable = 0
+    for i, (path, _) in enumerate(items):
+        try:
+            decoded = decode_image(path.read_bytes(), limits)
+        except MoodringError:
+            unreadable += 1
+            continue
+        faces = detector.detect(decoded.image)
+        if not faces:
+            continue
+        face = max(faces, key=lambda f: f.area)
+        crops.append(crop_face(decoded.image, face, manifest.input_size).pixels)
+        has_face[i] = True
+    probs = np.full((len(items), len(classes)), 1.0 / len(classes), dtype=np.float32)
+    if crops:
+        probs[has_face] = predict_probs(model, crops, manifest, tta=tta, bf16=bf16)
+    labels = np.array([label for _, label in items])
+    stats = DetectStats(len(items), int(has_face.sum()), unreadable)
+    return classification_report(probs, labels, classes), stats
+
+
+def write_json(path: Path, report: Report, stats: DetectStats | None, extra: dict[str, object]) -> None:
+    """Write the report with ``accuracy`` and ``macro_f1`` as top-level keys."""
+    payload = report.as_dict() | extra
+    if stats is not None:
+        payload["detect"] = {
+            "images": stats.images,
+            "faces_found": stats.with_face,
+            "unreadable": stats.unreadable,
+        }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+@click.command("evaluate")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the report as JSON (accuracy and macro_f1 at top level).",
+)
+@click.option(
+    "--tta",
+    type=click.Choice(["none", "flip", "ten"]),
+    default="ten",
+    show_default=True,
+    help="Test-time augmentation: none, horizontal flip, or 5 shifted crops x flip.",
+)
+@click.option("--detect", is_flag=True, help="Run the photo pipeline (detector → crop → classify).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--detector", type=click.Choice(sorted(DETECTORS)), default=None)
+def evaluate_command(
+    directory: Path,
+    json_out: Path | None,
+    tta: Literal["none", "flip", "ten"],  # validated by click.Choice
+    detect: bool,
+    model_dir: Path | None,
+    detector: str | None,
+) -> None:
+    """Evaluate on DIRECTORY: folders named after the model's classes (any subset of them)."""
+    from inference.serve.checkpoint import load_model
+    from inference.serve.faces import build_detector
+    from inference.serve.precision import resolve_bf16
+    from inference.serve.settings import engine_settings
+    from inference.training.data import DatasetError
+    from inference.training.metrics import format_report
+
+    settings = engine_settings(model_dir, detector)
+    model, manifest = load_model(settings.model_dir)
+    det = build_detector(settings.face_detector) if detect else None
+    try:
+        report, stats = evaluate_dir(
+            model,
+            manifest,
+            directory,
+            tta=tta,
+            detector=det,  # type: ignore[arg-type]
+            bf16=resolve_bf16(settings.bf16),
+        )
+    except DatasetError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(
+        f"model: {manifest.architecture} ({manifest.weights_sha256[:12]}), tta={tta}, "
+        f"temperature={manifest.temperature:g}"
+    )
+    if stats is not None:
+        click.echo(f"faces found: {stats.with_face}/{stats.images} photos ({stats.unreadable} unreadable)")
+    click.echo(format_report(report))
+    if json_out is not None:
+        write_json(
+            json_out,
+            report,
+            stats,
+            {
+                "tta": tta,
+                "temperature": manifest.temperature,
+                "weights_sha256": manifest.weights_sha256,
+                "data": str(directory),
+            },
+        )

@@ -1,0 +1,304 @@
+"""The inference worker: jobs from the queue → batched ResNet50 + Grad-CAM → results.
+
+Composition root: ``moodring worker`` / ``python -m inference.worker``.
+
+Job handling only; every broker call goes through :mod:`inference.api.transport`. Per loop:
+take over jobs a dead consumer left (claim), read up to ``batch_size`` new ones, drop expired
+ones without compute, run ONE batched forward + Grad-CAM over every face of the batch in a
+single-thread executor (so the loop and the broker stay live), then finish each job (result,
+photo deleted, acknowledged). A job that keeps crashing the model goes to the dead-letter
+stream after ``max_deliveries`` and its caller gets a typed ``internal`` error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import click
+from redis.asyncio import Redis
+
+from inference.api.contract import Job, JobError, JobResult
+from inference.api.errors import MoodringError
+from inference.api.settings import load_settings
+from inference.api.transport import TRANSIENT, Delivery, open_transport
+from inference.worker.metrics import Metrics
+from inference.worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class BatchPredictor(Protocol):
+    """What the worker needs from :class:`inference.serve.predictor.Predictor`."""
+
+    def analyze_many(
+        self,
+        items: Sequence[bytes],
+        want_heatmap: Sequence[bool] | None = None,
+        priors: Sequence[Mapping[str, float] | None] | None = None,
+    ) -> list[Any]: ...
+
+    def warm_up(self) -> None: ...
+
+
+class Worker:
+    """One consumer in the ``workers`` group. Dependencies are passed in; nothing global."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        predictor: BatchPredictor,
+        settings: WorkerSettings,
+        name: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.redis = redis
+        self.queue = open_transport(redis, settings, settings.dead_letter_stream)
+        self.predictor = predictor
+        self.s = settings
+        self.host = socket.gethostname()
+        self.name = name or f"{self.host}-{os.getpid()}"
+        self.metrics = metrics or Metrics()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
+        self._stopping = asyncio.Event()
+        self._last_claim = 0.0
+        self.processed = 0
+
+    def stop(self) -> None:
+        """Stop reading new jobs; the current batch is finished and acknowledged."""
+        log.info("worker %s stopping", self.name)
+        self._stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.predictor.warm_up)
+        await self._until_broker(self.queue.ensure_group)
+        log.info("worker %s ready (batch %d, stream %s)", self.name, self.s.batch_size, self.s.stream)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._beat()
+                    entries = await self._claim_stale()
+                    if not entries:
+                        entries = await self.queue.read_new(self.name, self.s.batch_size, self.s.block_ms)
+                    if entries:
+                        await self._process(entries)
+                except TRANSIENT as exc:
+                    log.warning("redis unavailable (%s); reconnecting", exc)
+                    await asyncio.sleep(0.5)
+        finally:
+            self._executor.shutdown(wait=True)
+            log.info(
+                "worker %s stopped after %d jobs; batch sizes %s",
+                self.name,
+                self.processed,
+                dict(sorted(self.metrics.batch_sizes.items())),
+            )
+
+    async def _until_broker(self, fn: Any) -> Any:
+        while True:
+            try:
+                return await fn()
+            except TRANSIENT as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("waiting for redis: %s", exc)
+                await asyncio.sleep(0.5)
+
+    async def _beat(self) -> None:
+        await self.queue.heartbeat(self.name, int(self.s.heartbeat_s * 3) + 1)
+        if self.metrics.enabled:
+            self.metrics.depth.set((await self.queue.backlog()).total)
+
+    async def _claim_stale(self) -> list[Delivery]:
+        """Take over jobs whose consumer died (idle > claim_idle_ms); dead-letter repeat offenders."""
+        now = time.monotonic()
+        if now - self._last_claim < min(1.0, self.s.claim_idle_ms / 2000):
+            return []
+        self._last_claim = now
+        out = []
+        for d in await self.queue.claim_stale(self.name, self.s.claim_idle_ms, self.s.batch_size):
+            if d.deliveries > self.s.max_deliveries:
+                await self._dead_letter(d)
+                continue
+            log.info("reclaimed job entry %s (delivery %d)", d.entry_id.decode(), d.deliveries)
+            out.append(d)
+        return out
+
+    async def _dead_letter(self, d: Delivery) -> None:
+        log.error(
+            "job %s failed %d deliveries: moved to %s",
+            d.job.job_id if d.job else d.entry_id.decode(),
+            d.deliveries - 1,
+            self.queue.dead_stream,
+        )
+        res = None if d.job is None else self._error(d.job, "internal", "dead-lettered")
+        await self.queue.dead_letter(self.name, d, res)
+        self.metrics.observe("dead_letter", 0.0)
+
+    async def _process(self, entries: list[Delivery]) -> None:
+        now = time.time()
+        live: list[tuple[Delivery, Job]] = []
+        done: list[tuple[Delivery, JobResult | None]] = []
+        for d in entries:
+            if d.job is None:
+                log.error("dropping malformed job entry %s", d.entry_id.decode())
+                done.append((d, None))
+            elif d.job.deadline <= now:
+                # Its submitter stopped waiting at the deadline: no answer, just clean up.
+                log.info("job %s expired before compute; dropped", d.job.job_id)
+                done.append((d, None))
+            else:
+                live.append((d, d.job))
+        images = await self.queue.images([job for _, job in live])
+        ready = []
+        for (d, job), img in zip(live, images, strict=True):
+            if img:
+                ready.append((d, job, img))
+            else:
+                done.append((d, self._error(job, "timeout", "image expired")))
+        done += await self._compute(ready)
+        await self._finish(done)
+
+    def _error(self, job: Job, code: str, detail: str = "", batch: int = 0) -> JobResult:
+        return JobResult(
+            job_id=job.job_id,
+            error=JobError(code=code, detail=detail[:200]),  # type: ignore[arg-type]
+            worker=self.name,
+            batch_size=batch,
+        )
+
+    async def _compute(
+        self, ready: list[tuple[Delivery, Job, bytes]]
+    ) -> list[tuple[Delivery, JobResult | None]]:
+        if not ready:
+            return []
+        loop = asyncio.get_running_loop()
+        images = [img for _, _, img in ready]
+        flags = [job.options.heatmap for _, job, _ in ready]
+        priors: list[Mapping[str, float] | None] = [job.options.prior or None for _, job, _ in ready]
+        analyze = self.predictor.analyze_many
+        t = time.perf_counter()
+        try:
+            outs = await loop.run_in_executor(self._executor, analyze, images, flags, priors)
+        except Exception:
+            log.exception("batch of %d crashed the model; retrying jobs one by one", len(ready))
+            outs = []
+            for img, flag, prior in zip(images, flags, priors, strict=True):
+                try:
+                    outs.extend(await loop.run_in_executor(self._executor, analyze, [img], [flag], [prior]))
+                except Exception:
+                    log.exception("job crashed the model; leaving it pending for redelivery")
+                    outs.append(None)
+        batch_ms = (time.perf_counter() - t) * 1000
+        self.metrics.batch_sizes[len(ready)] += 1
+        if self.metrics.enabled:
+            self.metrics.batch.observe(len(ready))
+        results: list[tuple[Delivery, JobResult | None]] = []
+        for (d, job, _), out in zip(ready, outs, strict=True):
+            if out is None:
+                continue  # not acked: claimed again later, dead-lettered after N tries
+            results.append((d, self._to_result(job, out, batch_ms, len(ready))))
+        return results
+
+    def _to_result(self, job: Job, out: Any, batch_ms: float, batch: int) -> JobResult:
+        if isinstance(out, MoodringError):
+            return self._error(job, out.code, str(out), batch)
+        png = base64.b64encode(out.heatmap_png).decode() if out.heatmap_png else None
+        return JobResult(
+            job_id=job.job_id,
+            faces=out.faces,
+            heatmap_png_b64=png,
+            timings_ms=dict(out.timings_ms) | {"batch": batch_ms},
+            worker=self.name,
+            batch_size=batch,
+        )
+
+    async def _finish(self, done: list[tuple[Delivery, JobResult | None]]) -> None:
+        if not done:
+            return
+        await self.queue.finish(done)
+        now = time.time()
+        for d, res in done:
+            job = d.job
+            if job is None or res is None:
+                continue
+            self.processed += 1
+            outcome = "ok" if res.error is None else res.error.code
+            self.metrics.observe(outcome, now - job.submitted_at)
+            log.info(
+                "job %s user %s %s faces=%d batch=%d %.0f ms",
+                job.job_id,
+                job.user_hash,
+                outcome,
+                len(res.faces),
+                res.batch_size,
+                (now - job.submitted_at) * 1000,
+            )
+
+
+async def check(settings: WorkerSettings) -> int:
+    """Health check for containers: Redis answers and this host's worker beat recently."""
+    redis = Redis.from_url(settings.redis_url, socket_timeout=3)
+    try:
+        await redis.ping()
+        beats = await open_transport(redis, settings).recent_heartbeats(socket.gethostname())
+    except TRANSIENT as exc:
+        click.echo(f"unhealthy: redis unreachable ({exc})", err=True)
+        return 1
+    finally:
+        await redis.aclose()
+    if not beats or time.time() - max(beats) > settings.heartbeat_s * 3:
+        click.echo("unhealthy: no recent worker heartbeat", err=True)
+        return 1
+    click.echo("healthy")
+    return 0
+
+
+async def serve(settings: WorkerSettings) -> None:
+    """Build the predictor and Redis client, run one worker until SIGTERM."""
+    import torch
+
+    from inference.api.intake import IntakeLimits
+    from inference.serve.predictor import Predictor
+
+    torch.set_num_threads(settings.torch_threads)
+    limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
+    predictor = Predictor.load(settings.model_dir, settings.face_detector, limits, bf16=settings.bf16)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=max(5.0, settings.block_ms / 1000 + 2),
+        socket_connect_timeout=3,
+        health_check_interval=10,
+    )
+    worker = Worker(redis, predictor, settings, metrics=Metrics.start(settings.metrics_port))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        predictor.close()
+        await redis.aclose()
+
+
+@click.command("worker")
+@click.option("--check", "health", is_flag=True, help="Exit 0 if Redis and this host's worker are healthy.")
+def worker_command(health: bool) -> None:
+    """Consume analysis jobs from Redis Streams (scale out: run more of these anywhere)."""
+    from inference.api.logsetup import configure_logging
+
+    settings = load_settings(WorkerSettings)
+    configure_logging(settings.log_level, settings.log_json)
+    if health:
+        sys.exit(asyncio.run(check(settings)))
+    asyncio.run(serve(settings))

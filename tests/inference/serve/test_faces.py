@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from inference.serve.faces import Face, Landmarks, crop_face
+
+
+def _tilted_bar_image(angle_deg: float) -> tuple[Image.Image, Face]:
+    """A dark 'eye line' tilted by ``angle_deg`` with landmarks on its ends."""
+    im = Image.new("RGB", (400, 400), (200, 200, 200))
+    d = ImageDraw.Draw(im)
+    c = (200.0, 200.0)
+    dx, dy = 60 * math.cos(math.radians(angle_deg)), 60 * math.sin(math.radians(angle_deg))
+    left, right = (c[0] - dx, c[1] - dy), (c[0] + dx, c[1] + dy)
+    d.line([left, right], fill=(0, 0, 0), width=8)
+    marks = Landmarks(left, right, c, (170.0, 260.0), (230.0, 260.0))
+    return im, Face((120.0, 120.0, 280.0, 280.0), 0.99, marks)
+
+
+def test_crop_is_grey_square_and_levels_the_eyes() -> None:
+    im, face = _tilted_bar_image(20.0)
+    crop = crop_face(im, face, size=48)
+    assert crop.pixels.shape == (48, 48)
+    assert crop.pixels.dtype == np.uint8
+    assert abs(crop.angle_deg - 20.0) < 0.5
+    dark_rows = np.where((crop.pixels < 100).sum(axis=1) > 10)[0]
+    # after levelling, the bar occupies only a few rows instead of a diagonal band
+    assert 0 < len(dark_rows) <= 6
+
+
+def test_crop_without_landmarks_is_not_rotated() -> None:
+    im, face = _tilted_bar_image(20.0)
+    crop = crop_face(im, Face(face.box, face.score, None), size=48)
+    assert crop.angle_deg == 0.0
+
+
+def test_face_scaled_and_area() -> None:
+    f = Face((10.0, 20.0, 30.0, 60.0), 0.9, Landmarks(*((10.0, 20.0),) * 5))
+    assert f.area == 800.0
+    g = f.scaled(0.5)
+    assert g.box == (5.0, 10.0, 15.0, 30.0)
+    assert g.landmarks is not None and g.landmarks[0] == (5.0, 10.0)
+
+
+def _portrait() -> Image.Image:
+    from matplotlib import cbook
+
+    return Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+
+
+def test_batched_cascade_matches_facenet_pytorch() -> None:
+    """Our MTCNN cascade finds the same face as facenet-pytorch's own detect_face."""
+    import torch
+    from facenet_pytorch.models.mtcnn import MTCNN
+
+    from inference.serve.faces import MtcnnDetector
+
+    image = _portrait()
+    with torch.inference_mode():
+        boxes, probs, points = MTCNN(keep_all=True, device="cpu").detect(image, landmarks=True)
+    ours = MtcnnDetector().detect(image)
+    assert len(ours) == 1 and boxes is not None and len(boxes) == 1
+    # Area-averaging crops in PIL instead of torch moves borderline boxes a little
+    # (benchmarks/face_detectors.py: same recall within a point, same framing).
+    a, b = np.array(ours[0].box), np.asarray(boxes[0], dtype=float)
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    assert inter / union > 0.8
+    assert ours[0].landmarks is not None
+    side = float(b[2] - b[0])
+    assert np.abs(np.array(ours[0].landmarks) - points[0]).max() < 0.08 * side
+    assert abs(ours[0].score - float(probs[0])) < 0.01
+
+
+def test_cascade_on_face_free_and_flat_images() -> None:
+    from inference.serve.faces import MtcnnDetector
+
+    det = MtcnnDetector()
+    assert det.detect(Image.new("RGB", (320, 240), (128, 128, 128))) == []
+    assert det.detect(Image.new("RGB", (30, 30), (0, 0, 0))) == []  # smaller than one P-Net window
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    assert det.detect(noise) == []

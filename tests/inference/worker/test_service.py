@@ -1,0 +1,331 @@
+"""Integration tests: real redis-server, real workers (subprocesses and in-process), tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from inference.api.client import JobClient
+from inference.api.contract import Job, JobResult, image_key, result_key
+from inference.api.errors import Busy, JobFailed, JobTimeout
+from inference.api.settings import QueueSettings
+from inference.api.transport import open_transport
+from inference.serve.checkpoint import load_model
+from inference.serve.faces import FullFrameDetector
+from inference.serve.predictor import Predictor
+from inference.worker.service import Worker
+from inference.worker.settings import WorkerSettings
+from tests.conftest import _free_port, face_photo
+
+pytestmark = pytest.mark.timeout(300)
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _env(redis_url: str, model_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODRING_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        MOODRING_REDIS_URL=redis_url,
+        MOODRING_MODEL_DIR=str(model_dir),
+        MOODRING_FACE_DETECTOR="full",
+        MOODRING_TORCH_THREADS="1",
+        MOODRING_BF16="0",
+        MOODRING_CLAIM_IDLE_MS="400",
+        MOODRING_BLOCK_MS="100",
+        MOODRING_LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+def _spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "inference.worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=None
+    )
+
+
+async def _wait_for_workers(redis: Redis, n: int, settings: QueueSettings) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        beats = [k async for k in redis.scan_iter(match="moodring:worker:*")]
+        if len(beats) >= n:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("workers did not come up")
+
+
+async def _leftovers(redis: Redis, settings: QueueSettings) -> tuple[int, int, list[bytes]]:
+    xlen = await redis.xlen(settings.stream)
+    pending = (await redis.xpending(settings.stream, settings.group))["pending"]
+    images = [k async for k in redis.scan_iter(match="moodring:img:*")]
+    return xlen, pending, images
+
+
+async def test_200_jobs_20_submitters_2_workers(
+    redis: Redis, redis_server: str, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    settings = QueueSettings(redis_url=redis_server, job_timeout_s=120, max_backlog=1000)
+    # Nobody dies here: a long claim timeout means no job is ever processed twice.
+    env = _env(redis_server, tiny_model_dir, MOODRING_CLAIM_IDLE_MS="60000")
+    workers += [_spawn_worker(env), _spawn_worker(env)]
+    await _wait_for_workers(redis, 2, settings)
+    client = JobClient(redis, settings)
+    photo = face_photo(size=(96, 96))
+    answered: list[tuple[int, int, str]] = []
+
+    async def submitter(user: int) -> None:
+        for i in range(10):
+            res = await client.analyze(user, photo, want_heatmap=(i % 3 == 0))
+            answered.append((user, i, res.job_id))
+            assert len(res.faces) == 1
+            assert (res.heatmap_png_b64 is not None) == (i % 3 == 0)
+
+    await asyncio.gather(*(submitter(u) for u in range(20)))
+    assert len(answered) == 200
+    assert len({job for _, _, job in answered}) == 200
+    xlen, pending, images = await _leftovers(redis, settings)
+    assert (xlen, pending, images) == (0, 0, [])
+    assert [k async for k in redis.scan_iter(match="moodring:res:*")] == []
+    served_by = {c["name"] for c in await redis.xinfo_consumers(settings.stream, settings.group)}
+    assert len(served_by) == 2
+
+
+async def test_sigkilled_worker_jobs_are_redelivered(
+    redis: Redis, redis_server: str, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    settings = QueueSettings(redis_url=redis_server, job_timeout_s=120, max_backlog=1000)
+    env = _env(redis_server, tiny_model_dir, MOODRING_BATCH_SIZE="4")
+    victim = _spawn_worker(env)
+    workers.append(victim)
+    await _wait_for_workers(redis, 1, settings)
+    client = JobClient(redis, settings)
+    photo = face_photo(size=(1000, 1000))  # big enough that a batch takes a while
+    tasks = [asyncio.create_task(client.analyze(u, photo)) for u in range(8)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = await redis.xpending(settings.stream, settings.group)
+        if info["pending"] > 0:
+            break
+        await asyncio.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    killed_pending = (await redis.xpending(settings.stream, settings.group))["pending"]
+    workers.append(_spawn_worker(env))
+    results = await asyncio.gather(*tasks)
+    assert len({r.job_id for r in results}) == 8
+    assert killed_pending > 0, "the kill should have left jobs pending on the dead consumer"
+    xlen, pending, images = await _leftovers(redis, settings)
+    assert (xlen, pending, images) == (0, 0, [])
+
+
+class PoisonPredictor:
+    """Wraps the real predictor; crashes on photos 333 px wide, every time."""
+
+    def __init__(self, inner: Predictor) -> None:
+        self.inner = inner
+        self.crashes = 0
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    def analyze_many(
+        self,
+        items: Sequence[bytes],
+        want_heatmap: Sequence[bool] | None = None,
+        priors: Sequence[Mapping[str, float] | None] | None = None,
+    ) -> list[Any]:
+        import io
+
+        from PIL import Image
+
+        if any(Image.open(io.BytesIO(b)).width == 333 for b in items):
+            self.crashes += 1
+            raise RuntimeError("poisoned input")
+        return self.inner.analyze_many(items, want_heatmap, priors)
+
+
+async def test_poison_job_is_dead_lettered_and_others_served(
+    redis: Redis, redis_server: str, tiny_model_dir: Path
+) -> None:
+    model, manifest = load_model(tiny_model_dir)
+    predictor = PoisonPredictor(Predictor(model, manifest, FullFrameDetector(), bf16=False))
+    settings = WorkerSettings(
+        redis_url=redis_server, claim_idle_ms=300, block_ms=50, max_deliveries=3, job_timeout_s=60
+    )
+    worker = Worker(Redis.from_url(redis_server), predictor, settings, name="w-poison")
+    run = asyncio.create_task(worker.run())
+    client = JobClient(redis, settings)
+    try:
+        poison = asyncio.create_task(client.analyze("poison", face_photo(size=(333, 300)), timeout_s=60))
+        good = [asyncio.create_task(client.analyze(u, face_photo(size=(120, 120)))) for u in range(5)]
+        for g in await asyncio.gather(*good):
+            assert len(g.faces) == 1
+        with pytest.raises(JobFailed) as err:
+            await poison
+        assert err.value.code == "internal"
+        dead = await redis.xrange(settings.dead_letter_stream)
+        assert len(dead) == 1
+        assert int(dead[0][1][b"deliveries"]) == settings.max_deliveries
+        assert predictor.crashes >= settings.max_deliveries
+        after = await client.analyze("after", face_photo(size=(120, 120)))
+        assert len(after.faces) == 1
+        xlen, pending, images = await _leftovers(redis, settings)
+        assert (xlen, pending, images) == (0, 0, [])
+    finally:
+        worker.stop()
+        await run
+        await worker.redis.aclose()
+        predictor.inner.close()
+
+
+async def test_backlog_over_cap_is_refused_immediately(redis: Redis, redis_server: str) -> None:
+    settings = QueueSettings(redis_url=redis_server, max_backlog=5)
+    await open_transport(redis, settings).ensure_group()
+    for i in range(5):
+        await redis.xadd(settings.stream, {"job": f"{i}"})
+    client = JobClient(redis, settings)
+    t = time.monotonic()
+    with pytest.raises(Busy):
+        await client.analyze(1, face_photo())
+    assert time.monotonic() - t < 2.0
+    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
+
+
+async def test_one_job_in_flight_per_user(redis: Redis, redis_server: str) -> None:
+
+    settings = QueueSettings(redis_url=redis_server)
+    await open_transport(redis, settings).ensure_group()
+    client = JobClient(redis, settings)
+    first = asyncio.create_task(client.analyze(7, face_photo(), timeout_s=2))
+    await asyncio.sleep(0.3)
+    with pytest.raises(Busy):
+        await client.analyze(7, face_photo(), timeout_s=2)
+    with pytest.raises(JobTimeout):
+        await first
+    assert [k async for k in redis.scan_iter(match="moodring:*flight*")] == []
+
+
+@dataclass
+class AofRedis:
+    """A redis-server with AOF fsync'ed on every write, a client on it, and one worker."""
+
+    url: str
+    redis: Redis
+    settings: QueueSettings
+    cmd: list[str]
+    server: subprocess.Popen[bytes]
+
+    def restart(self, crash: bool) -> None:
+        """Stop the server (SIGKILL when ``crash``, else a clean SIGTERM) and start it again."""
+        if crash:
+            self.server.kill()
+        else:
+            self.server.terminate()
+        self.server.wait(timeout=10)
+        self.server = _start_server(self.cmd)
+
+
+def _start_server(cmd: list[str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return proc
+
+
+@pytest.fixture
+async def aof(
+    tmp_path: Path, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> AsyncIterator[AofRedis]:
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes"]
+    cmd += ["--appendfsync", "always", "--save", "", "--dir", str(tmp_path)]
+    stack = AofRedis(
+        url,
+        Redis.from_url(url),
+        QueueSettings(redis_url=url, job_timeout_s=60, max_backlog=1000, result_ttl_s=120),
+        cmd,
+        _start_server(cmd),
+    )
+    try:
+        workers.append(_spawn_worker(_env(url, tiny_model_dir, MOODRING_RESULT_TTL_S="120")))
+        await _wait_for_workers(stack.redis, 1, stack.settings)
+        yield stack
+    finally:
+        await stack.redis.aclose()
+        for p in workers:
+            p.terminate()
+        stack.server.terminate()
+        stack.server.wait(timeout=10)
+
+
+async def test_redis_restart_with_aof(aof: AofRedis) -> None:
+    client = JobClient(aof.redis, aof.settings)
+    photo = face_photo(size=(96, 96))
+    before = [await client.analyze(u, photo) for u in range(3)]
+    assert all(len(r.faces) == 1 for r in before)
+    aof.restart(crash=False)
+    t = time.monotonic()
+    after = None
+    while time.monotonic() - t < 30:
+        try:
+            after = await client.analyze("after-restart", photo, timeout_s=20)
+            break
+        except (RedisError, JobTimeout):
+            await asyncio.sleep(0.2)
+    assert after is not None and len(after.faces) == 1
+    assert time.monotonic() - t < 15, "new jobs should flow within seconds of the restart"
+    assert await aof.redis.xlen(aof.settings.stream) == 0
+
+
+async def test_acked_results_survive_a_redis_crash(aof: AofRedis) -> None:
+    """Results a worker acked before Redis is SIGKILLed are still there after the restart."""
+    redis, settings = aof.redis, aof.settings
+    await open_transport(redis, settings).ensure_group()
+    # Submit without waiting: nobody collects these results before the crash.
+    ids = []
+    for i in range(6):
+        job = Job(
+            job_id=f"crashjob{i:04d}",
+            user_hash=f"u{i}",
+            image_key=image_key(f"crashjob{i:04d}"),
+            submitted_at=time.time(),
+            deadline=time.time() + 60,
+        )
+        await redis.set(job.image_key, face_photo(size=(96, 96)), ex=60)
+        await redis.xadd(settings.stream, {"job": job.model_dump_json()})
+        ids.append(job.job_id)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pending = (await redis.xpending(settings.stream, settings.group))["pending"]
+        done = [await redis.exists(result_key(j)) for j in ids]
+        if all(done) and pending == 0 and await redis.xlen(settings.stream) == 0:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("worker did not ack the jobs")
+    aof.restart(crash=True)
+    for _ in range(50):
+        try:
+            await redis.ping()
+            break
+        except RedisError:  # still starting
+            await asyncio.sleep(0.1)
+    for job_id in ids:
+        item = await redis.lpop(result_key(job_id))
+        assert item is not None, f"acked result of {job_id} was lost"
+        result = JobResult.model_validate_json(item)
+        assert result.job_id == job_id and len(result.faces) == 1
+    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []

@@ -11,7 +11,7 @@ import discord
 from bot import texts
 from bot.mood_flow import CheckOutcome
 from bot.sessions import SessionView
-from bot.store import MoodEntry, summarize
+from bot.store import BASELINE_PHOTOS, MoodEntry, summarize
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
@@ -45,6 +45,8 @@ def check_embed(out: CheckOutcome, emotions: EmotionRegistry) -> tuple[discord.E
     )
     top = "\n".join(f"`{bar(p)}` {label} {p:.0%}" for label, p in main.top(3))
     embed.description = f"{top}\n\n{main.reason}"
+    if out.baseline_applied:
+        embed.description += "\n" + texts.BASELINE_USED
     if out.prior_applied:
         embed.description += "\n" + texts.PRIOR_USED
     if len(out.faces) > 1:
@@ -61,6 +63,17 @@ def check_embed(out: CheckOutcome, emotions: EmotionRegistry) -> tuple[discord.E
         embed.set_image(url=f"attachment://{HEATMAP_NAME}")
     embed.set_footer(text=texts.AI_NOTICE)
     return embed, files
+
+
+def baseline_text(saved: dict[str, Any], emotions: EmotionRegistry) -> str:
+    """What `/mood baseline set` (or the calm-face button) says after saving."""
+
+    probs: dict[str, float] = saved["probs"]
+    top = max(probs, key=probs.__getitem__)
+    text = texts.BASELINE_SAVED.format(photos=saved["photos"], most=BASELINE_PHOTOS)
+    if top != "neutral":
+        text += "\n" + texts.BASELINE_LEAN.format(adjective=emotions[top].adjective)
+    return text
 
 
 def history_embed(
@@ -81,6 +94,7 @@ def history_embed(
     for e in entries[:5]:
         label = e.corrected or e.emotion
         fixed = f" (you said {e.corrected})" if e.corrected and e.corrected != e.emotion else ""
+        fixed += " · calm-relative" if e.baseline else ""
         recent.append(f"<t:{int(e.at)}:R> {emotions[label].emoji} **{e.emotion}** {e.confidence:.0%}{fixed}")
     embed.add_field(name="Latest", value="\n".join(recent), inline=False)
     embed.add_field(name="Most frequent", value=f"{emotions[top].emoji} {top} ({counts[top]}×)", inline=True)

@@ -38,6 +38,7 @@ class Analyzer(Protocol):
         want_heatmap: bool = True,
         timeout_s: float | None = None,
         prior: Mapping[str, float] | None = None,
+        baseline: Mapping[str, float] | None = None,
     ) -> JobResult: ...
 
 
@@ -58,6 +59,48 @@ class CheckOutcome:
     @property
     def prior_applied(self) -> bool:
         return bool(self.faces) and self.faces[0].prior_applied
+
+    @property
+    def baseline_applied(self) -> bool:
+        return bool(self.faces) and self.faces[0].baseline_applied
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineOutcome:
+    """`/mood baseline set`: an error code, or how many calm photos are averaged and how it reads."""
+
+    error: str | None = None
+    retry_after_s: float = 0.0
+    photos: int = 0
+    reads_as: str | None = None  # the calm face's top class
+
+
+async def set_calm_face(
+    user_id: int,
+    fetch: Callable[[], Awaitable[bytes]],
+    *,
+    store: UserStore,
+    analyzer: Analyzer,
+    cooldown_s: float = 10.0,
+) -> BaselineOutcome:
+    """Read a calm selfie *as the model sees it* (no prior, no baseline) and average it in.
+
+    Only the reading's probabilities are kept (``UserStore.add_baseline``), never the photo.
+    """
+    if not await store.consent(user_id):
+        return BaselineOutcome(error="consent_needed")
+    wait = await store.take_cooldown(user_id, cooldown_s)
+    if wait > 0:
+        return BaselineOutcome(error="cooldown", retry_after_s=wait)
+    try:
+        result = await analyzer.analyze(user_id, await fetch(), want_heatmap=False)
+    except MoodringError as exc:
+        log.info("calm face of user %s failed: %s", hash_user(user_id), exc.code)
+        return BaselineOutcome(error=exc.code)
+    face = result.faces[0]  # the largest: the sender's
+    saved = await store.add_baseline(user_id, face.probs)
+    probs: dict[str, float] = saved["probs"]
+    return BaselineOutcome(photos=int(saved["photos"]), reads_as=max(probs, key=probs.__getitem__))
 
 
 def attachment_problem(content_type: str | None, size: int | None, max_bytes: int) -> str | None:
@@ -96,13 +139,18 @@ async def check_mood(
         return CheckOutcome(error="cooldown", retry_after_s=wait)
     try:
         prior = await store.prior(user_id)
-        result = await analyzer.analyze(user_id, await fetch(), want_heatmap=True, prior=prior)
+        calm = await store.baseline(user_id)
+        result = await analyzer.analyze(
+            user_id, await fetch(), want_heatmap=True, prior=prior, baseline=calm["probs"] if calm else None
+        )
     except MoodringError as exc:
         log.info("check for user %s failed: %s", hash_user(user_id), exc.code)
         return CheckOutcome(error=exc.code)
     faces = result.faces
     emotion, probs = faces[0].emotion, dict(faces[0].probs)
-    entry_id = await store.record(user_id, emotion, probs)
+    entry_id = await store.record(
+        user_id, emotion, probs, raw=faces[0].raw_probs or None, baseline=faces[0].baseline_applied
+    )
     chosen = strategy or recommender.mood_map.default_strategy(emotion)
     tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=hash_user(user_id))
     png = base64.b64decode(result.heatmap_png_b64) if result.heatmap_png_b64 else None

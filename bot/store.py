@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from inference.api.contract import hash_user
 
 DAY = 86_400
+BASELINE_PHOTOS = 5  # calm readings averaged into a user's baseline, at most
 
 
 def as_text(value: bytes | str | None) -> str:
@@ -36,6 +37,8 @@ class MoodEntry:
     confidence: float
     probs: dict[str, float]
     corrected: str | None = None
+    baseline: bool = False  # read relative to the user's calm face
+    raw: dict[str, float] | None = None  # the model's own probabilities when a prior/baseline changed them
 
 
 def summarize(entries: Sequence[MoodEntry], days: int) -> dict[str, Any]:
@@ -88,9 +91,20 @@ class UserStore:
 
     # history -----------------------------------------------------------------
     async def record(
-        self, user_id: int | str, emotion: str, probs: Mapping[str, float], at: float | None = None
+        self,
+        user_id: int | str,
+        emotion: str,
+        probs: Mapping[str, float],
+        at: float | None = None,
+        *,
+        raw: Mapping[str, float] | None = None,
+        baseline: bool = False,
     ) -> str:
-        """Append a reading; entries older than the retention window are trimmed on write."""
+        """Append a reading; entries older than the retention window are trimmed on write.
+
+        ``raw`` (the model's own probabilities, kept when a prior or baseline changed them) lets
+        the reading become the user's calm face later; ``baseline`` marks a calm-relative reading.
+        """
         at = at or time.time()
         key = self._key(user_id, "history")
         min_id = f"{int((at - self.retention_s) * 1000)}-0"
@@ -100,6 +114,10 @@ class UserStore:
             "confidence": f"{max(probs.values()):.4f}",
             "probs": json.dumps({k: round(float(v), 4) for k, v in probs.items()}),
         }
+        if raw:
+            fields["raw"] = json.dumps({k: round(float(v), 4) for k, v in raw.items()})
+        if baseline:
+            fields["baseline"] = "1"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(key, fields, id=entry_id, maxlen=self.max_entries, approximate=True)
             pipe.xtrim(key, minid=min_id, approximate=False)
@@ -114,20 +132,7 @@ class UserStore:
         start = "-" if days is None else str(int((time.time() - days * DAY) * 1000))
         rows = await self.redis.xrevrange(key, "+", start, count=limit) or []
         fixed = await self._hash(user_id, "corrections")
-        out = []
-        for eid, f in rows:
-            assert f is not None
-            eid_s = as_text(eid)
-            out.append(
-                MoodEntry(
-                    at=int(eid_s.split("-")[0]) / 1000,
-                    emotion=as_text(f[b"emotion"]),
-                    confidence=float(f[b"confidence"]),
-                    probs=json.loads(f[b"probs"]),
-                    corrected=fixed.get(eid_s),
-                )
-            )
-        return out
+        return [_entry(as_text(eid), f, fixed) for eid, f in rows]
 
     # corrections → per-user prior ------------------------------------------------
     async def correct(self, user_id: int | str, entry_id: str, emotion: str) -> None:
@@ -154,6 +159,39 @@ class UserStore:
         mean = sum(counts.values()) / len(self.classes)
         return {c: (1 + counts.get(c, 0)) / (1 + mean) for c in self.classes}
 
+    # calm-face baseline -----------------------------------------------------------
+    async def baseline(self, user_id: int | str) -> dict[str, Any] | None:
+        """The user's calm face: ``{"probs": {...}, "photos": n, "at": time}``, or None."""
+        raw = await self.redis.get(self._key(user_id, "baseline"))
+        return None if raw is None else dict(json.loads(raw))
+
+    async def add_baseline(self, user_id: int | str, probs: Mapping[str, float]) -> dict[str, Any]:
+        """Average one more calm reading into the baseline (only its probabilities, never an image).
+
+        Keeps a running mean of up to ``BASELINE_PHOTOS`` readings, so a new calm photo still
+        counts once that many were given.
+        """
+        known = {c: float(probs.get(c, 0.0)) for c in self.classes}
+        total = sum(known.values()) or 1.0
+        known = {c: v / total for c, v in known.items()}
+        old = await self.baseline(user_id)
+        n = min(int(old["photos"]), BASELINE_PHOTOS - 1) if old else 0
+        mean = {
+            c: ((old["probs"].get(c, 0.0) * n) if old else 0.0) / (n + 1) + v / (n + 1)
+            for c, v in known.items()
+        }
+        value = {"probs": {c: round(v, 5) for c, v in mean.items()}, "photos": n + 1, "at": time.time()}
+        await self.redis.set(self._key(user_id, "baseline"), json.dumps(value), ex=self.retention_s)
+        return value
+
+    async def clear_baseline(self, user_id: int | str) -> bool:
+        return bool(await self.redis.delete(self._key(user_id, "baseline")))
+
+    async def entry(self, user_id: int | str, entry_id: str) -> MoodEntry | None:
+        """One history entry by id (for buttons under a reading)."""
+        rows = await self.redis.xrange(self._key(user_id, "history"), entry_id, entry_id)
+        return _entry(entry_id, rows[0][1], {}) if rows else None
+
     # cooldowns -------------------------------------------------------------------
     async def take_cooldown(self, user_id: int | str, seconds: float) -> float:
         """0 if the user may act now (and starts the cooldown), else seconds left."""
@@ -176,6 +214,7 @@ class UserStore:
             "consent": await self.consent(user_id),
             "history": [asdict(e) for e in await self.history(user_id)],
             "prior": {k: int(v) for k, v in (await self._hash(user_id, "prior")).items()},
+            "calm_face_baseline": await self.baseline(user_id),
             "recent_recommendations": [
                 as_text(k) for k in await self.redis.lrange(self._key(user_id, "recs"), 0, -1)
             ],
@@ -185,3 +224,16 @@ class UserStore:
         """Delete every key of the user; returns how many were removed."""
         keys = await self.keys(user_id)
         return int(await self.redis.delete(*keys)) if keys else 0
+
+
+def _entry(entry_id: str, f: Any, corrections: Mapping[str, str]) -> MoodEntry:
+    """A history stream entry (its id and fields) as a :class:`MoodEntry`."""
+    return MoodEntry(
+        at=int(entry_id.split("-")[0]) / 1000,
+        emotion=as_text(f[b"emotion"]),
+        confidence=float(f[b"confidence"]),
+        probs=json.loads(f[b"probs"]),
+        corrected=corrections.get(entry_id),
+        baseline=f.get(b"baseline") == b"1",
+        raw=json.loads(f[b"raw"]) if b"raw" in f else None,
+    )

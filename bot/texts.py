@@ -13,7 +13,10 @@ PRIVACY = (
     "written to disk, logs or the database, and neither is the heatmap or the attachment link.\n"
     "• What is kept: the emotion label, its probabilities and the time, for your `/mood history` "
     "({days} days by default), and your corrections. `/mood export` shows all of it; "
-    "`/mood forget` deletes all of it."
+    "`/mood forget` deletes all of it.\n"
+    "• **Calm face** (optional, `/mood baseline`): if you show me a relaxed selfie, I keep only that "
+    "reading's probabilities and the time — never the photo, never anything that could recognise "
+    "your face — and read your later photos relative to it (faces differ at rest)."
 )
 
 CONSENT = (
@@ -33,6 +36,20 @@ FORGET_CONFIRM = (
 FORGET_DONE = "Done: deleted {n} records. moodring knows nothing about you now."
 FORGET_CANCELLED = "Nothing was deleted."
 HISTORY_EMPTY = "No readings in the last {days} days. Try `/mood check` with a selfie."
+BASELINE_USED = "*Read relative to your calm face.*"
+BASELINE_SAVED = (
+    "Saved your calm face ({photos} of up to {most} photos averaged). From now on I read your photos "
+    "relative to it. `/mood baseline clear` removes it."
+)
+BASELINE_LEAN = "At rest your face reads a little **{adjective}** to me; I'll take that into account."
+BASELINE_SHOW = (
+    "Your calm face: {photos} photo(s) averaged, last one <t:{at}:R>. At rest it reads mostly "
+    "**{adjective}**. Only those numbers are kept, never a photo."
+)
+BASELINE_NONE = "You haven't shown me a calm face yet. `/mood baseline set` with a relaxed selfie adds one."
+BASELINE_CLEARED = "Your calm face is gone; your readings are the model's own again."
+BASELINE_GONE = "That reading is no longer stored, so it can't become your calm face."
+FORGOTTEN = "You asked me to forget you, so this button does nothing now. `/mood check` starts again."
 PRIOR_USED = "*Read with your corrections taken into account.*"
 AI_NOTICE = "AI estimate of a facial expression, not a diagnosis."
 

@@ -154,6 +154,45 @@ class CorrectSelect(
         await interaction.followup.send(embed=embed, view=link_view(tracks), ephemeral=True)
 
 
+class CalmButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:calm:(?P<owner>\d+):(?P<entry>\d+-\d+)"
+):
+    """ "Use this as my calm face": the reading's own probabilities join the user's baseline."""
+
+    def __init__(self, owner: int, entry_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Use this as my calm face",
+                emoji="\N{RELIEVED FACE}",
+                custom_id=f"mr:calm:{owner}:{entry_id}",
+            )
+        )
+        self.owner, self.entry_id = owner, entry_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> CalmButton:
+        return cls(int(match["owner"]), match["entry"])
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await _owner_only(interaction, self.owner)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        services = context(interaction).services
+        store = services.store
+        if not await store.consent(self.owner):  # forgotten or declined since: store nothing
+            await interaction.followup.send(texts.FORGOTTEN, ephemeral=True)
+            return
+        entry = await store.entry(self.owner, self.entry_id)
+        if entry is None:
+            await interaction.followup.send(texts.BASELINE_GONE, ephemeral=True)
+            return
+        saved = await store.add_baseline(self.owner, entry.raw or entry.probs)
+        await interaction.followup.send(embeds.baseline_text(saved, services.emotions), ephemeral=True)
+
+
 SESSION_LABELS = {"join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
 
 
@@ -203,6 +242,7 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     ChoiceButton,
     ShareButton,
     CorrectSelect,
+    CalmButton,
     SessionButton,
 )
 
@@ -237,11 +277,12 @@ def check_view(
     emotions: EmotionRegistry,
     share: bool = True,
 ) -> discord.ui.View:
-    """Link buttons for the tracks, then Share (not in DMs) and the correction select."""
+    """Link buttons for the tracks, then Share (not in DMs), calm face and the correction select."""
     view = link_view(tracks)
     if share:
         view.add_item(ShareButton(owner))
     if entry_id is not None:
+        view.add_item(CalmButton(owner, entry_id))
         view.add_item(CorrectSelect(owner, entry_id, emotions))
     return view
 

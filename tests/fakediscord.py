@@ -168,8 +168,11 @@ class FakeDiscord:
         for key, att in (attachments or {}).items():
             opts.append({"name": key, "type": 11, "value": att["id"]})
             resolved.setdefault("attachments", {})[att["id"]] = att
-        if sub is not None:
-            opts = [{"name": sub, "type": 1, "options": opts}]
+        if sub is not None:  # "group sub" is a subcommand inside a subcommand group
+            *group, leaf = sub.split()
+            opts = [{"name": leaf, "type": 1, "options": opts}]
+            if group:
+                opts = [{"name": group[0], "type": 2, "options": opts}]
         data = {"id": str(self.new_id()), "name": name, "type": 1, "options": opts}
         if resolved:
             data["resolved"] = resolved

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
@@ -13,7 +14,14 @@ from discord.ext import commands
 
 from bot import embeds, texts, views
 from bot.chart import mood_chart
-from bot.mood_flow import CheckOutcome, DownloadFailed, attachment_problem, check_mood
+from bot.mood_flow import (
+    BaselineOutcome,
+    CheckOutcome,
+    DownloadFailed,
+    attachment_problem,
+    check_mood,
+    set_calm_face,
+)
 from bot.store import DAY, summarize
 from inference.api.contract import hash_user
 
@@ -69,6 +77,62 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         chart = await asyncio.to_thread(mood_chart, entries, days, emotions) if entries else None
         embed, files = embeds.history_embed(entries, week, days, chart, emotions)
         await interaction.followup.send(embed=embed, files=files, ephemeral=True)
+
+    baseline = app_commands.Group(name="baseline", description="Your calm face: photos read relative to it")
+
+    @baseline.command(name="set", description="Show me your calm face: a relaxed, neutral selfie")
+    @app_commands.describe(photo="A relaxed selfie, your face at rest")
+    async def baseline_set(self, interaction: discord.Interaction, photo: discord.Attachment) -> None:
+        refusal = self._refusal(photo)
+        if refusal:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user_id = interaction.user.id
+        if self._slots.locked():
+            out = BaselineOutcome(error="busy")
+        else:
+            async with self._slots:
+                out = await set_calm_face(
+                    user_id,
+                    _fetcher(photo),
+                    store=self.services.store,
+                    analyzer=self.services.analyzer,
+                    cooldown_s=self.services.settings.cooldown_s,
+                )
+        log.info("calm face by %s: %s", hash_user(user_id), out.error or out.reads_as)
+        if out.error == "consent_needed":
+            await interaction.followup.send(texts.CONSENT, view=views.consent_view(user_id), ephemeral=True)
+        elif out.error:
+            max_mb = self.services.settings.max_photo_bytes / 2**20
+            text = texts.error(out.error, seconds=out.retry_after_s, max_mb=max_mb)
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            saved = await self.services.store.baseline(user_id)
+            assert saved is not None
+            await interaction.followup.send(
+                embeds.baseline_text(saved, self.services.emotions), ephemeral=True
+            )
+
+    @baseline.command(name="show", description="What moodring keeps of your calm face")
+    async def baseline_show(self, interaction: discord.Interaction) -> None:
+        saved = await self.services.store.baseline(interaction.user.id)
+        if saved is None:
+            await interaction.response.send_message(texts.BASELINE_NONE, ephemeral=True)
+            return
+        probs: dict[str, float] = saved["probs"]
+        top = self.services.emotions[max(probs, key=probs.__getitem__)]
+        text = texts.BASELINE_SHOW.format(
+            photos=saved["photos"], at=int(saved["at"]), adjective=top.adjective
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @baseline.command(name="clear", description="Forget your calm face")
+    async def baseline_clear(self, interaction: discord.Interaction) -> None:
+        gone = await self.services.store.clear_baseline(interaction.user.id)
+        await interaction.response.send_message(
+            texts.BASELINE_CLEARED if gone else texts.BASELINE_NONE, ephemeral=True
+        )
 
     @app_commands.command(name="export", description="Download everything moodring stores about you")
     async def export(self, interaction: discord.Interaction) -> None:
@@ -144,17 +208,10 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         """Download (only if consent and cooldown allow) and run the check, within this process's cap."""
         if self._slots.locked():
             return CheckOutcome(error="busy")
-
-        async def fetch() -> bytes:
-            try:
-                return await photo.read()
-            except discord.HTTPException as exc:
-                raise DownloadFailed(str(exc.status)) from exc
-
         async with self._slots:
             out = await check_mood(
                 user_id,
-                fetch,
+                _fetcher(photo),
                 store=self.services.store,
                 analyzer=self.services.analyzer,
                 recommender=self.services.recommender,
@@ -185,6 +242,18 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         view = await sessions.check_in(channel_id, interaction.user.id, faces)
         await self.bot.board.refresh(channel_id, view.message_id)
         await interaction.followup.send(texts.SESSION_CHECKED_IN, ephemeral=True)
+
+
+def _fetcher(photo: discord.Attachment) -> Callable[[], Awaitable[bytes]]:
+    """Download the attachment when the flow decides to (after consent and cooldown)."""
+
+    async def fetch() -> bytes:
+        try:
+            return await photo.read()
+        except discord.HTTPException as exc:
+            raise DownloadFailed(str(exc.status)) from exc
+
+    return fetch
 
 
 async def setup(bot: MoodringBot) -> None:  # type: ignore[misc]

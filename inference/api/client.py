@@ -76,10 +76,12 @@ class JobClient:
         want_heatmap: bool = True,
         timeout_s: float | None = None,
         prior: Mapping[str, float] | None = None,
+        baseline: Mapping[str, float] | None = None,
     ) -> JobResult:
         """Submit a photo and wait for its result.
 
-        ``prior`` re-weights the classes of the sender's (largest) face in the worker.
+        ``prior`` (correction weights) and ``baseline`` (the calm face's probabilities) re-weight
+        the classes of the sender's (largest) face in the worker.
 
         Raises:
             BadImage, ImageTooLarge: the upload is unusable (checked before queueing).
@@ -105,7 +107,7 @@ class JobClient:
             image_key=image_key(job_id),
             submitted_at=now,
             deadline=now + timeout,
-            options=JobOptions(heatmap=want_heatmap, prior=dict(prior or {})),
+            options=JobOptions(heatmap=want_heatmap, prior=dict(prior or {}), baseline=dict(baseline or {})),
         )
         try:
             await self._queue.submit(job, shrunk, int(timeout) + 5)

@@ -45,10 +45,12 @@ class _Frozen(BaseModel):
 
 class JobOptions(_Frozen):
     heatmap: bool = True
-    # The sender's personal re-weighting of the classes (their corrections), applied by the
-    # worker to the largest face before its label, Grad-CAM target, reason and caption.
-    # Empty: none. A class it doesn't name keeps weight 1.
+    # About the sender, applied by the worker to the largest face (theirs) before its label,
+    # Grad-CAM target, reason and caption (inference.serve.personal). Empty: none.
+    # prior: class weights from their corrections (a class it doesn't name keeps weight 1).
     prior: dict[str, float] = Field(default_factory=dict)
+    # baseline: the probabilities of their calm face's reading (only numbers, never an image).
+    baseline: dict[str, float] = Field(default_factory=dict)
 
 
 class Job(_Frozen):
@@ -66,8 +68,9 @@ class Job(_Frozen):
 class FaceResult(_Frozen):
     """One face, the same shape from the predictor through the queue to the reply.
 
-    ``probs`` are the class probabilities after the sender's prior (when one was sent; the
-    largest face only); ``emotion`` is their top class, and the reason and heatmap explain it.
+    ``probs`` are the class probabilities after the sender's prior and calm-face baseline (when
+    sent; the largest face only); ``emotion`` is their top class, and the reason and heatmap
+    explain it.
     """
 
     box: tuple[float, float, float, float]
@@ -78,6 +81,9 @@ class FaceResult(_Frozen):
     reason: str
     regions: dict[str, float] = Field(default_factory=dict)
     prior_applied: bool = False
+    baseline_applied: bool = False
+    # the model's own probabilities when a prior or baseline changed ``probs`` (else empty)
+    raw_probs: dict[str, float] = Field(default_factory=dict)
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most likely classes, most likely first."""

@@ -39,6 +39,12 @@ class ModelManifest(BaseModel):
         gt=0,
         description="softmax temperature: probs = softmax(logits / T); 1 = uncalibrated (moodring calibrate)",
     )
+    baseline_alpha: float = Field(
+        default=1.0,
+        ge=0,
+        le=4,
+        description="how much of a user's calm-face lean is divided out: w(c) = p_calm(c)^-alpha",
+    )
     notes: str = ""
 
     @field_validator("classes")

@@ -38,6 +38,13 @@ def sample_photo() -> Path:
     help="music strategy for the detected mood (default depends on the emotion)",
 )
 @click.option("--no-music", is_flag=True, help="Skip the music recommendations.")
+@click.option(
+    "--baseline",
+    "calm",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A calm photo of the same person: PHOTO's largest face is read relative to it.",
+)
 def analyze_command(
     photo: Path | None,
     as_json: bool,
@@ -46,12 +53,14 @@ def analyze_command(
     detector: str | None,
     strategy: str | None,
     no_music: bool,
+    calm: Path | None,
 ) -> None:
     """Read the emotion of every face in PHOTO (default: a sample portrait shipped with matplotlib).
 
     Exit status: 0 face(s) found, 3 no face, 4 unreadable or too large image, 2 bad configuration.
     """
     from inference.api.intake import IntakeLimits
+    from inference.serve.personal import Personal
     from inference.serve.predictor import Predictor
 
     settings = engine_settings(model_dir, detector)
@@ -65,13 +74,20 @@ def analyze_command(
     except ModelError as exc:
         click.echo(f"moodring: model error: {exc}", err=True)
         sys.exit(1)
+    baseline: dict[str, float] = {}
+    current = photo
     try:
-        result = predictor.analyze(photo.read_bytes(), want_heatmap=heatmap is not None)
+        if calm is not None:
+            current = calm  # the calm face is read as the model sees it, then divides out its lean
+            baseline = predictor.analyze(calm.read_bytes(), want_heatmap=False).faces[0].probs
+            current = photo
+        personal = Personal(baseline=baseline) if baseline else None
+        result = predictor.analyze(photo.read_bytes(), want_heatmap=heatmap is not None, personal=personal)
     except NoFaceFound:
-        click.echo(f"no face found in {photo}: {user_message('no_face')}", err=True)
+        click.echo(f"no face found in {current}: {user_message('no_face')}", err=True)
         sys.exit(exit_status("no_face"))
     except ImageError as exc:
-        click.echo(f"{photo}: {user_message(exc.code)} ({exc})", err=True)
+        click.echo(f"{current}: {user_message(exc.code)} ({exc})", err=True)
         sys.exit(exit_status(exc.code))
     finally:
         predictor.close()
@@ -100,10 +116,16 @@ def analyze_command(
                     "confidence": round(f.confidence, 4),
                     "probs": {k: round(v, 4) for k, v in f.probs.items()},
                     "reason": f.reason,
+                    "baseline_applied": f.baseline_applied,
                 }
                 for f in result.faces
             ],
             "heatmap": str(heatmap) if heatmap else None,
+            "baseline": (
+                {"photo": str(calm), "probs": {k: round(v, 4) for k, v in baseline.items()}}
+                if baseline
+                else None
+            ),
             "music": [
                 {
                     "title": r.track.title,
@@ -117,11 +139,12 @@ def analyze_command(
         }
         click.echo(json.dumps(payload, indent=2))
         return
+    if baseline:
+        lean = max(baseline, key=baseline.__getitem__)
+        click.echo(f"calm face ({calm}) reads as {lean}; face 1 is read relative to it")
     for i, f in enumerate(result.faces, 1):
-        top = sorted(f.probs.items(), key=lambda kv: kv[1], reverse=True)[:3]
-        click.echo(
-            f"face {i}: {f.emotion} ({f.confidence:.0%})  " + "  ".join(f"{k} {v:.0%}" for k, v in top)
-        )
+        top = "  ".join(f"{k} {v:.0%}" for k, v in f.top(3))
+        click.echo(f"face {i}: {f.emotion} ({f.confidence:.0%})  {top}")
         click.echo(f"  why: {f.reason}")
     if heatmap is not None:
         click.echo(f"heatmap written to {heatmap}")

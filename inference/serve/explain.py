@@ -37,6 +37,7 @@ class CamBatch:
     probs: np.ndarray
     maps: np.ndarray
     native_size: tuple[int, int]
+    raw_probs: np.ndarray  # before any re-weighting (equal to probs without weights)
 
 
 class _WeightedTop:
@@ -105,15 +106,15 @@ class CamClassifier:
             targets = [self._target] * batch.shape[0]
         maps = self._cam(input_tensor=batch, targets=targets)
         scores = self._cam.outputs.detach().float() / self.temperature
-        if log_w is not None:
-            scores = scores + log_w
-        probs = torch.softmax(scores, dim=1).numpy()
+        raw = torch.softmax(scores, dim=1).numpy()
+        probs = raw if log_w is None else torch.softmax(scores + log_w, dim=1).numpy()
         native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])
         self._cam.activations_and_grads.clear()
         self._cam.outputs = None
         for p in self._wrapped.parameters():
             p.grad = None
-        return CamBatch(probs, np.nan_to_num(maps.astype(np.float32)), (int(native[0]), int(native[1])))
+        native_size = (int(native[0]), int(native[1]))
+        return CamBatch(probs, np.nan_to_num(maps.astype(np.float32)), native_size, raw)
 
     def close(self) -> None:
         """Remove every hook this object put on the model."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from inference.api.manifest import ModelManifest
 from inference.serve.checkpoint import load_model
 from inference.serve.explain import CamClassifier, landmarks_in_crop, reason_text, region_shares
 from inference.serve.faces import Crop, Face, FaceDetector, build_detector, crop_face
+from inference.serve.personal import Personal, personal_weights
 from inference.serve.preprocess import faces_to_batch
 from inference.serve.render import Overlay, render_png
 
@@ -46,7 +47,7 @@ class _Pending:
     crops: list[Crop]
     timings: dict[str, float]
     want_heatmap: bool
-    prior: Mapping[str, float] | None
+    personal: Personal
 
 
 class Predictor:
@@ -95,29 +96,30 @@ class Predictor:
         self.classify_crops([np.full((size, size), 128, dtype=np.uint8)])
 
     def classify_crops(
-        self, crops: Sequence[np.ndarray], priors: Sequence[Mapping[str, float] | None] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-        """Probabilities (N, classes) and Grad-CAM maps (N, size, size) for grey face crops.
+        self, crops: Sequence[np.ndarray], personal: Sequence[Personal | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int], np.ndarray]:
+        """Probabilities (N, classes), Grad-CAM maps (N, size, size), native map size, raw probabilities.
 
-        ``priors[i]`` (class → weight) re-weights crop i: its probabilities and the class its
-        Grad-CAM map explains are those after the prior.
+        ``personal[i]`` re-weights crop i (:mod:`inference.serve.personal`): its probabilities
+        and the class its Grad-CAM map explains are those after the re-weighting; the last
+        array keeps the model's own probabilities.
         """
         m = self.manifest
         batch = faces_to_batch(crops, m.input_size, m.mean, m.std)
+        rows = [
+            personal_weights(m.classes, p.prior, p.baseline, m.baseline_alpha) if p else None
+            for p in (personal or [None] * len(crops))
+        ]
         weights = None
-        if priors is not None and any(priors):
-            weights = np.array(
-                [[max(0.0, float((p or {}).get(c, 1.0))) for c in m.classes] for p in priors],
-                dtype=np.float64,
-            )
+        if any(r is not None for r in rows):
+            ones = np.ones(len(m.classes))
+            weights = np.stack([ones if r is None else r for r in rows])
         out = self._cam(batch, weights)
-        return out.probs, out.maps, out.native_size
+        return out.probs, out.maps, out.native_size, out.raw_probs
 
-    def analyze(
-        self, data: bytes, want_heatmap: bool = True, prior: Mapping[str, float] | None = None
-    ) -> Analysis:
+    def analyze(self, data: bytes, want_heatmap: bool = True, personal: Personal | None = None) -> Analysis:
         """Analyse one photo; raise a :class:`MoodringError` subclass when it can't be used."""
-        result = self.analyze_many([data], [want_heatmap], [prior])[0]
+        result = self.analyze_many([data], [want_heatmap], [personal])[0]
         if isinstance(result, MoodringError):
             raise result
         return result
@@ -126,33 +128,33 @@ class Predictor:
         self,
         items: Sequence[bytes],
         want_heatmap: Sequence[bool] | None = None,
-        priors: Sequence[Mapping[str, float] | None] | None = None,
+        personal: Sequence[Personal | None] | None = None,
     ) -> list[Analysis | MoodringError]:
         """Analyse several photos with ONE batched forward + Grad-CAM pass over all their faces.
 
-        ``priors[i]`` is the sender's class re-weighting for photo i; it applies to that photo's
-        largest face only (the sender's), never to other people in a group photo. Per-photo
-        failures (bad image, no face, ...) come back in place as error objects.
+        ``personal[i]`` is what photo i's sender told us (corrections, calm face); it applies to
+        that photo's largest face only (the sender's), never to other people in a group photo.
+        Per-photo failures (bad image, no face, ...) come back in place as error objects.
         """
         flags = list(want_heatmap) if want_heatmap is not None else [True] * len(items)
-        photo_priors = list(priors) if priors is not None else [None] * len(items)
+        people = list(personal) if personal is not None else [None] * len(items)
         pending: list[_Pending | MoodringError] = []
-        for data, flag, prior in zip(items, flags, photo_priors, strict=True):
+        for data, flag, who in zip(items, flags, people, strict=True):
             try:
-                pending.append(self._prepare(data, flag, prior))
+                pending.append(self._prepare(data, flag, who or Personal()))
             except MoodringError as exc:
                 pending.append(exc)
         crops = [c.pixels for p in pending if isinstance(p, _Pending) for c in p.crops]
         if not crops:
             return [p if isinstance(p, MoodringError) else NoFaceFound() for p in pending]
-        crop_priors = [
-            p.prior if i == 0 else None
+        crop_personal = [
+            p.personal if i == 0 else None
             for p in pending
             if isinstance(p, _Pending)
             for i in range(len(p.crops))
         ]
         t = time.perf_counter()
-        probs, maps, native = self.classify_crops(crops, crop_priors)
+        probs, maps, native, raw = self.classify_crops(crops, crop_personal)
         cam_ms = (time.perf_counter() - t) * 1000
         results: list[Analysis | MoodringError] = []
         offset = 0
@@ -162,11 +164,12 @@ class Predictor:
                 continue
             n = len(p.crops)
             p.timings["classify_cam"] = cam_ms
-            results.append(self._finish(p, probs[offset : offset + n], maps[offset : offset + n], native))
+            part = slice(offset, offset + n)
+            results.append(self._finish(p, probs[part], maps[part], native, raw[part]))
             offset += n
         return results
 
-    def _prepare(self, data: bytes, want_heatmap: bool, prior: Mapping[str, float] | None) -> _Pending:
+    def _prepare(self, data: bytes, want_heatmap: bool, personal: Personal) -> _Pending:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         decoded = decode_image(data, self.limits)
@@ -181,14 +184,19 @@ class Predictor:
             raise NoFaceFound()
         size = self.manifest.input_size
         crops = [crop_face(decoded.image, f, size) for f in faces]
-        return _Pending(decoded, faces, crops, timings, want_heatmap, prior or None)
+        return _Pending(decoded, faces, crops, timings, want_heatmap, personal)
 
-    def _finish(self, p: _Pending, probs: np.ndarray, maps: np.ndarray, native: tuple[int, int]) -> Analysis:
+    def _finish(
+        self, p: _Pending, probs: np.ndarray, maps: np.ndarray, native: tuple[int, int], raw: np.ndarray
+    ) -> Analysis:
         classes = self.manifest.classes
         size = self.manifest.input_size
         results = []
         overlays = []
-        for i, (face, crop, prob, cam) in enumerate(zip(p.faces, p.crops, probs, maps, strict=True)):
+        for i, (face, crop, prob, cam, own) in enumerate(
+            zip(p.faces, p.crops, probs, maps, raw, strict=True)
+        ):
+            adjusted = i == 0 and bool(p.personal)
             idx = int(np.argmax(prob))
             label = classes[idx]
             shares = region_shares(cam, landmarks_in_crop(face, crop, size))
@@ -201,7 +209,9 @@ class Predictor:
                     probs={c: float(v) for c, v in zip(classes, prob, strict=True)},
                     reason=reason_text(label, shares),
                     regions=shares,
-                    prior_applied=i == 0 and p.prior is not None,
+                    prior_applied=adjusted and bool(p.personal.prior),
+                    baseline_applied=adjusted and bool(p.personal.baseline),
+                    raw_probs={c: float(v) for c, v in zip(classes, own, strict=True)} if adjusted else {},
                 )
             )
             overlays.append(Overlay(face, crop, cam, self.emotions[label], float(prob[idx])))

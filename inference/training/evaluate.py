@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,7 +19,7 @@ from inference.api.errors import MoodringError
 from inference.api.intake import IntakeLimits, decode_image
 from inference.api.manifest import ModelManifest
 from inference.serve.faces import DETECTORS, FaceDetector, crop_face
-from inference.training.data import list_imagefolder, load_faces
+from inference.training.data import DatasetError, list_imagefolder, load_faces
 from inference.training.metrics import Report, classification_report
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,28 @@ class DetectStats:
     unreadable: int
 
 
+@dataclass(frozen=True, slots=True)
+class BaselineStats:
+    """What ``--baseline-by`` did: groups (people), how many had a calm photo, photos left out."""
+
+    column: str
+    alpha: float
+    groups: int
+    with_baseline: int
+    left_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoProbs:
+    """The full pipeline's probabilities for every photo of an ImageFolder tree."""
+
+    paths: tuple[str, ...]  # relative to the root, POSIX
+    labels: np.ndarray
+    probs: np.ndarray  # uniform where no face was found
+    has_face: np.ndarray
+    stats: DetectStats
+
+
 def evaluate_dir(
     model: nn.Module,
     manifest: ModelManifest,
@@ -101,18 +123,92 @@ def evaluate_dir(
     tta: Tta = "none",
     detector: FaceDetector | None = None,
     bf16: bool = True,
-) -> tuple[Report, DetectStats | None]:
+    baseline_by: str | None = None,
+    alpha: float | None = None,
+) -> tuple[Report, DetectStats | None, BaselineStats | None]:
     """Score ``root`` (ImageFolder). With a detector, run the full photo pipeline first.
 
     In detect mode a photo without a detected face counts as wrong (its probabilities
     are uniform), so accuracy is end-to-end; the face count is reported alongside.
+    ``baseline_by`` (detect mode) reads ``root/labels.csv`` and reads each group's photos
+    relative to its calm face (:func:`apply_calm_baselines`).
     """
     classes = tuple(str(c) for c in manifest.classes)
     if detector is None:
+        if baseline_by:
+            raise DatasetError("--baseline-by needs --detect (it reads whole photos of people)")
         data = load_faces(root, manifest.input_size, classes)
         probs = predict_probs(model, data.images, manifest, tta=tta, bf16=bf16)
-        return classification_report(probs, data.labels.numpy(), classes), None
+        return classification_report(probs, data.labels.numpy(), classes), None, None
+    groups = read_groups(root, baseline_by) if baseline_by else {}  # a bad table fails before any work
+    photos = photo_probs(model, manifest, root, detector, tta=tta, bf16=bf16)
+    if not baseline_by:
+        return classification_report(photos.probs, photos.labels, classes), photos.stats, None
+    a = manifest.baseline_alpha if alpha is None else alpha
+    probs, keep, stats = apply_calm_baselines(photos, groups, classes, a, baseline_by)
+    report = classification_report(probs[keep], photos.labels[keep], classes)
+    return report, photos.stats, stats
 
+
+def read_groups(root: Path, column: str) -> dict[str, str]:
+    """``path -> group`` from ``root/labels.csv`` (columns ``path``, ``label`` and ``column``)."""
+    import csv
+
+    table = root / "labels.csv"
+    if not table.is_file():
+        raise DatasetError(f"--baseline-by needs {table}")
+    with table.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"path", "label", column} <= set(rows[0]):
+        raise DatasetError(f"{table} needs the columns path, label and {column}")
+    return {r["path"]: r[column] for r in rows}
+
+
+def apply_calm_baselines(
+    photos: PhotoProbs, groups: Mapping[str, str], classes: Sequence[str], alpha: float, column: str = ""
+) -> tuple[np.ndarray, np.ndarray, BaselineStats]:
+    """Read each group's photos relative to its calm face, as the worker does for a user.
+
+    A group's calm face is its first ``neutral`` photo in path order with a face found; that
+    photo is left out of the score (``keep`` is False for it). Every other photo of the group
+    is re-weighted with :func:`inference.serve.personal.personal_weights`; photos of groups
+    without a calm photo, or not in the table, are scored as they are.
+    """
+    from inference.serve.personal import personal_weights, reweight
+
+    neutral = classes.index("neutral") if "neutral" in classes else -1
+    calm: dict[str, int] = {}
+    for i in sorted(range(len(photos.paths)), key=lambda i: photos.paths[i]):
+        group = groups.get(photos.paths[i])
+        if group is not None and group not in calm and photos.labels[i] == neutral and photos.has_face[i]:
+            calm[group] = i
+    probs = photos.probs.copy()
+    keep = np.ones(len(photos.paths), dtype=bool)
+    for i, path in enumerate(photos.paths):
+        group = groups.get(path)
+        if group is None or group not in calm:
+            continue
+        if calm[group] == i:
+            keep[i] = False
+            continue
+        base = dict(zip(classes, photos.probs[calm[group]].tolist(), strict=True))
+        w = personal_weights(classes, baseline=base, alpha=alpha)
+        if w is not None and photos.has_face[i]:
+            probs[i] = reweight(photos.probs[i], w)
+    stats = BaselineStats(column, alpha, len(set(groups.values())), len(calm), int((~keep).sum()))
+    return probs, keep, stats
+
+
+def photo_probs(
+    model: nn.Module,
+    manifest: ModelManifest,
+    root: Path,
+    detector: FaceDetector,
+    tta: Tta = "none",
+    bf16: bool = True,
+) -> PhotoProbs:
+    """Decode → detect (largest face) → FER crop → probabilities, for every photo under ``root``."""
+    classes = tuple(str(c) for c in manifest.classes)
     items = list_imagefolder(root, classes)
     limits = IntakeLimits()
     crops: list[np.ndarray] = []
@@ -135,12 +231,28 @@ def evaluate_dir(
         probs[has_face] = predict_probs(model, crops, manifest, tta=tta, bf16=bf16)
     labels = np.array([label for _, label in items])
     stats = DetectStats(len(items), int(has_face.sum()), unreadable)
-    return classification_report(probs, labels, classes), stats
+    paths = tuple(p.relative_to(root).as_posix() for p, _ in items)
+    return PhotoProbs(paths, labels, probs, has_face, stats)
 
 
-def write_json(path: Path, report: Report, stats: DetectStats | None, extra: dict[str, object]) -> None:
+def write_json(
+    path: Path,
+    report: Report,
+    stats: DetectStats | None,
+    extra: dict[str, object],
+    baseline: BaselineStats | None = None,
+) -> None:
     """Write the report with ``accuracy`` and ``macro_f1`` as top-level keys."""
     payload = report.as_dict() | extra
+    if baseline is not None:
+        payload["groups_with_baseline"] = baseline.with_baseline
+        payload["baseline"] = {
+            "column": baseline.column,
+            "alpha": baseline.alpha,
+            "groups": baseline.groups,
+            "groups_with_baseline": baseline.with_baseline,
+            "baseline_photos_left_out": baseline.left_out,
+        }
     if stats is not None:
         payload["detect"] = {
             "images": stats.images,
@@ -167,6 +279,20 @@ def write_json(path: Path, report: Report, stats: DetectStats | None, extra: dic
     help="Test-time augmentation: none, horizontal flip, or 5 shifted crops x flip.",
 )
 @click.option("--detect", is_flag=True, help="Run the photo pipeline (detector → crop → classify).")
+@click.option(
+    "--baseline-by",
+    "baseline_by",
+    default=None,
+    metavar="COLUMN",
+    help="With --detect: read DIR/labels.csv, take each COLUMN group's first neutral photo as its calm "
+    "face, score the group's other photos relative to it (calm photos left out).",
+)
+@click.option(
+    "--baseline-alpha",
+    type=click.FloatRange(0, 4),
+    default=None,
+    help="Strength of the calm-face correction (default: the manifest's baseline_alpha).",
+)
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--detector", type=click.Choice(sorted(DETECTORS)), default=None)
 def evaluate_command(
@@ -174,6 +300,8 @@ def evaluate_command(
     json_out: Path | None,
     tta: Literal["none", "flip", "ten"],  # validated by click.Choice
     detect: bool,
+    baseline_by: str | None,
+    baseline_alpha: float | None,
     model_dir: Path | None,
     detector: str | None,
 ) -> None:
@@ -189,13 +317,15 @@ def evaluate_command(
     model, manifest = load_model(settings.model_dir)
     det = build_detector(settings.face_detector) if detect else None
     try:
-        report, stats = evaluate_dir(
+        report, stats, calm = evaluate_dir(
             model,
             manifest,
             directory,
             tta=tta,
             detector=det,  # type: ignore[arg-type]
             bf16=resolve_bf16(settings.bf16),
+            baseline_by=baseline_by,
+            alpha=baseline_alpha,
         )
     except DatasetError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -205,6 +335,11 @@ def evaluate_command(
     )
     if stats is not None:
         click.echo(f"faces found: {stats.with_face}/{stats.images} photos ({stats.unreadable} unreadable)")
+    if calm is not None:
+        click.echo(
+            f"calm-face baseline by {calm.column!r} (alpha {calm.alpha:g}): {calm.with_baseline} of "
+            f"{calm.groups} groups have one; their {calm.left_out} calm photos are not scored"
+        )
     click.echo(format_report(report))
     if json_out is not None:
         write_json(
@@ -217,4 +352,5 @@ def evaluate_command(
                 "weights_sha256": manifest.weights_sha256,
                 "data": str(directory),
             },
+            calm,
         )

@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from inference.api.contract import Job, JobError, JobResult
 from inference.api.errors import MoodringError
 from inference.api.settings import load_settings
 from inference.api.transport import TRANSIENT, Delivery, open_transport
+from inference.serve.personal import Personal
 from inference.worker.metrics import Metrics
 from inference.worker.settings import WorkerSettings
 
@@ -44,7 +45,7 @@ class BatchPredictor(Protocol):
         self,
         items: Sequence[bytes],
         want_heatmap: Sequence[bool] | None = None,
-        priors: Sequence[Mapping[str, float] | None] | None = None,
+        personal: Sequence[Personal | None] | None = None,
     ) -> list[Any]: ...
 
     def warm_up(self) -> None: ...
@@ -185,17 +186,17 @@ class Worker:
         loop = asyncio.get_running_loop()
         images = [img for _, _, img in ready]
         flags = [job.options.heatmap for _, job, _ in ready]
-        priors: list[Mapping[str, float] | None] = [job.options.prior or None for _, job, _ in ready]
+        people = [Personal(job.options.prior, job.options.baseline) for _, job, _ in ready]
         analyze = self.predictor.analyze_many
         t = time.perf_counter()
         try:
-            outs = await loop.run_in_executor(self._executor, analyze, images, flags, priors)
+            outs = await loop.run_in_executor(self._executor, analyze, images, flags, people)
         except Exception:
             log.exception("batch of %d crashed the model; retrying jobs one by one", len(ready))
             outs = []
-            for img, flag, prior in zip(images, flags, priors, strict=True):
+            for img, flag, who in zip(images, flags, people, strict=True):
                 try:
-                    outs.extend(await loop.run_in_executor(self._executor, analyze, [img], [flag], [prior]))
+                    outs.extend(await loop.run_in_executor(self._executor, analyze, [img], [flag], [who]))
                 except Exception:
                     log.exception("job crashed the model; leaving it pending for redelivery")
                     outs.append(None)

@@ -199,7 +199,16 @@ async def test_commands_sync_to_the_dev_guild_only(fake: FakeDiscord, start_bot:
     names = {c["name"] for c in puts[0].json}
     assert names == {"mood", "session", "Read mood"}
     mood = next(c for c in puts[0].json if c["name"] == "mood")
-    assert {o["name"] for o in mood["options"]} == {"check", "history", "export", "forget", "privacy"}
+    assert {o["name"] for o in mood["options"]} == {
+        "check",
+        "history",
+        "export",
+        "forget",
+        "privacy",
+        "baseline",
+    }
+    baseline = next(o for o in mood["options"] if o["name"] == "baseline")
+    assert baseline["type"] == 2 and {o["name"] for o in baseline["options"]} == {"set", "show", "clear"}
 
 
 async def test_buttons_work_after_a_restart(
@@ -265,3 +274,52 @@ async def test_photo_by_dm_or_mention_is_answered_by_dm(
     await fake.post(BOB, [fake.upload(face_photo(size=(160, 160)))], dm=False)
     await asyncio.sleep(1.0)
     assert len([m for m in fake.channel_messages(dm) if m["embeds"]]) == 1
+
+
+async def test_calm_face_command_button_and_stale_button_after_forget(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    bot = await start_bot()
+    photo = fake.upload(face_photo(size=(160, 160)))
+    ix = await fake.slash(ALICE, "mood", "baseline set", attachments={"photo": photo})
+    await fake.acked(ix)
+    assert "AI model" in (await fake.reply(ix))["content"]  # consent first: nothing read or kept
+    assert await _user_keys(redis, ALICE) == []
+    await accept_consent(fake, ALICE)
+
+    ix = await fake.slash(ALICE, "mood", "baseline set", attachments={"photo": photo})
+    await fake.acked(ix)
+    saved = await fake.reply(ix)
+    assert saved["flags"] & EPHEMERAL and "Saved your calm face (1 of up to 5" in saved["content"]
+    calm = await bot.services.store.baseline(ALICE)
+    assert calm is not None and set(calm) == {"probs", "photos", "at"}
+
+    _, reading = await check(fake, ALICE)
+    assert "relative to your calm face" in reading["embeds"][0]["description"]
+    latest = (await bot.services.store.history(ALICE))[0]
+    assert latest.baseline and latest.raw is not None
+    show = await fake.slash(ALICE, "mood", "baseline show")
+    assert "1 photo(s) averaged" in (await fake.acked(show))["data"]["content"]
+
+    button = next(c for c in custom_ids(reading) if c.startswith(f"mr:calm:{ALICE}:"))
+    press = await fake.click(ALICE, reading, button)
+    await fake.acked(press)
+    assert "2 of up to 5" in (await fake.reply(press))["content"]
+
+    history = await fake.slash(ALICE, "mood", "history")
+    await fake.acked(history)
+    assert "calm-relative" in json.dumps((await fake.reply(history))["embeds"])
+
+    forget = await fake.slash(ALICE, "mood", "forget")
+    await fake.acked(forget)
+    confirm = await fake.reply(forget)
+    done = await fake.click(ALICE, confirm, f"mr:forget:{ALICE}:yes")
+    await fake.acked(done)
+    assert await _user_keys(redis, ALICE) == []
+    stale = await fake.click(ALICE, reading, button)  # an old button after forget stores nothing
+    await fake.acked(stale)
+    assert "forget you" in (await fake.reply(stale))["content"]
+    assert await _user_keys(redis, ALICE) == []
+
+    clear = await fake.slash(ALICE, "mood", "baseline clear")
+    assert "haven't shown me a calm face" in (await fake.acked(clear))["data"]["content"]

@@ -3,9 +3,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
+import pytest
 from redis.asyncio import Redis
 
-from bot.mood_flow import check_mood
+from bot.mood_flow import check_mood, set_calm_face
 from bot.store import UserStore
 from inference.api.contract import FaceResult, JobResult
 from inference.api.errors import MoodringError, NoFaceFound
@@ -32,6 +33,7 @@ class FakeAnalyzer:
         self.error = error
         self.calls = 0
         self.priors: list[dict[str, float]] = []
+        self.baselines: list[dict[str, float]] = []
 
     async def analyze(
         self,
@@ -40,9 +42,11 @@ class FakeAnalyzer:
         want_heatmap: bool = True,
         timeout_s: float | None = None,
         prior: Mapping[str, float] | None = None,
+        baseline: Mapping[str, float] | None = None,
     ) -> JobResult:
         self.calls += 1
         self.priors.append(dict(prior or {}))
+        self.baselines.append(dict(baseline or {}))
         if self.error:
             raise self.error
         face = FaceResult(
@@ -114,3 +118,21 @@ async def test_corrections_travel_with_the_job_as_a_prior(redis: Redis) -> None:
     await check_mood(12, _photo, store=store, analyzer=analyzer, recommender=_rec(redis), cooldown_s=0)
     sent = analyzer.priors[-1]
     assert set(sent) == set(PROBS) and max(sent, key=sent.__getitem__) == "happy"
+
+
+async def test_calm_face_needs_consent_keeps_numbers_only_and_travels_with_later_jobs(redis: Redis) -> None:
+    store, analyzer = UserStore(redis, tuple(PROBS)), FakeAnalyzer()
+    out = await set_calm_face(13, _photo, store=store, analyzer=analyzer, cooldown_s=0)
+    assert out.error == "consent_needed" and analyzer.calls == 0 and await store.baseline(13) is None
+    await store.set_consent(13, True)
+    failed = await set_calm_face(13, _photo, store=store, analyzer=FakeAnalyzer(NoFaceFound()), cooldown_s=0)
+    assert failed.error == "no_face" and await store.baseline(13) is None
+    out = await set_calm_face(13, _photo, store=store, analyzer=analyzer, cooldown_s=0)
+    assert out.error is None and out.photos == 1 and out.reads_as == "sad"
+    assert analyzer.baselines == [{}] and analyzer.priors == [
+        {}
+    ]  # the calm face is read as the model sees it
+    saved = await store.baseline(13)
+    assert saved is not None and saved["probs"] == pytest.approx(PROBS, abs=1e-4)
+    await check_mood(13, _photo, store=store, analyzer=analyzer, recommender=_rec(redis), cooldown_s=0)
+    assert analyzer.baselines[-1] == saved["probs"]

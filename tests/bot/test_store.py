@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -82,3 +83,38 @@ async def test_cooldown(redis: Redis) -> None:
     assert await store.take_cooldown(5, 5) == 0.0
     left = await store.take_cooldown(5, 5)
     assert 0 < left <= 5
+
+
+async def test_calm_face_baseline_is_averaged_exported_and_forgotten(redis: Redis) -> None:
+    store = UserStore(redis, FER2013)
+    assert await store.baseline(6) is None
+    sad_at_rest = {**{c: 0.05 for c in FER2013}, "sad": 0.5, "neutral": 0.2}
+    first = await store.add_baseline(6, sad_at_rest)
+    assert first["photos"] == 1 and first["probs"]["sad"] == pytest.approx(0.5 / 0.95, abs=1e-4)
+    calm = {**{c: 0.0 for c in FER2013}, "neutral": 1.0}
+    second = await store.add_baseline(6, calm)
+    assert second["photos"] == 2 and second["probs"]["neutral"] == pytest.approx(
+        (0.2 / 0.95 + 1.0) / 2, abs=1e-4
+    )
+    for _ in range(10):
+        capped = await store.add_baseline(6, calm)
+    assert capped["photos"] == 5  # a running mean over at most five calm photos
+    stored = await redis.get(f"moodring:user:{{{hash_user(6)}}}:baseline")
+    assert stored is not None and set(json.loads(stored)) == {"probs", "photos", "at"}  # numbers only
+    assert (await store.export(6))["calm_face_baseline"]["photos"] == 5
+    assert await store.forget(6) >= 1
+    assert await store.baseline(6) is None
+    await store.add_baseline(6, calm)
+    assert await store.clear_baseline(6) is True and await store.clear_baseline(6) is False
+
+
+async def test_raw_probabilities_and_the_baseline_mark_are_kept_with_a_reading(redis: Redis) -> None:
+    store = UserStore(redis, FER2013)
+    plain = await store.record(7, "happy", PROBS)
+    adjusted = await store.record(7, "sad", PROBS, raw={"sad": 0.2, "happy": 0.8}, baseline=True)
+    latest, older = await store.history(7)
+    assert latest.baseline and latest.raw == {"sad": 0.2, "happy": 0.8}
+    assert not older.baseline and older.raw is None
+    one = await store.entry(7, adjusted)
+    assert one is not None and one.baseline and one.raw == latest.raw
+    assert await store.entry(7, plain) is not None and await store.entry(8, plain) is None

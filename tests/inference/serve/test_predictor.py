@@ -13,6 +13,7 @@ from inference.api.errors import BadImage, NoFaceFound
 from inference.serve.checkpoint import load_model
 from inference.serve.explain import CamClassifier, map_is_empty, reason_text, region_shares
 from inference.serve.faces import Face, Landmarks
+from inference.serve.personal import Personal
 from inference.serve.predictor import Predictor
 from tests.conftest import face_photo
 
@@ -167,7 +168,9 @@ def test_prior_relabels_and_re_explains_only_the_senders_face(predictor: Predict
     main = plain.faces[0]
     least = main.top(2)[1][0]  # the runner-up, made the winner by a strong enough prior
     assert least != main.emotion and not main.prior_applied
-    leaned = predictor.analyze(photo, prior={least: 100 * main.confidence / main.probs[least]})
+    leaned = predictor.analyze(
+        photo, personal=Personal(prior={least: 100 * main.confidence / main.probs[least]})
+    )
     assert leaned.faces[0].emotion == least and leaned.faces[0].prior_applied
     assert leaned.faces[0].reason.startswith(least)  # the reason names the re-weighted class
     assert sum(leaned.faces[0].probs.values()) == pytest.approx(1.0, abs=1e-4)
@@ -190,3 +193,25 @@ def test_prior_moves_the_gradcam_target_with_the_label(tiny_model_dir: Path) -> 
         idx = int(least[i])
         with CamClassifier(model, manifest.target_layer, bf16=False, target=lambda z, k=idx: z[k]) as ref:
             assert np.allclose(leaned.maps[i], ref(x[i : i + 1]).maps[0], atol=1e-5)
+
+
+def test_calm_baseline_shifts_only_the_senders_face(predictor: Predictor) -> None:
+    photo = face_photo(size=(480, 360))
+    plain = predictor.analyze(photo)
+    main = plain.faces[0]
+    # A calm face that reads strongly as this face's top class: that lean is divided out.
+    calm = {c: (0.96 if c == main.emotion else 0.04 / 6) for c in main.probs}
+    relative = predictor.analyze(photo, personal=Personal(baseline=calm))
+    face = relative.faces[0]
+    assert face.baseline_applied and not face.prior_applied
+    assert face.probs[main.emotion] < main.probs[main.emotion]
+    assert face.raw_probs == pytest.approx(main.probs, abs=1e-5)  # the model's own reading is kept
+    alpha = predictor.manifest.baseline_alpha
+    w = {c: max(p, 0.01) ** -alpha for c, p in calm.items()}
+    expected = {c: main.probs[c] * w[c] for c in w}
+    total = sum(expected.values())
+    assert face.probs == pytest.approx({c: v / total for c, v in expected.items()}, abs=1e-4)
+    assert face.emotion == max(expected, key=expected.__getitem__) != main.emotion  # the label moved
+    assert face.reason.startswith(face.emotion)
+    for before, after in zip(plain.faces[1:], relative.faces[1:], strict=True):  # never other people
+        assert not after.baseline_applied and after.probs == pytest.approx(before.probs, abs=1e-5)

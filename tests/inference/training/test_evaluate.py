@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,14 @@ from torch import nn
 from inference.api.manifest import ModelManifest
 from inference.training.data import FER2013_CLASSES as EMOTIONS
 from inference.training.data import DatasetError, list_imagefolder
-from inference.training.evaluate import evaluate_dir, predict_probs
+from inference.training.evaluate import (
+    DetectStats,
+    PhotoProbs,
+    apply_calm_baselines,
+    evaluate_dir,
+    predict_probs,
+    write_json,
+)
 
 
 class BrightnessModel(nn.Module):
@@ -50,7 +58,7 @@ def _tree(root: Path, spec: dict[str, int]) -> Path:
 def test_classes_are_mapped_by_name_with_missing_folders(tmp_path: Path) -> None:
     # Only two of seven classes exist; index-based mapping would call them angry/disgust.
     root = _tree(tmp_path / "data", {"sad": 20, "happy": 240})
-    report, stats = evaluate_dir(BrightnessModel(), _manifest(), root, tta="ten", bf16=False)
+    report, stats, _ = evaluate_dir(BrightnessModel(), _manifest(), root, tta="ten", bf16=False)
     assert stats is None
     assert report.accuracy == pytest.approx(1.0)
     assert report.macro_f1 == pytest.approx(1.0)
@@ -70,3 +78,70 @@ def test_tta_views_average_to_a_distribution() -> None:
         probs = predict_probs(BrightnessModel(), faces, _manifest(), tta=tta, bf16=False)  # type: ignore[arg-type]
         assert probs.shape == (5, 7)
         assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def _photos(paths: list[str], labels: list[str], probs: list[list[float]]) -> PhotoProbs:
+    n = len(paths)
+    return PhotoProbs(
+        tuple(paths),
+        np.array([EMOTIONS.index(label) for label in labels]),
+        np.array(probs, dtype=np.float32),
+        np.ones(n, dtype=bool),
+        DetectStats(n, n, 0),
+    )
+
+
+def _p(**kw: float) -> list[float]:
+    rest = (1.0 - sum(kw.values())) / (len(EMOTIONS) - len(kw))
+    return [kw.get(c, rest) for c in EMOTIONS]
+
+
+def test_calm_baseline_reads_each_person_relative_to_their_first_neutral_photo() -> None:
+    # Person a's face reads "sad" at rest: their calm photo and their neutral photo both lean sad.
+    photos = _photos(
+        ["neutral/a2.jpg", "neutral/a1.jpg", "neutral/b1.jpg", "happy/b2.jpg", "sad/c1.jpg"],
+        ["neutral", "neutral", "neutral", "happy", "sad"],
+        [_p(sad=0.55, neutral=0.4), _p(sad=0.6, neutral=0.35), _p(neutral=0.9), _p(happy=0.7), _p(sad=0.8)],
+    )
+    groups = {"neutral/a1.jpg": "a", "neutral/a2.jpg": "a", "neutral/b1.jpg": "b", "happy/b2.jpg": "b"}
+    before = photos.probs.argmax(1)
+    probs, keep, stats = apply_calm_baselines(photos, groups, EMOTIONS, alpha=1.0, column="who")
+    assert keep.tolist() == [True, False, False, True, True]  # a1 (first in path order) and b1 are calm faces
+    assert (stats.groups, stats.with_baseline, stats.left_out) == (2, 2, 2)
+    assert EMOTIONS[before[0]] == "sad" and EMOTIONS[probs[0].argmax()] == "neutral"  # a's lean divided out
+    assert EMOTIONS[probs[3].argmax()] == "happy"
+    assert np.allclose(probs[4], photos.probs[4])  # c has no group: read as it is
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    none, _, _ = apply_calm_baselines(photos, groups, EMOTIONS, alpha=0.0)
+    assert np.allclose(none, photos.probs)  # alpha 0: the baseline changes nothing
+
+
+def test_evaluate_baseline_by_reads_labels_csv(tmp_path: Path) -> None:
+    from inference.serve.faces import FullFrameDetector
+
+    root = _tree(tmp_path / "data", {"neutral": 20, "happy": 240})
+    (root / "labels.csv").write_text(
+        "path,label,performer\n"
+        + "".join(f"neutral/{i}.jpg,neutral,p{i}\n" for i in range(3))
+        + "".join(f"happy/{i}.jpg,happy,p{i}\n" for i in range(3))
+    )
+    report, stats, calm = evaluate_dir(
+        BrightnessModel(),
+        _manifest(),
+        root,
+        detector=FullFrameDetector(),
+        bf16=False,
+        baseline_by="performer",
+    )
+    assert stats is not None and stats.images == 6
+    assert calm is not None and (calm.groups, calm.with_baseline, calm.left_out) == (3, 3, 3)
+    assert report.n == 3  # the three calm photos are not scored
+    out = tmp_path / "out.json"
+    write_json(out, report, stats, {}, calm)
+    payload = json.loads(out.read_text())
+    assert payload["accuracy"] == pytest.approx(1.0) and payload["groups_with_baseline"] == 3
+    (root / "labels.csv").unlink()
+    with pytest.raises(DatasetError, match=r"labels\.csv"):
+        evaluate_dir(
+            BrightnessModel(), _manifest(), root, detector=FullFrameDetector(), baseline_by="performer"
+        )

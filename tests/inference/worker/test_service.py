@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from inference.api.settings import QueueSettings
 from inference.api.transport import open_transport
 from inference.serve.checkpoint import load_model
 from inference.serve.faces import FullFrameDetector
+from inference.serve.personal import Personal
 from inference.serve.predictor import Predictor
 from inference.worker.service import Worker
 from inference.worker.settings import WorkerSettings
@@ -145,7 +146,7 @@ class PoisonPredictor:
         self,
         items: Sequence[bytes],
         want_heatmap: Sequence[bool] | None = None,
-        priors: Sequence[Mapping[str, float] | None] | None = None,
+        personal: Sequence[Personal | None] | None = None,
     ) -> list[Any]:
         import io
 
@@ -154,7 +155,7 @@ class PoisonPredictor:
         if any(Image.open(io.BytesIO(b)).width == 333 for b in items):
             self.crashes += 1
             raise RuntimeError("poisoned input")
-        return self.inner.analyze_many(items, want_heatmap, priors)
+        return self.inner.analyze_many(items, want_heatmap, personal)
 
 
 async def test_poison_job_is_dead_lettered_and_others_served(
@@ -329,3 +330,31 @@ async def test_acked_results_survive_a_redis_crash(aof: AofRedis) -> None:
         result = JobResult.model_validate_json(item)
         assert result.job_id == job_id and len(result.faces) == 1
     assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
+
+
+async def test_the_worker_applies_the_senders_prior_and_calm_face_from_the_job(
+    redis: Redis, redis_server: str, tiny_model_dir: Path
+) -> None:
+    model, manifest = load_model(tiny_model_dir)
+    predictor = Predictor(model, manifest, FullFrameDetector(), bf16=False)
+    settings = WorkerSettings(redis_url=redis_server, block_ms=50, job_timeout_s=60)
+    worker = Worker(Redis.from_url(redis_server), predictor, settings, name="w-personal")
+    run = asyncio.create_task(worker.run())
+    client = JobClient(redis, settings)
+    photo = face_photo(size=(96, 96))
+    try:
+        plain = (await client.analyze("p1", photo)).faces[0]
+        assert not plain.baseline_applied and not plain.prior_applied and plain.raw_probs == {}
+        calm = {c: (0.96 if c == plain.emotion else 0.04 / 6) for c in plain.probs}  # rests on this class
+        relative = (await client.analyze("p1", photo, baseline=calm)).faces[0]
+        assert relative.baseline_applied and relative.emotion != plain.emotion
+        assert relative.raw_probs == pytest.approx(plain.probs, abs=1e-5)
+        both = (await client.analyze("p1", photo, baseline=calm, prior={plain.emotion: 1e4})).faces[0]
+        assert (
+            both.baseline_applied and both.prior_applied and both.emotion == plain.emotion
+        )  # weights multiply
+    finally:
+        worker.stop()
+        await run
+        await worker.redis.aclose()
+        predictor.close()

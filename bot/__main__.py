@@ -26,13 +26,15 @@ async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_g
     from bot.app import MoodringBot, use_api_base
     from bot.services import build_services
     from inference.api.emotions import EmotionError
+    from inference.api.transport import connect_blobs
     from recommender.mood import MoodMapError
 
     use_api_base(settings.discord_api_base)
     redis = Redis.from_url(settings.redis_url)
+    blobs = connect_blobs(settings)  # photos and heatmaps only; a Redis without persistence
     try:
         try:
-            services = build_services(settings, sources, redis)
+            services = build_services(settings, sources, redis, blobs=blobs)
         except (MoodMapError, EmotionError) as exc:
             log.error("%s", exc)
             raise SystemExit(2) from None
@@ -52,6 +54,8 @@ async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_g
                 raise SystemExit(2) from None
     finally:
         await redis.aclose()
+        if blobs is not None:
+            await blobs.aclose()
 
 
 @click.command("bot")

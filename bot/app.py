@@ -50,14 +50,23 @@ class MoodringBot(commands.AutoShardedBot):
             synced = await self.tree.sync(guild=guild)
             log.info("synced %d commands to dev guild %s", len(synced), guild_id)
 
+    async def process_commands(self, message: discord.Message) -> None:
+        """moodring has no prefix commands: a mention with text is not a command (nor an error)."""
+
     async def on_ready(self) -> None:
         log.info("ready as %s in %d guilds (%s shards)", self.user, len(self.guilds), self.shard_count)
 
     async def forget_user(self, user_id: int) -> int:
-        """Leave every session, then delete everything stored about the user; returns keys deleted."""
+        """Leave every session (host passes on), then delete everything stored about the user.
+
+        Returns what was deleted: stored records plus session memberships.
+        """
+        left = 0
         for channel_id in await self.services.sessions.sessions_of(user_id):
-            await self.board.act(channel_id, "leave", user_id)  # an expired session just says so
-        return await self.services.store.forget(user_id)
+            if await self.services.sessions.exists(channel_id):
+                left += int(await self.services.sessions.is_member(channel_id, user_id))
+                await self.board.act(channel_id, "leave", user_id)
+        return left + await self.services.store.forget(user_id)
 
     async def close(self) -> None:
         self.board.coalescer.cancel()

@@ -51,6 +51,9 @@ def check_embed(out: CheckOutcome, emotions: EmotionRegistry) -> tuple[discord.E
         embed.description += "\n" + texts.PRIOR_USED
     if len(out.faces) > 1:
         lines = [f"{i}. **{f.emotion}** {f.confidence:.0%} — {f.reason}" for i, f in enumerate(out.faces, 1)]
+        more = out.faces_found - len(out.faces)
+        if more > 0:
+            lines.append(texts.MORE_FACES.format(more=texts.plural(more, "more face")))
         embed.add_field(
             name=f"{len(out.faces)} faces (largest first)", value="\n".join(lines)[:1024], inline=False
         )

@@ -49,6 +49,7 @@ class CheckOutcome:
     error: str | None = None
     retry_after_s: float = 0.0
     faces: tuple[FaceResult, ...] = ()
+    faces_found: int = 0
     heatmap_png: bytes | None = None
     tracks: tuple[Recommendation, ...] = ()
     strategy: str | None = None
@@ -96,6 +97,7 @@ async def set_calm_face(
         result = await analyzer.analyze(user_id, await fetch(), want_heatmap=False)
     except MoodringError as exc:
         log.info("calm face of user %s failed: %s", hash_user(user_id), exc.code)
+        await store.release_cooldown(user_id)
         return BaselineOutcome(error=exc.code)
     face = result.faces[0]  # the largest: the sender's
     saved = await store.add_baseline(user_id, face.probs)
@@ -145,6 +147,7 @@ async def check_mood(
         )
     except MoodringError as exc:
         log.info("check for user %s failed: %s", hash_user(user_id), exc.code)
+        await store.release_cooldown(user_id)  # a failed check doesn't cost the user a wait
         return CheckOutcome(error=exc.code)
     faces = result.faces
     emotion, probs = faces[0].emotion, dict(faces[0].probs)
@@ -156,6 +159,7 @@ async def check_mood(
     png = base64.b64decode(result.heatmap_png_b64) if result.heatmap_png_b64 else None
     return CheckOutcome(
         faces=faces,
+        faces_found=result.faces_found,
         heatmap_png=png,
         tracks=tuple(tracks),
         strategy=chosen,

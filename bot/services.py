@@ -11,11 +11,11 @@ from redis.asyncio import Redis
 from bot.mood_flow import Analyzer
 from bot.sessions import Sessions
 from bot.settings import BotSettings
-from bot.store import UserStore
+from bot.store import BotHistory, UserStore
 from inference.api.client import JobClient
 from inference.api.emotions import EmotionRegistry, load_registry
 from recommender.mood import load_mood_map
-from recommender.service import Recommender, RedisHistory
+from recommender.service import Recommender
 from recommender.sources import build_catalogs
 
 
@@ -35,6 +35,7 @@ def build_services(
     sources: Mapping[str, BaseSettings],
     redis: Redis,
     emotions: EmotionRegistry | None = None,
+    blobs: Redis | None = None,
 ) -> Services:
     """Wire Redis-backed stores, the queue client and the recommender.
 
@@ -52,8 +53,10 @@ def build_services(
         consent_version=settings.consent_version,
     )
     catalogs = build_catalogs(sources, redis, settings.redis_url)
-    recommender = Recommender(mood_map, catalogs, RedisHistory(redis))
+    recommender = Recommender(mood_map, catalogs, BotHistory(store, session_ttl_s=settings.session_idle_s))
     sessions = Sessions(
         redis, recommender, idle_s=settings.session_idle_s, vote_ratio=settings.session_vote_ratio
     )
-    return Services(settings, redis, store, JobClient(redis, settings), recommender, sessions, emotions)
+    return Services(
+        settings, redis, store, JobClient(redis, settings, blobs=blobs), recommender, sessions, emotions
+    )

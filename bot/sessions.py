@@ -107,7 +107,7 @@ class Sessions:
         return f"{session_prefix(channel_id)}:{name}"
 
     def _all(self, channel_id: int) -> list[str]:
-        return [self._k(channel_id, n) for n in ("state", "members", "moods", "queue", "votes")]
+        return [self._k(channel_id, n) for n in ("state", "members", "moods", "queue", "votes", "recs")]
 
     @staticmethod
     def _user_key(user_id: int) -> str:
@@ -174,17 +174,19 @@ class Sessions:
 
     async def leave(self, channel_id: int, user_id: int) -> bool:
         """Remove a member (their mood and vote too); the last one out ends the session."""
-        await self._state(channel_id)
+        state = await self._state(channel_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.srem(self._k(channel_id, "members"), str(user_id))
             pipe.hdel(self._k(channel_id, "moods"), str(user_id))
             pipe.srem(self._k(channel_id, "votes"), str(user_id))
             pipe.srem(self._user_key(user_id), str(channel_id))
-            pipe.scard(self._k(channel_id, "members"))
-            removed, _, _, _, left = await pipe.execute()
-        if left == 0:
+            pipe.smembers(self._k(channel_id, "members"))
+            removed, _, _, _, rest = await pipe.execute()
+        if not rest:
             await self._delete(channel_id)
         else:
+            if int(state["host"]) == user_id:  # the host passes on (to the lowest member id: one rule)
+                await self.redis.hset(self._k(channel_id, "state"), "host", str(min(int(m) for m in rest)))
             await self._touch(channel_id)
             if removed:
                 await self._rebuild_if_moved(channel_id)

@@ -1,25 +1,40 @@
 """Per-user state in Redis: mood history, consent, corrections, cooldowns. No Discord here.
 
-Every key of a user lives under one hash tag, ``moodring:user:{<user hash>}:…``, so one
-``SCAN`` finds all of them (``forget`` is complete) and they land on one cluster slot.
-Only labels, probabilities and times are stored — never images, heatmaps or URLs.
+Every key of a user lives under one hash tag, ``moodring:user:{<user hash>}:<name>``, with a
+name from :data:`USER_KEYS`: ``forget`` deletes exactly those (no keyspace scan, so it costs the
+same with millions of other keys), and they land on one cluster slot. Every write of user data
+happens only while the user's current consent stands, checked atomically with the write
+(``WATCH`` on the consent key), so an old button pressed after ``/mood forget`` or a decline
+can't bring data back. Only labels, probabilities and times are stored — never images,
+heatmaps or URLs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from inference.api.contract import hash_user
+from inference.api.errors import MoodringError
 
 DAY = 86_400
 BASELINE_PHOTOS = 5  # calm readings averaged into a user's baseline, at most
+# Every key a user can have (bot.sessions keeps the "sessions" index, recommender history "recs").
+USER_KEYS = ("consent", "history", "corrections", "prior", "recs", "cooldown", "baseline", "sessions")
+
+
+class NoConsent(MoodringError):
+    """The user has not (or no longer) agreed: nothing of theirs may be written."""
+
+    code = "forgotten"
 
 
 def as_text(value: bytes | str | None) -> str:
@@ -68,6 +83,29 @@ class UserStore:
     def _key(self, user_id: int | str, name: str) -> str:
         return f"{user_prefix(hash_user(user_id))}:{name}"
 
+    def _consent_ok(self, raw: bytes | str | None) -> bool:
+        return raw is not None and json.loads(raw).get("version") == self.consent_version
+
+    async def consented_write(self, user_hash: str, fill: Callable[[Any], None]) -> list[Any]:
+        """Queue writes with ``fill(pipe)`` and run them only if the user's consent stands.
+
+        The consent key is WATCHed: a forget or decline between the check and the write aborts
+        the transaction. Raises :class:`NoConsent` when there is no current consent.
+        """
+        consent_key = f"{user_prefix(user_hash)}:consent"
+        for _ in range(5):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(consent_key)
+                    if not self._consent_ok(await pipe.get(consent_key)):
+                        raise NoConsent("no current consent")
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    fill(pipe)
+                    return list(await pipe.execute())
+                except WatchError:
+                    continue  # consent changed meanwhile: look again
+        raise NoConsent("consent kept changing")
+
     async def _hash(self, user_id: int | str, name: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self._key(user_id, name))
         return {as_text(k): as_text(v) for k, v in raw.items()}
@@ -75,8 +113,7 @@ class UserStore:
     # consent -----------------------------------------------------------------
     async def consent(self, user_id: int | str) -> bool:
         """Whether the user accepted the current consent version (a new version asks again)."""
-        raw = await self.redis.get(self._key(user_id, "consent"))
-        return raw is not None and json.loads(raw).get("version") == self.consent_version
+        return self._consent_ok(await self.redis.get(self._key(user_id, "consent")))
 
     async def set_consent(self, user_id: int | str, accepted: bool) -> None:
         """Record an acceptance; declining wipes everything and stores nothing, not even the answer."""
@@ -118,11 +155,13 @@ class UserStore:
             fields["raw"] = json.dumps({k: round(float(v), 4) for k, v in raw.items()})
         if baseline:
             fields["baseline"] = "1"
-        async with self.redis.pipeline(transaction=True) as pipe:
+
+        def fill(pipe: Any) -> None:
             pipe.xadd(key, fields, id=entry_id, maxlen=self.max_entries, approximate=True)
             pipe.xtrim(key, minid=min_id, approximate=False)
             pipe.expire(key, self.retention_s)
-            res = await pipe.execute()
+
+        res = await self.consented_write(hash_user(user_id), fill)
         return as_text(res[0])
 
     async def history(
@@ -139,12 +178,14 @@ class UserStore:
         """The user says entry ``entry_id`` was really ``emotion``; update their prior."""
         if emotion not in self.classes:
             raise ValueError(f"unknown emotion {emotion!r}")
-        async with self.redis.pipeline(transaction=True) as pipe:
+
+        def fill(pipe: Any) -> None:
             pipe.hset(self._key(user_id, "corrections"), entry_id, emotion)
             pipe.hincrby(self._key(user_id, "prior"), emotion, 1)
             pipe.expire(self._key(user_id, "corrections"), self.retention_s)
             pipe.expire(self._key(user_id, "prior"), self.retention_s)
-            await pipe.execute()
+
+        await self.consented_write(hash_user(user_id), fill)
 
     async def prior(self, user_id: int | str) -> dict[str, float]:
         """The user's class weights from their corrections (Laplace-smoothed), sent with each job.
@@ -181,7 +222,10 @@ class UserStore:
             for c, v in known.items()
         }
         value = {"probs": {c: round(v, 5) for c, v in mean.items()}, "photos": n + 1, "at": time.time()}
-        await self.redis.set(self._key(user_id, "baseline"), json.dumps(value), ex=self.retention_s)
+        key = self._key(user_id, "baseline")
+        await self.consented_write(
+            hash_user(user_id), lambda pipe: pipe.set(key, json.dumps(value), ex=self.retention_s)
+        )
         return value
 
     async def clear_baseline(self, user_id: int | str) -> bool:
@@ -203,10 +247,23 @@ class UserStore:
         left = await self.redis.pttl(key)
         return max(0.0, left / 1000)
 
+    async def release_cooldown(self, user_id: int | str) -> None:
+        """Give the pause back (a check that failed shouldn't cost the user a wait)."""
+        await self.redis.delete(self._key(user_id, "cooldown"))
+
     # export / forget -------------------------------------------------------------
+    def user_keys(self, user_id: int | str) -> list[str]:
+        """Every key the user can have (:data:`USER_KEYS`), whether it exists or not."""
+        return [self._key(user_id, name) for name in USER_KEYS]
+
     async def keys(self, user_id: int | str) -> list[str]:
-        pattern = f"{user_prefix(hash_user(user_id))}:*".replace("{", "\\{").replace("}", "\\}")
-        return [as_text(k) async for k in self.redis.scan_iter(match=pattern, count=500)]
+        """The user's keys that exist now."""
+        names = self.user_keys(user_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in names:
+                pipe.exists(key)
+            found = await pipe.execute()
+        return [key for key, n in zip(names, found, strict=True) if n]
 
     async def export(self, user_id: int | str) -> dict[str, Any]:
         """Everything stored about the user, as JSON-ready data."""
@@ -221,9 +278,50 @@ class UserStore:
         }
 
     async def forget(self, user_id: int | str) -> int:
-        """Delete every key of the user; returns how many were removed."""
-        keys = await self.keys(user_id)
-        return int(await self.redis.delete(*keys)) if keys else 0
+        """Delete every key of the user by name (no scan); returns how many existed."""
+        return int(await self.redis.delete(*self.user_keys(user_id)))
+
+
+class BotHistory:
+    """Recently recommended tracks (novelty), as the recommender's ``History``.
+
+    A user's list lives under their hash tag and is written only while their consent stands
+    (:meth:`UserStore.consented_write`); a listening session's (``user`` = ``session:<channel>``)
+    lives with the session's keys and ends with it.
+    """
+
+    def __init__(self, store: UserStore, size: int = 30, session_ttl_s: int = 3600) -> None:
+        self.store = store
+        self.size = size
+        self.session_ttl_s = session_ttl_s
+
+    @staticmethod
+    def key(user: str) -> str:
+        if user.startswith("session:"):
+            return f"moodring:session:{{{user.removeprefix('session:')}}}:recs"
+        return f"{user_prefix(user)}:recs"
+
+    async def recent(self, user: str) -> list[str]:
+        return [as_text(k) for k in await self.store.redis.lrange(self.key(user), 0, self.size - 1)]
+
+    async def add(self, user: str, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        key = self.key(user)
+
+        def fill(pipe: Any) -> None:
+            pipe.lpush(key, *keys)
+            pipe.ltrim(key, 0, self.size - 1)
+            pipe.expire(key, self.session_ttl_s if user.startswith("session:") else self.store.retention_s)
+
+        if user.startswith("session:"):
+            async with self.store.redis.pipeline(transaction=True) as pipe:
+                fill(pipe)
+                await pipe.execute()
+            return
+        # nothing is remembered about someone who hasn't agreed (or asked to be forgotten)
+        with contextlib.suppress(NoConsent):
+            await self.store.consented_write(user, fill)
 
 
 def _entry(entry_id: str, f: Any, corrections: Mapping[str, str]) -> MoodEntry:

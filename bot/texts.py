@@ -9,8 +9,9 @@ PRIVACY = (
     "• Your selfie is sent to a moodring worker, which finds faces and estimates an emotion with an "
     "AI model (a ResNet50 trained on the FER2013 dataset). It can be wrong, and it reads facial "
     "expressions, not feelings.\n"
-    "• The photo is held in memory only while it is analysed and deleted right after. It is never "
-    "written to disk, logs or the database, and neither is the heatmap or the attachment link.\n"
+    "• The photo is held in memory only while it is analysed (seconds, in a store that never writes "
+    "to disk) and deleted right after. It is never written to disk, logs or the database, and "
+    "neither is the heatmap or the attachment link.\n"
     "• What is kept: the emotion label, its probabilities and the time, for your `/mood history` "
     "({days} days by default), and your corrections. `/mood export` shows all of it; "
     "`/mood forget` deletes all of it.\n"
@@ -33,7 +34,7 @@ FORGET_CONFIRM = (
     "This deletes **everything** moodring stores about you (history, corrections, consent, recent "
     "music, session memberships). Continue?"
 )
-FORGET_DONE = "Done: deleted {n} records. moodring knows nothing about you now."
+FORGET_DONE = "Done: deleted {what}. moodring knows nothing about you now."
 FORGET_CANCELLED = "Nothing was deleted."
 HISTORY_EMPTY = "No readings in the last {days} days. Try `/mood check` with a selfie."
 BASELINE_USED = "*Read relative to your calm face.*"
@@ -49,6 +50,8 @@ BASELINE_SHOW = (
 BASELINE_NONE = "You haven't shown me a calm face yet. `/mood baseline set` with a relaxed selfie adds one."
 BASELINE_CLEARED = "Your calm face is gone; your readings are the model's own again."
 BASELINE_GONE = "That reading is no longer stored, so it can't become your calm face."
+MORE_FACES = "…and {more} I didn't read (8 at most per photo, the largest)."
+NOT_YOUR_PHOTO = "I only read photos you posted yourself: faces are personal. Try one of your own."
 FORGOTTEN = "You asked me to forget you, so this button does nothing now. `/mood check` starts again."
 PRIOR_USED = "*Read with your corrections taken into account.*"
 AI_NOTICE = "AI estimate of a facial expression, not a diagnosis."
@@ -71,6 +74,15 @@ SESSION_SKIPPED = "Skipped."
 SESSION_ENDED = "This listening session has ended."
 SESSION_CHECKED_IN = "Your mood now counts in this channel's listening session."
 SESSION_NO_LATEST = "You have no recent reading to reuse; joined without a mood. Use `/mood check`."
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 record``, ``2 records``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def forget_done(deleted: int) -> str:
+    return FORGET_DONE.format(what=plural(deleted, "record") if deleted else "nothing (nothing was stored)")
 
 
 def session_error(code: str) -> str:

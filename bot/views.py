@@ -17,6 +17,7 @@ import discord
 
 from bot import embeds, texts
 from bot.context import context
+from bot.store import NoConsent
 from inference.api.contract import hash_user
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
@@ -64,14 +65,19 @@ class ChoiceButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = context(interaction)
-        if self.kind == "consent":
-            await bot.services.store.set_consent(self.owner, self.yes)
-            text = texts.CONSENT_ACCEPTED if self.yes else texts.CONSENT_DECLINED
-        elif self.yes:
-            text = texts.FORGET_DONE.format(n=await bot.forget_user(self.owner))
-        else:
-            text = texts.FORGET_CANCELLED
-        await interaction.response.edit_message(content=text, view=None)
+        if self.kind == "consent" and self.yes:
+            await bot.services.store.set_consent(self.owner, True)
+            await interaction.response.edit_message(content=texts.CONSENT_ACCEPTED, view=None)
+            return
+        if self.kind == "forget" and not self.yes:
+            await interaction.response.edit_message(content=texts.FORGET_CANCELLED, view=None)
+            return
+        # Decline and "Delete everything" both forget the user: acknowledge at once (Discord
+        # allows 3 s), then leave their sessions and delete their keys, then say what went.
+        await interaction.response.defer()
+        deleted = await bot.forget_user(self.owner)
+        text = texts.CONSENT_DECLINED if self.kind == "consent" else texts.forget_done(deleted)
+        await interaction.edit_original_response(content=text, view=None)
 
 
 class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:share:(?P<owner>\d+)"):
@@ -148,7 +154,11 @@ class CorrectSelect(
         emotion = self.item.values[0]
         await interaction.response.defer(ephemeral=True, thinking=True)
         services = context(interaction).services
-        await services.store.correct(self.owner, self.entry_id, emotion)
+        try:
+            await services.store.correct(self.owner, self.entry_id, emotion)
+        except NoConsent:  # an old reply after /mood forget or a decline: store nothing
+            await interaction.followup.send(texts.FORGOTTEN, ephemeral=True)
+            return
         tracks = await services.recommender.recommend(emotion, user=hash_user(self.owner))
         embed = embeds.tracks_embed(tracks, title=texts.CORRECTED.format(emotion=emotion))
         await interaction.followup.send(embed=embed, view=link_view(tracks), ephemeral=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import socket
@@ -126,3 +127,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from inference.training.data import FER2013_CLASSES
 
     return make_tiny_model(tmp_path_factory.mktemp("model"), FER2013_CLASSES)
+
+
+async def wait_for_worker(redis: Redis, within_s: float = 60) -> None:
+    """Until some worker has beaten (submitters refuse at once while none is alive)."""
+    from inference.api.settings import QueueSettings
+    from inference.api.transport import open_transport
+
+    queue = open_transport(redis, QueueSettings())
+    deadline = time.monotonic() + within_s
+    while not await queue.workers_alive(60):
+        if time.monotonic() > deadline:
+            raise AssertionError("no worker came up")
+        await asyncio.sleep(0.02)

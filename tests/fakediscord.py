@@ -185,12 +185,12 @@ class FakeDiscord:
         dm: bool = True,
         mention_bot: bool = False,
         shard: int = 0,
+        text: str = "",
     ) -> dict[str, Any]:
         """A user posts a message (in a DM with the bot, or in the guild channel) — MESSAGE_CREATE."""
         channel = self.dm_channel(author_id) if dm else CHANNEL_ID
-        msg = self._message(
-            channel, user(author_id), f"<@{APP_ID}>" if mention_bot else "", attachments, [], [], 0
-        )
+        content = (f"<@{APP_ID}> " if mention_bot else "") + text
+        msg = self._message(channel, user(author_id), content.strip(), attachments, [], [], 0)
         if mention_bot:
             msg["mentions"] = [BOT_USER]
         if not dm:
@@ -473,6 +473,8 @@ class FakeDiscord:
             msg["_filled"] = kind == 4
             ix.original_id = int(msg["id"])
             ix.messages.append(msg)
+        elif kind == 6 and "message" in ix.payload:  # deferred update: @original is the component's message
+            ix.original_id = int(ix.payload["message"]["id"])
         elif kind == 7:  # update the message the component is on
             target = ix.payload["message"]
             msg = self.messages.get(int(target["id"]), target)

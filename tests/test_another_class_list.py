@@ -82,6 +82,7 @@ async def test_eight_classes_from_the_manifest_reach_every_reader(
     select = views.CorrectSelect(1, "1-0", registry)
     assert [o.value for o in select.item.options] == list(EIGHT)
     store = UserStore(redis, registry.names)
+    await store.set_consent(1, True)
     entry = await store.record(1, "contempt", face.probs)
     await store.correct(1, entry, "contempt")
     assert set(await store.prior(1)) == set(EIGHT)

@@ -26,16 +26,27 @@ def _compose() -> dict:  # type: ignore[type-arg]
 
 def test_services_and_health() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", "worker", "bot"}
-    for name in ("redis", "worker"):
+    assert set(services) == {"redis", "redis-blobs", "worker", "bot"}
+    for name in ("redis", "redis-blobs", "worker"):
         assert services[name]["healthcheck"]["test"], name
     for name in ("worker", "bot"):
-        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        for redis in ("redis", "redis-blobs"):
+            assert services[name]["depends_on"][redis]["condition"] == "service_healthy"
     redis = services["redis"]
     assert "--appendonly" in redis["command"] and "yes" in redis["command"]
     assert all(str(p).startswith("127.0.0.1:") for p in redis.get("ports", []))
     assert "deploy" not in services["worker"] or "replicas" not in services["worker"]["deploy"]
     assert "container_name" not in services["worker"]  # --scale worker=N needs unnamed containers
+
+
+def test_photos_live_only_in_the_redis_that_never_persists() -> None:
+    services = _compose()["services"]
+    blobs = services["redis-blobs"]
+    command = blobs["command"]
+    assert command[command.index("--appendonly") + 1] == "no" and command[command.index("--save") + 1] == ""
+    assert "volumes" not in blobs and "ports" not in blobs
+    for name in ("worker", "bot"):
+        assert services[name]["environment"]["MOODRING_BLOB_REDIS_URL"].startswith("redis://redis-blobs:")
 
 
 def test_commands_exist_in_the_cli() -> None:

@@ -58,7 +58,10 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         await self.run_check(interaction, photo, strategy)
 
     async def read_mood(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        """Context menu on a message: read the first image attached to it."""
+        """Context menu on a message: read the first image attached to it, only the poster's own."""
+        if message.author.bot or message.author.id != interaction.user.id:
+            await interaction.response.send_message(texts.NOT_YOUR_PHOTO, ephemeral=True)
+            return
         photo = next(
             (a for a in message.attachments if (a.content_type or "").startswith("image/")),
             message.attachments[0] if message.attachments else None,

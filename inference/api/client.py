@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from redis.asyncio import Redis
 
 from inference.api.contract import Job, JobOptions, JobResult, hash_user, image_key, inflight_key
-from inference.api.errors import BadImage, Busy, JobFailed
+from inference.api.errors import BadImage, Busy, JobFailed, Unavailable
 from inference.api.settings import WORKING_SIDE, QueueSettings
 from inference.api.transport import open_transport, retry_transient
 
@@ -64,8 +64,10 @@ def shrink_for_queue(data: bytes, max_side: int = WORKING_SIDE, max_bytes: int =
 class JobClient:
     """What the bot uses to get a photo analysed by some worker."""
 
-    def __init__(self, redis: Redis, settings: QueueSettings, max_side: int = WORKING_SIDE) -> None:
-        self._queue = open_transport(redis, settings)
+    def __init__(
+        self, redis: Redis, settings: QueueSettings, max_side: int = WORKING_SIDE, blobs: Redis | None = None
+    ) -> None:
+        self._queue = open_transport(redis, settings, blobs=blobs)
         self._settings = settings
         self._max_side = max_side
 
@@ -86,6 +88,7 @@ class JobClient:
         Raises:
             BadImage, ImageTooLarge: the upload is unusable (checked before queueing).
             Busy: backlog over the cap, or this user has a job in flight.
+            Unavailable: no worker is alive (answered at once, not after the deadline).
             JobTimeout: no answer in time; JobFailed: the worker answered with an error.
         """
         s = self._settings
@@ -97,6 +100,9 @@ class JobClient:
         if depth.total >= s.max_backlog:
             log.warning("shedding load: backlog %d >= %d (user %s)", depth.total, s.max_backlog, user)
             raise Busy(f"backlog {depth.total}")
+        if not await retry_transient(lambda: self._queue.workers_alive(s.worker_alive_s)):
+            log.warning("no worker alive: refusing job of user %s at once", user)
+            raise Unavailable(f"no worker beat in the last {s.worker_alive_s:g} s")
         lock = inflight_key(user)
         if not await self._queue.lock_user(user, job_id, int(timeout) + 5):
             raise Busy("one photo at a time")

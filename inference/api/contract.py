@@ -101,6 +101,7 @@ class JobResult(_Frozen):
     schema_version: Literal[2] = 2
     job_id: str
     faces: tuple[FaceResult, ...] = ()
+    faces_found: int = 0  # every face the detector saw; ``faces`` keeps the largest few
     heatmap_png_b64: str | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
     error: JobError | None = None

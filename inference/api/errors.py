@@ -50,6 +50,12 @@ class Busy(MoodringError):
     code = "busy"
 
 
+class Unavailable(MoodringError):
+    """No worker has been alive lately: analysis is down (said at once, not after the deadline)."""
+
+    code = "unavailable"
+
+
 class JobTimeout(MoodringError):
     """No worker answered before the deadline."""
 
@@ -74,6 +80,7 @@ USER_MESSAGES: dict[str, str] = {
     "no_image": "That message has no image attached.",
     "busy": "I'm very busy right now. Please try again in a minute.",
     "timeout": "That took too long, sorry. Please try again in a moment.",
+    "unavailable": "Mood reading is down right now (no analysis worker is running). Please try again later.",
     "cooldown": "Easy there: you can check again in {seconds} s.",
     "download_failed": "I couldn't download that attachment from Discord. Please try again.",
     "internal": "Something went wrong on my side. Please try again later.",
@@ -81,7 +88,14 @@ USER_MESSAGES: dict[str, str] = {
 }
 
 # Exit status of `moodring analyze` and `moodring submit` per code (2 is a configuration error).
-EXIT_STATUS: dict[str, int] = {"no_face": 3, "bad_image": 4, "too_large": 4, "timeout": 5, "busy": 6}
+EXIT_STATUS: dict[str, int] = {
+    "no_face": 3,
+    "bad_image": 4,
+    "too_large": 4,
+    "timeout": 5,
+    "unavailable": 5,
+    "busy": 6,
+}
 EXIT_OTHER = 1
 
 

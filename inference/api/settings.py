@@ -67,9 +67,17 @@ class QueueSettings(CommonSettings):
     """Redis Streams job queue, shared by the submitting bot and the workers."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    blob_redis_url: str | None = Field(
+        default=None,
+        description="a Redis WITHOUT persistence for photo and result bytes (never on disk); "
+        "unset: the main Redis (then run that one without persistence)",
+    )
     stream: str = "moodring:jobs"
     group: str = "workers"
     stream_maxlen: int = Field(default=10_000, ge=100)
     max_backlog: int = Field(default=200, ge=1, description="lag + pending above this: refuse as busy")
     result_ttl_s: int = Field(default=60, ge=5)
     job_timeout_s: float = Field(default=20.0, gt=0)
+    worker_alive_s: float = Field(
+        default=20.0, gt=0, description="a worker that beat within this many seconds counts as up"
+    )

@@ -23,17 +23,21 @@ from inference.api.contract import JobResult
 from inference.api.errors import MoodringError, exit_status, user_message
 from inference.api.logsetup import configure_logging
 from inference.api.settings import QueueSettings, load_settings
+from inference.api.transport import connect_blobs
 
 
 async def _submit(settings: QueueSettings, data: bytes, heatmap: bool, timeout_s: float | None) -> JobResult:
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+    blobs = connect_blobs(settings, socket_connect_timeout=3)
     try:
         # A user id of its own for every run: the smoke test never collides with a real user's job.
-        return await JobClient(redis, settings).analyze(
+        return await JobClient(redis, settings, blobs=blobs).analyze(
             f"submit-{uuid.uuid4().hex}", data, want_heatmap=heatmap, timeout_s=timeout_s
         )
     finally:
         await redis.aclose()
+        if blobs is not None:
+            await blobs.aclose()
 
 
 @click.command("submit")
@@ -60,7 +64,7 @@ def submit_command(photo: Path, as_json: bool, heatmap: Path | None, timeout_s: 
         status = exit_status(exc.code)
         hint = (
             " (no worker answered: is `moodring worker` running on this Redis?)"
-            if exc.code == "timeout"
+            if exc.code in ("timeout", "unavailable")
             else ""
         )
         click.echo(f"{photo}: {exc.code}: {user_message(exc.code)}{hint}", err=True)

@@ -67,11 +67,16 @@ class Transport(Protocol):
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult: ...
     async def cleanup(self, job: Job, lock: str) -> None: ...
     async def heartbeat(self, consumer: str, ttl_s: int) -> None: ...
+    async def workers_alive(self, within_s: float) -> int: ...
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
     async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]: ...
     async def images(self, jobs: Sequence[Job]) -> list[bytes | None]: ...
     async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None: ...
     async def dead_letter(self, consumer: str, delivery: Delivery, result: JobResult | None) -> None: ...
+
+
+DEAD_LETTER_AGE_S = 7 * 86_400
+WORKERS_KEY = "moodring:workers"  # sorted set: consumer -> time of its last heartbeat
 
 
 def heartbeat_key(consumer: str) -> str:
@@ -102,10 +107,19 @@ async def retry_transient(fn: Callable[[], Awaitable[T]], attempts: int = 20, pa
 
 
 class StreamTransport:
-    """The job queue on Redis Streams (one stream, one consumer group, a dead-letter stream)."""
+    """The job queue on Redis Streams (one stream, one consumer group, a dead-letter stream).
 
-    def __init__(self, redis: Redis, settings: QueueSettings, dead_letter_stream: str = "") -> None:
+    Photo and result bytes (the heatmap is a copy of the photo) go to ``blobs``: a Redis run
+    without persistence, so no photo ever reaches a disk (``MOODRING_BLOB_REDIS_URL``; compose's
+    ``redis-blobs``). Jobs, acks and dead letters stay in ``redis``, which may persist (AOF).
+    Without ``blobs`` both live in ``redis``, in one transaction.
+    """
+
+    def __init__(
+        self, redis: Redis, settings: QueueSettings, dead_letter_stream: str = "", blobs: Redis | None = None
+    ) -> None:
         self.redis = redis
+        self.blobs = blobs or redis
         self.s = settings
         self.dead_stream = dead_letter_stream or f"{settings.stream}:dead"
 
@@ -138,12 +152,16 @@ class StreamTransport:
         return bool(await self.redis.set(inflight_key(user_hash), job_id, nx=True, ex=ttl_s))
 
     async def submit(self, job: Job, image: bytes, ttl_s: int) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(job.image_key, image, ex=ttl_s)
-            pipe.xadd(
-                self.s.stream, {"job": job.model_dump_json()}, maxlen=self.s.stream_maxlen, approximate=True
-            )
-            await pipe.execute()
+        """The photo first (short TTL, in the blob store), then the job that points to it."""
+        entry = {"job": job.model_dump_json()}
+        if self.blobs is self.redis:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(job.image_key, image, ex=ttl_s)
+                pipe.xadd(self.s.stream, entry, maxlen=self.s.stream_maxlen, approximate=True)  # type: ignore[arg-type]
+                await pipe.execute()
+            return
+        await self.blobs.set(job.image_key, image, ex=ttl_s)
+        await self.redis.xadd(self.s.stream, entry, maxlen=self.s.stream_maxlen, approximate=True)  # type: ignore[arg-type]
 
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult:
         deadline = time.monotonic() + wait_s
@@ -153,7 +171,7 @@ class StreamTransport:
                 raise JobTimeout(job_id)
             try:
                 # short BLPOP slices stay below any client socket timeout and notice reconnects quickly
-                item = await self.redis.blpop([result_key(job_id)], timeout=max(1, min(int(left), 2)))
+                item = await self.blobs.blpop([result_key(job_id)], timeout=max(1, min(int(left), 2)))
             except TRANSIENT:
                 log.warning("redis unavailable while waiting for job %s; retrying", job_id)
                 await asyncio.sleep(0.5)
@@ -163,7 +181,7 @@ class StreamTransport:
 
     async def cleanup(self, job: Job, lock: str) -> None:
         try:
-            await self.redis.delete(job.image_key, result_key(job.job_id))
+            await self.blobs.delete(job.image_key, result_key(job.job_id))
             if await self.redis.get(lock) == job.job_id.encode():
                 await self.redis.delete(lock)
         except TRANSIENT:
@@ -171,7 +189,16 @@ class StreamTransport:
 
     # worker side --------------------------------------------------------------------
     async def heartbeat(self, consumer: str, ttl_s: int) -> None:
-        await self.redis.set(heartbeat_key(consumer), str(time.time()), ex=ttl_s)
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(heartbeat_key(consumer), str(now), ex=ttl_s)
+            pipe.zadd(WORKERS_KEY, {consumer: now})
+            pipe.zremrangebyscore(WORKERS_KEY, 0, now - 86_400)  # consumers gone for a day
+            await pipe.execute()
+
+    async def workers_alive(self, within_s: float) -> int:
+        """How many consumers beat in the last ``within_s`` seconds (one read, no scan)."""
+        return int(await self.redis.zcount(WORKERS_KEY, time.time() - within_s, "+inf"))
 
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         resp: Any = await self.redis.xreadgroup(  # redis-py's response type is a loose union
@@ -209,45 +236,62 @@ class StreamTransport:
     async def images(self, jobs: Sequence[Job]) -> list[bytes | None]:
         if not jobs:
             return []
-        found: list[Any] = await self.redis.mget([job.image_key for job in jobs])
+        found: list[Any] = await self.blobs.mget([job.image_key for job in jobs])
         return [bytes(v) if v else None for v in found]
 
     async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None:
-        """Per entry in one transaction: push the result (TTL) if any, delete the photo, ack and delete."""
-        if not done:
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for d, res in done:
-                if d.job is not None:
-                    if res is not None:  # None: nobody is waiting for an answer any more
-                        pipe.rpush(result_key(d.job.job_id), res.model_dump_json())
-                        pipe.expire(result_key(d.job.job_id), self.s.result_ttl_s)
-                    pipe.delete(d.job.image_key)
-                pipe.xack(self.s.stream, self.s.group, d.entry_id)
-                pipe.xdel(self.s.stream, d.entry_id)
-            await pipe.execute()
+        """Per entry: push the result (TTL) if any, delete the photo, then ack and delete the entry."""
+        if done:
+            await self._settle(done)
 
     async def dead_letter(self, consumer: str, delivery: Delivery, result: JobResult | None) -> None:
         """Move an entry to the dead-letter stream, answering its caller with ``result``."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self.dead_stream,
-                {
-                    "job": delivery.raw,
-                    "entry": delivery.entry_id,
-                    "deliveries": delivery.deliveries - 1,
-                    "worker": consumer,
-                },
-                maxlen=10_000,
-                approximate=True,
-            )
-            if delivery.job is not None and result is not None:
-                pipe.rpush(result_key(delivery.job.job_id), result.model_dump_json())
-                pipe.expire(result_key(delivery.job.job_id), self.s.result_ttl_s)
-                pipe.delete(delivery.job.image_key)
-            pipe.xack(self.s.stream, self.s.group, delivery.entry_id)
-            pipe.xdel(self.s.stream, delivery.entry_id)
-            await pipe.execute()
+        # No user hash in a dead letter: it would outlive /mood forget. The job without it is
+        # enough to debug; a malformed entry keeps only its size.
+        job = delivery.job.model_copy(update={"user_hash": ""}).model_dump_json() if delivery.job else ""
+        record = {
+            "job": job,
+            "malformed_bytes": 0 if delivery.job else len(delivery.raw),
+            "entry": delivery.entry_id,
+            "deliveries": delivery.deliveries - 1,
+            "worker": consumer,
+        }
+        await self._settle([(delivery, result)], dead=record)
+
+    async def _settle(
+        self, done: Sequence[tuple[Delivery, JobResult | None]], dead: dict[str, Any] | None = None
+    ) -> None:
+        """Answers and photo deletions (blob store) first, then the acks (and dead letter).
+
+        One transaction when both live in one Redis. With a separate blob store a crash between
+        the two leaves the entry unacknowledged: it is claimed again and answered again (the
+        caller took the first answer; the second expires with its TTL), never lost.
+        """
+        same = self.blobs is self.redis
+        async with self.blobs.pipeline(transaction=True) as blob:
+            for d, res in done:
+                if d.job is not None:
+                    if res is not None:  # None: nobody is waiting for an answer any more
+                        blob.rpush(result_key(d.job.job_id), res.model_dump_json())
+                        blob.expire(result_key(d.job.job_id), self.s.result_ttl_s)
+                    blob.delete(d.job.image_key)
+            if same:
+                self._acks(blob, done, dead)
+            await blob.execute()
+        if not same:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self._acks(pipe, done, dead)
+                await pipe.execute()
+
+    def _acks(
+        self, pipe: Any, done: Sequence[tuple[Delivery, JobResult | None]], dead: dict[str, Any] | None
+    ) -> None:
+        if dead is not None:  # bounded in length and in age (a week)
+            pipe.xadd(self.dead_stream, dead, maxlen=10_000, approximate=True)
+            pipe.xtrim(self.dead_stream, minid=f"{int((time.time() - DEAD_LETTER_AGE_S) * 1000)}-0")
+        for d, _ in done:
+            pipe.xack(self.s.stream, self.s.group, d.entry_id)
+            pipe.xdel(self.s.stream, d.entry_id)
 
     async def recent_heartbeats(self, host: str) -> list[float]:
         """Heartbeat times of this host's consumers (container health check)."""
@@ -255,6 +299,13 @@ class StreamTransport:
         return [float(v) for v in await self.redis.mget(keys) if v is not None] if keys else []
 
 
-def open_transport(redis: Redis, settings: QueueSettings, dead_letter_stream: str = "") -> StreamTransport:
+def connect_blobs(settings: QueueSettings, **options: Any) -> Redis | None:
+    """A client for the blob store when one is configured (the caller closes it), else None."""
+    return Redis.from_url(settings.blob_redis_url, **options) if settings.blob_redis_url else None
+
+
+def open_transport(
+    redis: Redis, settings: QueueSettings, dead_letter_stream: str = "", blobs: Redis | None = None
+) -> StreamTransport:
     """The broker every process uses; the one place that picks it."""
-    return StreamTransport(redis, settings, dead_letter_stream)
+    return StreamTransport(redis, settings, dead_letter_stream, blobs)

@@ -38,6 +38,7 @@ class Analysis:
     image_size: tuple[int, int]
     cam_size: tuple[int, int]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    faces_found: int = 0  # before the cut at ``max_faces``
 
 
 @dataclass(slots=True)
@@ -48,6 +49,7 @@ class _Pending:
     timings: dict[str, float]
     want_heatmap: bool
     personal: Personal
+    found: int
 
 
 class Predictor:
@@ -178,13 +180,14 @@ class Predictor:
         with torch.inference_mode():
             faces = self.detector.detect(decoded.image)
         faces.sort(key=lambda f: f.area, reverse=True)
+        found = len(faces)
         faces = faces[: self.max_faces]
         timings["detect"] = (time.perf_counter() - t) * 1000
         if not faces:
             raise NoFaceFound()
         size = self.manifest.input_size
         crops = [crop_face(decoded.image, f, size) for f in faces]
-        return _Pending(decoded, faces, crops, timings, want_heatmap, personal)
+        return _Pending(decoded, faces, crops, timings, want_heatmap, personal, found)
 
     def _finish(
         self, p: _Pending, probs: np.ndarray, maps: np.ndarray, native: tuple[int, int], raw: np.ndarray
@@ -221,4 +224,4 @@ class Predictor:
             png = render_png(p.decoded.image, overlays)
             p.timings["render"] = (time.perf_counter() - t) * 1000
         p.timings["total"] = sum(p.timings.values())
-        return Analysis(tuple(results), png, p.decoded.image.size, native, p.timings)
+        return Analysis(tuple(results), png, p.decoded.image.size, native, p.timings, p.found)

@@ -70,11 +70,14 @@ def render_png(image: Image.Image, overlays: Sequence[Overlay], max_side: int = 
             heat = heat.rotate(-ov.crop.angle_deg, resample=Image.Resampling.BILINEAR)
         cx, cy = ov.crop.center
         x, y = round(cx * scale - side / 2), round(cy * scale - side / 2)
-        # Blend only the face's square (clipped to the canvas), not a full-size layer.
-        sx, sy = max(0, -x), max(0, -y)
-        w, h = min(heat.width - sx, canvas.width - x - sx), min(heat.height - sy, canvas.height - y - sy)
-        if w > 0 and h > 0:
-            canvas.alpha_composite(heat.crop((sx, sy, sx + w, sy + h)), dest=(x + sx, y + sy))
+        # Blend only where the heat square, the face's box and the canvas overlap: colour never
+        # spills outside the box users see (the crop square can be larger, and rotated).
+        bx0, by0, bx1, by1 = (round(v * scale) for v in ov.face.box)
+        left, top = max(x, bx0, 0), max(y, by0, 0)
+        right = min(x + heat.width, bx1, canvas.width)
+        bottom = min(y + heat.height, by1, canvas.height)
+        if right > left and bottom > top:
+            canvas.alpha_composite(heat.crop((left - x, top - y, right - x, bottom - y)), dest=(left, top))
         draw_items.append(ov)
     draw = ImageDraw.Draw(canvas)
     font_size = max(12, round(max(canvas.size) / 32))
@@ -85,7 +88,13 @@ def render_png(image: Image.Image, overlays: Sequence[Overlay], max_side: int = 
         c = ov.emotion.colour
         draw.rectangle((x0, y0, x1, y1), outline=(c >> 16, (c >> 8) & 0xFF, c & 0xFF, 255), width=width)
         text = caption(ov)
-        tx, ty = x0, max(0.0, y0 - font_size - 2 * width)
+        # Above the box when there is room, else just inside its top; never past the right edge.
+        t_left, t_top, t_right, t_bottom = draw.textbbox((0, 0), text, font=font)
+        tx = min(max(3.0, x0), canvas.width - (t_right - t_left) - 7.0)
+        ty = y0 - (t_bottom - t_top) - 2 * width - 3
+        if ty < 2:
+            ty = y0 + width + 2
+        tx, ty = max(3.0, tx) - t_left, ty - t_top
         bbox = draw.textbbox((tx, ty), text, font=font)
         draw.rectangle((bbox[0] - 3, bbox[1] - 2, bbox[2] + 3, bbox[3] + 2), fill=(0, 0, 0, 170))
         draw.text((tx, ty), text, fill=(255, 255, 255, 255), font=font)

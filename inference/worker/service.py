@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from inference.api.contract import Job, JobError, JobResult
 from inference.api.errors import MoodringError
 from inference.api.settings import load_settings
-from inference.api.transport import TRANSIENT, Delivery, open_transport
+from inference.api.transport import TRANSIENT, Delivery, connect_blobs, open_transport
 from inference.serve.personal import Personal
 from inference.worker.metrics import Metrics
 from inference.worker.settings import WorkerSettings
@@ -61,9 +61,10 @@ class Worker:
         settings: WorkerSettings,
         name: str | None = None,
         metrics: Metrics | None = None,
+        blobs: Redis | None = None,
     ) -> None:
         self.redis = redis
-        self.queue = open_transport(redis, settings, settings.dead_letter_stream)
+        self.queue = open_transport(redis, settings, settings.dead_letter_stream, blobs)
         self.predictor = predictor
         self.s = settings
         self.host = socket.gethostname()
@@ -218,6 +219,7 @@ class Worker:
         return JobResult(
             job_id=job.job_id,
             faces=out.faces,
+            faces_found=out.faces_found,
             heatmap_png_b64=png,
             timings_ms=dict(out.timings_ms) | {"batch": batch_ms},
             worker=self.name,
@@ -281,7 +283,8 @@ async def serve(settings: WorkerSettings) -> None:
         socket_connect_timeout=3,
         health_check_interval=10,
     )
-    worker = Worker(redis, predictor, settings, metrics=Metrics.start(settings.metrics_port))
+    blobs = connect_blobs(settings, socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
+    worker = Worker(redis, predictor, settings, metrics=Metrics.start(settings.metrics_port), blobs=blobs)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -290,6 +293,8 @@ async def serve(settings: WorkerSettings) -> None:
     finally:
         predictor.close()
         await redis.aclose()
+        if blobs is not None:
+            await blobs.aclose()
 
 
 @click.command("worker")

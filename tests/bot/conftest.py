@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from bot.app import MoodringBot, use_api_base
 from bot.services import build_services
 from bot.settings import BotSettings
+from tests.conftest import wait_for_worker
 from tests.fakediscord import FakeDiscord
 
 BotFactory = Callable[..., Awaitable[MoodringBot]]
@@ -43,6 +44,11 @@ async def worker(redis_server: str, tiny_model_dir: Path) -> AsyncIterator[None]
     settings = WorkerSettings(redis_url=redis_server, block_ms=50, job_timeout_s=60)
     w = Worker(Redis.from_url(redis_server), predictor, settings, name="w-bot-tests")
     task = asyncio.create_task(w.run())
+    probe = Redis.from_url(redis_server)
+    try:  # up once it has beaten: the bot refuses jobs at once while no worker is alive
+        await wait_for_worker(probe)
+    finally:
+        await probe.aclose()
     yield
     w.stop()
     await task

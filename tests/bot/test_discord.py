@@ -132,8 +132,8 @@ async def test_history_chart_export_and_forget(
     msg = await fake.reply(ix)
     assert await _user_keys(redis, ALICE) != []
     click = await fake.click(ALICE, msg, f"mr:forget:{ALICE}:yes")
-    done = await fake.acked(click)
-    assert done["type"] == 7 and "deleted" in done["data"]["content"]
+    assert (await fake.acked(click))["type"] == 6  # acknowledged first, then deleted
+    await fake.wait_for(lambda: "deleted" in fake.messages[int(msg["id"])]["content"], 10, "forget")
     assert await _user_keys(redis, ALICE) == []
 
 
@@ -144,7 +144,8 @@ async def test_declining_consent_stores_nothing_and_nothing_is_analysed(
     _, msg = await check(fake, BOB)
     decline = next(c for c in custom_ids(msg) if c.endswith(":no"))
     click = await fake.click(BOB, msg, decline)
-    assert "stores nothing" in (await fake.acked(click))["data"]["content"]
+    assert (await fake.acked(click))["type"] == 6
+    await fake.wait_for(lambda: "stores nothing" in fake.messages[int(msg["id"])]["content"], 10, "decline")
     assert await _user_keys(redis, BOB) == []
     _, msg = await check(fake, BOB)  # no worker in this test: it would time out if a job were sent
     assert "AI model" in msg["content"]

@@ -136,3 +136,17 @@ async def test_calm_face_needs_consent_keeps_numbers_only_and_travels_with_later
     assert saved is not None and saved["probs"] == pytest.approx(PROBS, abs=1e-4)
     await check_mood(13, _photo, store=store, analyzer=analyzer, recommender=_rec(redis), cooldown_s=0)
     assert analyzer.baselines[-1] == saved["probs"]
+
+
+def test_the_reply_says_how_many_faces_were_not_read() -> None:
+    from bot import embeds
+    from bot.mood_flow import CheckOutcome
+    from inference.api.emotions import EmotionRegistry
+
+    face = FaceResult(
+        box=(0, 0, 9, 9), score=1.0, emotion="sad", confidence=0.65, probs=PROBS, reason="sad: …"
+    )
+    out = CheckOutcome(faces=(face,) * 8, faces_found=11, emotion="sad", probs=PROBS)
+    embed, _ = embeds.check_embed(out, EmotionRegistry(tuple(PROBS)))
+    assert "3 more faces I didn't read" in embed.fields[0].value  # type: ignore[operator]
+    assert "You look **sad**" in (embed.title or "")

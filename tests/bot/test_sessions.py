@@ -127,8 +127,10 @@ async def test_idle_session_expires_by_itself(fake: FakeDiscord, start_bot: BotF
     # Bob's index still names the expired session: forgetting him must still work and be complete.
     ix = await fake.slash(BOB, "mood", "forget")
     await fake.acked(ix)
-    confirm = await fake.click(BOB, await fake.reply(ix), f"mr:forget:{BOB}:yes")
-    assert "deleted" in (await fake.acked(confirm))["data"]["content"]
+    prompt = await fake.reply(ix)
+    confirm = await fake.click(BOB, prompt, f"mr:forget:{BOB}:yes")
+    await fake.acked(confirm)
+    await fake.wait_for(lambda: "deleted" in fake.messages[int(prompt["id"])]["content"], 10, "forget")
     assert [k async for k in redis.scan_iter(match=f"*{hash_user(BOB)}*")] == []
 
 
@@ -140,8 +142,10 @@ async def test_forget_removes_the_member_from_sessions(
     await _press(fake, BOB, board, "join")
     ix = await fake.slash(BOB, "mood", "forget")
     await fake.acked(ix)
-    confirm = await fake.click(BOB, await fake.reply(ix), f"mr:forget:{BOB}:yes")
+    prompt = await fake.reply(ix)
+    confirm = await fake.click(BOB, prompt, f"mr:forget:{BOB}:yes")
     await fake.acked(confirm)
+    await fake.wait_for(lambda: "deleted" in fake.messages[int(prompt["id"])]["content"], 10, "forget")
     assert (await bot.services.sessions.view(CHANNEL_ID)).members == (HOST,)
     await _settled(bot)
     assert "Members (1)" in str(fake.messages[int(board["id"])]["embeds"][0]["fields"])

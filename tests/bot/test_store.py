@@ -6,7 +6,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from bot.store import UserStore, summarize
+from bot.store import NoConsent, UserStore, summarize
 from inference.api.contract import hash_user
 from recommender.service import RedisHistory
 
@@ -25,6 +25,7 @@ PROBS = {
 
 async def test_history_retention_and_summary(redis: Redis) -> None:
     store = UserStore(redis, FER2013, retention_days=90)
+    await store.set_consent(1, True)
     now = time.time()
     await store.record(1, "sad", PROBS, at=now - 100 * 86400)  # outside retention: trimmed
     await store.record(1, "happy", PROBS, at=now - 10 * 86400)
@@ -49,6 +50,7 @@ async def test_consent_decline_stores_nothing_and_forget_is_complete(redis: Redi
     exported = await store.export(2)
     assert exported["history"][0]["corrected"] == "neutral"
     assert exported["recent_recommendations"] == ["t2", "t1"]
+    await store.set_consent(3, True)
     other = await store.record(3, "sad", PROBS)
     assert other
     assert len(await store.keys(2)) == 6
@@ -64,6 +66,7 @@ async def test_consent_decline_stores_nothing_and_forget_is_complete(redis: Redi
 
 async def test_corrections_shift_future_probabilities(redis: Redis) -> None:
     store = UserStore(redis, FER2013)
+    await store.set_consent(4, True)
     assert await store.prior(4) == {}  # no corrections: identity
     for _ in range(3):
         e = await store.record(4, "happy", PROBS)
@@ -87,6 +90,7 @@ async def test_cooldown(redis: Redis) -> None:
 
 async def test_calm_face_baseline_is_averaged_exported_and_forgotten(redis: Redis) -> None:
     store = UserStore(redis, FER2013)
+    await store.set_consent(6, True)
     assert await store.baseline(6) is None
     sad_at_rest = {**{c: 0.05 for c in FER2013}, "sad": 0.5, "neutral": 0.2}
     first = await store.add_baseline(6, sad_at_rest)
@@ -104,12 +108,16 @@ async def test_calm_face_baseline_is_averaged_exported_and_forgotten(redis: Redi
     assert (await store.export(6))["calm_face_baseline"]["photos"] == 5
     assert await store.forget(6) >= 1
     assert await store.baseline(6) is None
+    with pytest.raises(NoConsent):  # forgotten: nothing more is written
+        await store.add_baseline(6, calm)
+    await store.set_consent(6, True)
     await store.add_baseline(6, calm)
     assert await store.clear_baseline(6) is True and await store.clear_baseline(6) is False
 
 
 async def test_raw_probabilities_and_the_baseline_mark_are_kept_with_a_reading(redis: Redis) -> None:
     store = UserStore(redis, FER2013)
+    await store.set_consent(7, True)
     plain = await store.record(7, "happy", PROBS)
     adjusted = await store.record(7, "sad", PROBS, raw={"sad": 0.2, "happy": 0.8}, baseline=True)
     latest, older = await store.history(7)
@@ -118,3 +126,16 @@ async def test_raw_probabilities_and_the_baseline_mark_are_kept_with_a_reading(r
     one = await store.entry(7, adjusted)
     assert one is not None and one.baseline and one.raw == latest.raw
     assert await store.entry(7, plain) is not None and await store.entry(8, plain) is None
+
+
+async def test_no_write_without_current_consent(redis: Redis) -> None:
+    store = UserStore(redis, FER2013, consent_version=2)
+    with pytest.raises(NoConsent):
+        await store.record(9, "happy", PROBS)
+    await redis.set(f"moodring:user:{{{hash_user(9)}}}:consent", json.dumps({"version": 1}))  # an old version
+    with pytest.raises(NoConsent):
+        await store.correct(9, "1-0", "sad")
+    assert await store.keys(9) == [f"moodring:user:{{{hash_user(9)}}}:consent"]
+    await store.set_consent(9, True)
+    await store.record(9, "happy", PROBS)
+    assert len(await store.history(9)) == 1

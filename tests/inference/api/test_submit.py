@@ -44,7 +44,7 @@ async def test_submit_goes_through_the_queue_to_a_worker(
     junk.write_bytes(b"not an image at all")
 
     # nobody consumes the queue yet: a distinct exit status, quickly
-    lonely = _submit(redis_server, str(photo), "--timeout", "1")
+    lonely = _submit(redis_server, str(photo), "--timeout", "30")  # answered at once all the same
     assert lonely.returncode == 5, lonely.stderr
     assert "no worker answered" in lonely.stderr and "Traceback" not in lonely.stderr
 

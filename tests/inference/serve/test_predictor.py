@@ -215,3 +215,14 @@ def test_calm_baseline_shifts_only_the_senders_face(predictor: Predictor) -> Non
     assert face.reason.startswith(face.emotion)
     for before, after in zip(plain.faces[1:], relative.faces[1:], strict=True):  # never other people
         assert not after.baseline_applied and after.probs == pytest.approx(before.probs, abs=1e-5)
+
+
+def test_faces_past_the_cap_are_counted(tiny_model_dir: Path) -> None:
+    model, manifest = load_model(tiny_model_dir)
+    crowd = [_face(10 + 45 * (i % 5), 10 + 45 * (i // 5), 40) for i in range(10)]
+    p = Predictor(model, manifest, FakeDetector(crowd), bf16=False, max_faces=8)
+    try:
+        result = p.analyze(face_photo(size=(480, 360)), want_heatmap=False)
+    finally:
+        p.close()
+    assert len(result.faces) == 8 and result.faces_found == 10

@@ -38,3 +38,25 @@ def test_heat_is_drawn_only_where_the_map_has_evidence() -> None:
     top, bottom = hot[:20], hot[-20:]
     assert np.abs(top - 128).mean() < 5
     assert np.abs(bottom - 128).mean() > 40
+
+
+def _at(box: tuple[float, float, float, float], cam: np.ndarray) -> Overlay:
+    x0, y0, x1, y1 = box
+    centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+    # a crop square wider than the box, and rotated: its corners reach past the box
+    crop = Crop(pixels=np.zeros((48, 48), np.uint8), center=centre, side=(x1 - x0) * 1.3, angle_deg=12.0)
+    return Overlay(Face(box=box, score=0.99), crop, cam, EmotionRegistry(["happy"])["happy"], 0.93)
+
+
+def test_labels_stay_inside_the_image_and_colour_inside_the_face_box() -> None:
+    photo = Image.new("RGB", (200, 200), (128, 128, 128))
+    box = (140.0, 4.0, 198.0, 70.0)  # top-right corner: no room above, little to the right
+    png = render_png(photo, [_at(box, np.ones((48, 48), np.float32))])
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    dark = img.max(axis=2) < 70  # the caption's black backing
+    assert dark.any() and np.nonzero(dark)[1].max() < 199, "the caption runs off the right edge"
+    changed = np.abs(img - 128).max(axis=2) > 12
+    changed[2:72, 138:200] = False  # the box and its outline
+    ys, xs = np.nonzero(dark)
+    changed[ys.min() - 1 : ys.max() + 2, xs.min() - 1 : xs.max() + 2] = False  # the caption itself
+    assert not changed.any(), "heat colour spilled outside the face box"

@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inference.api.client import JobClient
-from inference.api.contract import Job, JobResult, image_key, result_key
-from inference.api.errors import Busy, JobFailed, JobTimeout
+from inference.api.contract import Job, JobResult, hash_user, image_key, result_key
+from inference.api.errors import Busy, JobFailed, JobTimeout, Unavailable
 from inference.api.settings import QueueSettings
 from inference.api.transport import open_transport
 from inference.serve.checkpoint import load_model
@@ -28,7 +28,7 @@ from inference.serve.personal import Personal
 from inference.serve.predictor import Predictor
 from inference.worker.service import Worker
 from inference.worker.settings import WorkerSettings
-from tests.conftest import _free_port, face_photo
+from tests.conftest import _free_port, face_photo, wait_for_worker
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -168,6 +168,7 @@ async def test_poison_job_is_dead_lettered_and_others_served(
     )
     worker = Worker(Redis.from_url(redis_server), predictor, settings, name="w-poison")
     run = asyncio.create_task(worker.run())
+    await wait_for_worker(redis)
     client = JobClient(redis, settings)
     try:
         poison = asyncio.create_task(client.analyze("poison", face_photo(size=(333, 300)), timeout_s=60))
@@ -179,6 +180,7 @@ async def test_poison_job_is_dead_lettered_and_others_served(
         assert err.value.code == "internal"
         dead = await redis.xrange(settings.dead_letter_stream)
         assert len(dead) == 1
+        assert hash_user("poison").encode() not in repr(dead).encode()  # it would outlive /mood forget
         assert int(dead[0][1][b"deliveries"]) == settings.max_deliveries
         assert predictor.crashes >= settings.max_deliveries
         after = await client.analyze("after", face_photo(size=(120, 120)))
@@ -208,8 +210,14 @@ async def test_backlog_over_cap_is_refused_immediately(redis: Redis, redis_serve
 async def test_one_job_in_flight_per_user(redis: Redis, redis_server: str) -> None:
 
     settings = QueueSettings(redis_url=redis_server)
-    await open_transport(redis, settings).ensure_group()
+    queue = open_transport(redis, settings)
+    await queue.ensure_group()
     client = JobClient(redis, settings)
+    t0 = time.monotonic()
+    with pytest.raises(Unavailable):  # nobody consumes the queue: said at once, not after 2 s
+        await client.analyze(7, face_photo(), timeout_s=2)
+    assert time.monotonic() - t0 < 2
+    await queue.heartbeat("w-that-never-reads", 60)  # a worker that is alive but stuck
     first = asyncio.create_task(client.analyze(7, face_photo(), timeout_s=2))
     await asyncio.sleep(0.3)
     with pytest.raises(Busy):
@@ -340,6 +348,7 @@ async def test_the_worker_applies_the_senders_prior_and_calm_face_from_the_job(
     settings = WorkerSettings(redis_url=redis_server, block_ms=50, job_timeout_s=60)
     worker = Worker(Redis.from_url(redis_server), predictor, settings, name="w-personal")
     run = asyncio.create_task(worker.run())
+    await wait_for_worker(redis)
     client = JobClient(redis, settings)
     photo = face_photo(size=(96, 96))
     try:

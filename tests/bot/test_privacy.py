@@ -1,0 +1,172 @@
+"""Privacy and honest answers at the edges (issue 17): each test failed on the old main."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.mood_flow import check_mood
+from bot.store import UserStore
+from inference.api.contract import hash_user
+from inference.api.errors import NoFaceFound
+from tests.bot.conftest import BotFactory
+from tests.bot.helpers import accept_consent, check, custom_ids
+from tests.bot.test_mood_flow import PROBS, FakeAnalyzer, _photo, _rec
+from tests.conftest import face_photo
+from tests.fakediscord import BOT_USER, CHANNEL_ID, EPHEMERAL, FakeDiscord
+
+pytestmark = pytest.mark.timeout(180)
+
+ALICE, BOB = 4242, 5151
+
+
+async def _anything_about(redis: Redis, user_id: int) -> list[str]:
+    """Every key whose name or value mentions the user's raw id or hash."""
+    marks = (str(user_id).encode(), hash_user(user_id).encode())
+    found = []
+    async for key in redis.scan_iter(match="*"):
+        kind = (await redis.type(key)).decode()
+        if kind == "stream":
+            blob = repr(await redis.xrange(key)).encode()
+        elif kind == "hash":
+            blob = repr(await redis.hgetall(key)).encode()
+        elif kind == "set":
+            blob = repr(await redis.smembers(key)).encode()
+        elif kind == "list":
+            blob = repr(await redis.lrange(key, 0, -1)).encode()
+        elif kind == "zset":
+            blob = repr(await redis.zrange(key, 0, -1)).encode()
+        else:
+            blob = repr(await redis.get(key)).encode()
+        if any(m in key or m in blob for m in marks):
+            found.append(key.decode())
+    return found
+
+
+async def _forget(fake: FakeDiscord, user_id: int) -> str:
+    ix = await fake.slash(user_id, "mood", "forget")
+    await fake.acked(ix)
+    confirm = await fake.reply(ix)
+    click = await fake.click(user_id, confirm, f"mr:forget:{user_id}:yes")
+    assert (await fake.acked(click))["type"] == 6  # acknowledged before any deleting
+    await fake.wait_for(lambda: "deleted" in fake.messages[int(confirm["id"])]["content"], 10, "forget")
+    return str(fake.messages[int(confirm["id"])]["content"])
+
+
+async def test_a_stale_correction_after_forget_brings_nothing_back(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    await start_bot()
+    await accept_consent(fake, ALICE)
+    _, reading = await check(fake, ALICE)
+    fix = next(c for c in custom_ids(reading) if c.startswith(f"mr:fix:{ALICE}:"))
+    assert "records" in await _forget(fake, ALICE)
+    assert await _anything_about(redis, ALICE) == []
+    stale = await fake.click(ALICE, reading, fix, values=["happy"])
+    await fake.acked(stale)
+    assert "forget you" in (await fake.reply(stale))["content"]
+    assert await _anything_about(redis, ALICE) == []  # no corrections, prior or recs came back
+
+
+async def test_forget_leaves_sessions_hands_on_the_host_and_says_what_went(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    bot = await start_bot()
+    ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
+    await fake.acked(ix)
+    board = fake.messages[int(max(fake.messages))]
+    join = await fake.click(BOB, board, f"mr:sess:{CHANNEL_ID}:join")
+    await fake.acked(join)
+    assert await bot.services.sessions.is_host(CHANNEL_ID, ALICE)
+    said = await _forget(fake, ALICE)
+    assert "deleted 1 record." in said  # her session membership (the old code said "0 records")
+    view = await bot.services.sessions.view(CHANNEL_ID)
+    assert view.host_id == BOB and view.members == (BOB,)
+    assert await _anything_about(redis, ALICE) == []
+
+
+async def test_declining_consent_leaves_sessions_too(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    bot = await start_bot()
+    ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
+    await fake.acked(ix)
+    ix = await fake.slash(ALICE, "mood", "privacy")
+    await fake.acked(ix)
+    prompt = await fake.reply(ix)
+    decline = await fake.click(ALICE, prompt, f"mr:consent:{ALICE}:no")
+    assert (await fake.acked(decline))["type"] == 6
+    await fake.wait_for(
+        lambda: "stores nothing" in fake.messages[int(prompt["id"])]["content"], 10, "decline"
+    )
+    assert not await bot.services.sessions.exists(CHANNEL_ID)  # the only member left: it ended
+    assert await _anything_about(redis, ALICE) == []
+
+
+async def test_read_mood_reads_only_your_own_photos(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    await start_bot()
+    await accept_consent(fake, ALICE)
+    bobs = fake.message(BOB, [fake.upload(face_photo(size=(160, 160)))])
+    ix = await fake.context_menu(ALICE, "Read mood", bobs)
+    answer = await fake.acked(ix)
+    assert answer["type"] == 4 and "posted yourself" in answer["data"]["content"]
+    bots = fake.message(int(BOT_USER["id"]), [fake.upload(face_photo(size=(160, 160)))])
+    bots["author"] = BOT_USER
+    ix = await fake.context_menu(ALICE, "Read mood", bots)
+    assert "posted yourself" in (await fake.acked(ix))["data"]["content"]
+    assert await bot_history_len(redis, ALICE) == 0
+    own = fake.message(ALICE, [fake.upload(face_photo(size=(160, 160)))])
+    ix = await fake.context_menu(ALICE, "Read mood", own)
+    await fake.acked(ix)
+    assert (await fake.reply(ix))["embeds"]
+    assert await bot_history_len(redis, ALICE) == 1
+
+
+async def bot_history_len(redis: Redis, user_id: int) -> int:
+    return int(await redis.xlen(f"moodring:user:{{{hash_user(user_id)}}}:history"))
+
+
+async def test_with_no_worker_the_user_hears_at_once_that_analysis_is_down(
+    fake: FakeDiscord, start_bot: BotFactory, redis: Redis
+) -> None:
+    await start_bot(job_timeout_s=20)
+    await accept_consent(fake, ALICE)
+    t0 = time.monotonic()
+    _, msg = await check(fake, ALICE)
+    assert time.monotonic() - t0 < 2
+    assert "down right now" in msg["content"] and msg["flags"] & EPHEMERAL
+    _, msg = await check(fake, ALICE)  # and it didn't use up the cooldown
+    assert "down right now" in msg["content"]
+
+
+async def test_a_failed_check_does_not_use_up_the_cooldown(redis: Redis) -> None:
+    store = UserStore(redis, tuple(PROBS))
+    await store.set_consent(20, True)
+    failed = await check_mood(
+        20, _photo, store=store, analyzer=FakeAnalyzer(NoFaceFound()), recommender=_rec(redis), cooldown_s=30
+    )
+    assert failed.error == "no_face"
+    ok = await check_mood(
+        20, _photo, store=store, analyzer=FakeAnalyzer(), recommender=_rec(redis), cooldown_s=30
+    )
+    assert ok.error is None
+    again = await check_mood(
+        20, _photo, store=store, analyzer=FakeAnalyzer(), recommender=_rec(redis), cooldown_s=30
+    )
+    assert again.error == "cooldown"  # a successful one still does
+
+
+async def test_a_mention_with_text_is_not_an_error(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    await start_bot()
+    with caplog.at_level(logging.ERROR):
+        await fake.post(ALICE, [], dm=False, mention_bot=True, text="hello there, how are you?")
+        await asyncio.sleep(0.5)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.sessions import Sessions
 from bot.store import BotHistory, UserStore, user_prefix
@@ -60,7 +61,7 @@ async def main(keys: int, runs: int) -> None:
             try:
                 await redis.ping()
                 break
-            except OSError:
+            except RedisConnectionError:
                 await asyncio.sleep(0.05)
         t = time.perf_counter()
         await redis.execute_command("DEBUG", "POPULATE", keys, "unrelated")  # type: ignore[no-untyped-call]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.store import UserStore
-from inference.api.contract import FaceResult, JobResult, hash_user
+from inference.api.contract import FaceResult, JobResult
 from inference.api.errors import MoodringError
 from recommender.mood import Strategy
 from recommender.ranking import Recommendation
@@ -96,7 +96,7 @@ async def set_calm_face(
     try:
         result = await analyzer.analyze(user_id, await fetch(), want_heatmap=False)
     except MoodringError as exc:
-        log.info("calm face of user %s failed: %s", hash_user(user_id), exc.code)
+        log.info("calm face of user %s failed: %s", store.hash(user_id), exc.code)
         await store.release_cooldown(user_id)
         return BaselineOutcome(error=exc.code)
     face = result.faces[0]  # the largest: the sender's
@@ -146,7 +146,7 @@ async def check_mood(
             user_id, await fetch(), want_heatmap=True, prior=prior, baseline=calm["probs"] if calm else None
         )
     except MoodringError as exc:
-        log.info("check for user %s failed: %s", hash_user(user_id), exc.code)
+        log.info("check for user %s failed: %s", store.hash(user_id), exc.code)
         await store.release_cooldown(user_id)  # a failed check doesn't cost the user a wait
         return CheckOutcome(error=exc.code)
     faces = result.faces
@@ -155,7 +155,7 @@ async def check_mood(
         user_id, emotion, probs, raw=faces[0].raw_probs or None, baseline=faces[0].baseline_applied
     )
     chosen = strategy or recommender.mood_map.default_strategy(emotion)
-    tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=hash_user(user_id))
+    tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=store.hash(user_id))
     png = base64.b64decode(result.heatmap_png_b64) if result.heatmap_png_b64 else None
     return CheckOutcome(
         faces=faces,

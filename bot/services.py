@@ -51,12 +51,23 @@ def build_services(
         retention_days=settings.retention_days,
         max_entries=settings.history_max_entries,
         consent_version=settings.consent_version,
+        salt=settings.user_salt.get_secret_value(),
     )
     catalogs = build_catalogs(sources, redis, settings.redis_url)
     recommender = Recommender(mood_map, catalogs, BotHistory(store, session_ttl_s=settings.session_idle_s))
     sessions = Sessions(
-        redis, recommender, idle_s=settings.session_idle_s, vote_ratio=settings.session_vote_ratio
+        redis,
+        recommender,
+        idle_s=settings.session_idle_s,
+        vote_ratio=settings.session_vote_ratio,
+        hasher=store.hash,
     )
     return Services(
-        settings, redis, store, JobClient(redis, settings, blobs=blobs), recommender, sessions, emotions
+        settings,
+        redis,
+        store,
+        JobClient(redis, settings, blobs=blobs, salt=settings.user_salt.get_secret_value()),
+        recommender,
+        sessions,
+        emotions,
     )

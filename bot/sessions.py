@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -95,9 +95,11 @@ class Sessions:
         recommender: Recommender,
         idle_s: int = 3600,
         vote_ratio: float = 0.5,
+        hasher: Callable[[int], str] = hash_user,
     ) -> None:
         self.redis = redis
         self.recommender = recommender
+        self.hasher = hasher  # the store's: user ids become the deployment's salted hashes
         self.idle_s = idle_s
         self.vote_ratio = vote_ratio
         self._vote = redis.register_script(VOTE_LUA)
@@ -109,14 +111,18 @@ class Sessions:
     def _all(self, channel_id: int) -> list[str]:
         return [self._k(channel_id, n) for n in ("state", "members", "moods", "queue", "votes", "recs")]
 
-    @staticmethod
-    def _user_key(user_id: int) -> str:
-        return f"{user_prefix(hash_user(user_id))}:sessions"
+    def _user_key(self, user_id: int) -> str:
+        return f"{user_prefix(self.hasher(user_id))}:sessions"
 
     async def _touch(self, channel_id: int) -> None:
+        """Keep the session, and each member's index entry for it, alive for ``idle_s`` more."""
+        members = await self.redis.smembers(self._k(channel_id, "members"))
         async with self.redis.pipeline(transaction=True) as pipe:
             for key in self._all(channel_id):
                 pipe.expire(key, self.idle_s)
+            for m in members:  # an index never outlives the sessions it names by long
+                pipe.expire(self._user_key(int(m)), self.idle_s + 60, gt=True)
+                pipe.expire(self._user_key(int(m)), self.idle_s + 60, nx=True)
             await pipe.execute()
 
     # lifecycle --------------------------------------------------------------------------------
@@ -302,13 +308,15 @@ class Sessions:
             members_raw, queue_raw, votes = await pipe.execute()
         members = tuple(sorted(int(m) for m in members_raw))
         queue = tuple(QueuedTrack(t, tuple(a), u, r) for t, a, u, r in (json.loads(x) for x in queue_raw))
-        moods = await self._moods(channel_id)
+        # one label per person who checked in (their own face, the first), not one per face
+        raw_moods = await self.redis.hvals(self._k(channel_id, "moods"))
+        people = [json.loads(blob)[0][2] for blob in raw_moods if json.loads(blob)]
         return SessionView(
             channel_id=channel_id,
             host_id=int(state["host"]),
             strategy=state["strategy"],  # type: ignore[arg-type]
             members=members,
-            mood_line=mood_line(len(members), [lab for _, lab in moods], state["strategy"]),
+            mood_line=mood_line(len(members), people, state["strategy"]),
             queue=queue,
             votes=int(votes),
             votes_needed=int(len(members) * self.vote_ratio) + 1,

@@ -17,6 +17,11 @@ class BotSettings(QueueSettings):
     """
 
     discord_token: SecretStr
+    user_salt: SecretStr = Field(
+        min_length=16,
+        description="per-deployment secret mixed into user hashes (keys, logs), so they can't be "
+        "matched to public Discord ids; keep it stable (changing it orphans everyone's data)",
+    )
     discord_api_base: str | None = Field(
         default=None, description="REST base URL, e.g. a rate-limit proxy; default: discord.com/api/v10"
     )

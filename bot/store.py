@@ -73,15 +73,21 @@ class UserStore:
         retention_days: int = 90,
         max_entries: int = 1000,
         consent_version: int = 1,
+        salt: str = "moodring",
     ) -> None:
         self.redis = redis
+        self.salt = salt
         self.classes = tuple(classes)
         self.retention_s = retention_days * DAY
         self.max_entries = max_entries
         self.consent_version = consent_version
 
+    def hash(self, user_id: int | str) -> str:
+        """The user's pseudonym in keys and logs, salted with this deployment's secret."""
+        return hash_user(user_id, self.salt)
+
     def _key(self, user_id: int | str, name: str) -> str:
-        return f"{user_prefix(hash_user(user_id))}:{name}"
+        return f"{user_prefix(self.hash(user_id))}:{name}"
 
     def _consent_ok(self, raw: bytes | str | None) -> bool:
         return raw is not None and json.loads(raw).get("version") == self.consent_version
@@ -161,7 +167,7 @@ class UserStore:
             pipe.xtrim(key, minid=min_id, approximate=False)
             pipe.expire(key, self.retention_s)
 
-        res = await self.consented_write(hash_user(user_id), fill)
+        res = await self.consented_write(self.hash(user_id), fill)
         return as_text(res[0])
 
     async def history(
@@ -185,7 +191,7 @@ class UserStore:
             pipe.expire(self._key(user_id, "corrections"), self.retention_s)
             pipe.expire(self._key(user_id, "prior"), self.retention_s)
 
-        await self.consented_write(hash_user(user_id), fill)
+        await self.consented_write(self.hash(user_id), fill)
 
     async def prior(self, user_id: int | str) -> dict[str, float]:
         """The user's class weights from their corrections (Laplace-smoothed), sent with each job.
@@ -224,7 +230,7 @@ class UserStore:
         value = {"probs": {c: round(v, 5) for c, v in mean.items()}, "photos": n + 1, "at": time.time()}
         key = self._key(user_id, "baseline")
         await self.consented_write(
-            hash_user(user_id), lambda pipe: pipe.set(key, json.dumps(value), ex=self.retention_s)
+            self.hash(user_id), lambda pipe: pipe.set(key, json.dumps(value), ex=self.retention_s)
         )
         return value
 

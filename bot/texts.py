@@ -51,6 +51,11 @@ BASELINE_NONE = "You haven't shown me a calm face yet. `/mood baseline set` with
 BASELINE_CLEARED = "Your calm face is gone; your readings are the model's own again."
 BASELINE_GONE = "That reading is no longer stored, so it can't become your calm face."
 MORE_FACES = "…and {more} I didn't read (8 at most per photo, the largest)."
+READING_YOUR_PHOTO = "Reading the photo you posted; your reading will arrive here, only for you."
+DMS_CLOSED = (
+    "{mention} I can only send readings by DM, and yours are closed to me: nothing was read or kept. "
+    "Open DMs from server members, or use `/mood check`."
+)
 NOT_YOUR_PHOTO = "I only read photos you posted yourself: faces are personal. Try one of your own."
 FORGOTTEN = "You asked me to forget you, so this button does nothing now. `/mood check` starts again."
 PRIOR_USED = "*Read with your corrections taken into account.*"

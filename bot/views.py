@@ -18,7 +18,6 @@ import discord
 from bot import embeds, texts
 from bot.context import context
 from bot.store import NoConsent
-from inference.api.contract import hash_user
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
@@ -159,7 +158,7 @@ class CorrectSelect(
         except NoConsent:  # an old reply after /mood forget or a decline: store nothing
             await interaction.followup.send(texts.FORGOTTEN, ephemeral=True)
             return
-        tracks = await services.recommender.recommend(emotion, user=hash_user(self.owner))
+        tracks = await services.recommender.recommend(emotion, user=services.store.hash(self.owner))
         embed = embeds.tracks_embed(tracks, title=texts.CORRECTED.format(emotion=emotion))
         await interaction.followup.send(embed=embed, view=link_view(tracks), ephemeral=True)
 

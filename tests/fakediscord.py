@@ -78,6 +78,7 @@ class FakeDiscord:
         self.sockets: list[web.WebSocketResponse] = []  # identified gateway connections, in order
         self._seqs: dict[int, itertools.count[int]] = {}
         self._dms: dict[int, int] = {}  # user id → DM channel id
+        self.closed_dms: set[int] = set()  # users who don't accept DMs from the bot (error 50007)
         self.identified = 0
         self.edits: dict[int, list[float]] = {}
         self._limits: list[tuple[str, re.Pattern[str], float]] = []
@@ -439,6 +440,9 @@ class FakeDiscord:
             recipient = int(body["recipient_id"])
             return 200, {"id": str(self.dm_channel(recipient)), "type": 1, "recipients": [user(recipient)]}
         if (m := re.fullmatch(r"/channels/(\d+)/messages", path)) and method == "POST":
+            closed = {self._dms.get(u) for u in self.closed_dms}
+            if int(m.group(1)) in closed:
+                return 403, {"message": "Cannot send messages to this user", "code": 50007}
             return 200, self._new_message(body, files, int(body.get("flags") or 0), channel=int(m.group(1)))
         if m := re.fullmatch(r"/channels/\d+/messages/(\d+)", path):
             msg_id = int(m.group(1))

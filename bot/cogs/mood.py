@@ -23,7 +23,6 @@ from bot.mood_flow import (
     set_calm_face,
 )
 from bot.store import DAY, summarize
-from inference.api.contract import hash_user
 
 if TYPE_CHECKING:
     from bot.app import MoodringBot
@@ -103,7 +102,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
                     analyzer=self.services.analyzer,
                     cooldown_s=self.services.settings.cooldown_s,
                 )
-        log.info("calm face by %s: %s", hash_user(user_id), out.error or out.reads_as)
+        log.info("calm face by %s: %s", self.services.store.hash(user_id), out.error or out.reads_as)
         if out.error == "consent_needed":
             await interaction.followup.send(texts.CONSENT, view=views.consent_view(user_id), ephemeral=True)
         elif out.error:
@@ -173,6 +172,14 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         photo = next((a for a in message.attachments if (a.content_type or "").startswith("image/")), None)
         if photo is None:
             return
+        if not isinstance(message.channel, discord.DMChannel):
+            # Make sure the reading can reach the author's DMs before reading anything: with
+            # DMs closed nothing is analysed or stored, and the channel gets one line, no reading.
+            try:
+                await message.author.send(texts.READING_YOUR_PHOTO)
+            except discord.Forbidden:
+                await message.channel.send(texts.DMS_CLOSED.format(mention=message.author.mention))
+                return
         refusal = self._refusal(photo)
         if refusal:
             await message.author.send(refusal)
@@ -221,7 +228,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
                 strategy=strategy,
                 cooldown_s=self.services.settings.cooldown_s,
             )
-        log.info("check by %s: %s", hash_user(user_id), out.error or out.emotion)
+        log.info("check by %s: %s", self.services.store.hash(user_id), out.error or out.emotion)
         return out
 
     def _reply(self, user_id: int, out: CheckOutcome, share: bool = True) -> dict[str, Any]:

@@ -65,9 +65,15 @@ class JobClient:
     """What the bot uses to get a photo analysed by some worker."""
 
     def __init__(
-        self, redis: Redis, settings: QueueSettings, max_side: int = WORKING_SIDE, blobs: Redis | None = None
+        self,
+        redis: Redis,
+        settings: QueueSettings,
+        max_side: int = WORKING_SIDE,
+        blobs: Redis | None = None,
+        salt: str = "moodring",
     ) -> None:
         self._queue = open_transport(redis, settings, blobs=blobs)
+        self._salt = salt  # the deployment's user-hash secret (the same as the bot's store)
         self._settings = settings
         self._max_side = max_side
 
@@ -94,7 +100,7 @@ class JobClient:
         s = self._settings
         timeout = timeout_s or s.job_timeout_s
         shrunk = await asyncio.to_thread(shrink_for_queue, data, self._max_side)
-        user = hash_user(user_id)
+        user = hash_user(user_id, self._salt)
         job_id = uuid.uuid4().hex
         depth = await retry_transient(self._queue.backlog)
         if depth.total >= s.max_backlog:

@@ -14,10 +14,17 @@ from redis.asyncio import Redis
 from bot.app import MoodringBot, use_api_base
 from bot.services import build_services
 from bot.settings import BotSettings
+from inference.api.contract import hash_user
 from tests.conftest import wait_for_worker
 from tests.fakediscord import FakeDiscord
 
 BotFactory = Callable[..., Awaitable[MoodringBot]]
+TEST_SALT = "a-test-deployment-secret"
+
+
+def uh(user_id: int) -> str:
+    """A user's hash as the test bots compute it."""
+    return hash_user(user_id, TEST_SALT)
 
 
 @pytest.fixture
@@ -64,6 +71,7 @@ async def start_bot(fake: FakeDiscord, redis_server: str, redis: Redis) -> Async
     async def factory(**overrides: Any) -> MoodringBot:
         values: dict[str, Any] = {
             "discord_token": "fake-token",
+            "user_salt": TEST_SALT,
             "discord_api_base": fake.api_base,
             "redis_url": redis_server,
             "cooldown_s": 0,

@@ -14,8 +14,7 @@ import pytest
 from discord import app_commands
 from redis.asyncio import Redis
 
-from inference.api.contract import hash_user
-from tests.bot.conftest import BotFactory
+from tests.bot.conftest import BotFactory, uh
 from tests.bot.helpers import accept_consent, check, custom_ids, links
 from tests.conftest import face_photo
 from tests.fakediscord import CHANNEL_ID, EPHEMERAL, FakeDiscord
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _user_keys(redis: Redis, user_id: int) -> list[bytes]:
-    return [k async for k in redis.scan_iter(match=f"*{hash_user(user_id)}*")]
+    return [k async for k in redis.scan_iter(match=f"*{uh(user_id)}*")]
 
 
 async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
@@ -233,6 +232,7 @@ async def test_python_m_bot_runs_against_discord_and_exits_cleanly_on_sigterm(
     env.update(
         PYTHONPATH=str(ROOT),
         MOODRING_DISCORD_TOKEN="fake-token",
+        MOODRING_USER_SALT="a-test-deployment-secret",
         MOODRING_DISCORD_API_BASE=fake.api_base,
         MOODRING_REDIS_URL=redis_server,
         MOODRING_LOG_LEVEL="WARNING",

@@ -13,7 +13,7 @@ from bot.mood_flow import check_mood
 from bot.store import UserStore
 from inference.api.contract import hash_user
 from inference.api.errors import NoFaceFound
-from tests.bot.conftest import BotFactory
+from tests.bot.conftest import BotFactory, uh
 from tests.bot.helpers import accept_consent, check, custom_ids
 from tests.bot.test_mood_flow import PROBS, FakeAnalyzer, _photo, _rec
 from tests.conftest import face_photo
@@ -26,7 +26,7 @@ ALICE, BOB = 4242, 5151
 
 async def _anything_about(redis: Redis, user_id: int) -> list[str]:
     """Every key whose name or value mentions the user's raw id or hash."""
-    marks = (str(user_id).encode(), hash_user(user_id).encode())
+    marks = (str(user_id).encode(), uh(user_id).encode(), hash_user(user_id).encode())
     found = []
     async for key in redis.scan_iter(match="*"):
         kind = (await redis.type(key)).decode()
@@ -129,7 +129,7 @@ async def test_read_mood_reads_only_your_own_photos(
 
 
 async def bot_history_len(redis: Redis, user_id: int) -> int:
-    return int(await redis.xlen(f"moodring:user:{{{hash_user(user_id)}}}:history"))
+    return int(await redis.xlen(f"moodring:user:{{{uh(user_id)}}}:history"))
 
 
 async def test_with_no_worker_the_user_hears_at_once_that_analysis_is_down(
@@ -170,3 +170,47 @@ async def test_a_mention_with_text_is_not_an_error(
         await fake.post(ALICE, [], dm=False, mention_bot=True, text="hello there, how are you?")
         await asyncio.sleep(0.5)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_mention_with_closed_dms_reads_and_keeps_nothing_and_says_so_in_one_line(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    await start_bot()
+    await accept_consent(fake, ALICE)
+    fake.closed_dms.add(ALICE)
+    before = len(fake.channel_messages(CHANNEL_ID))
+    await fake.post(ALICE, [fake.upload(face_photo(size=(160, 160)))], dm=False, mention_bot=True)
+    said = await fake.wait_for(lambda: fake.channel_messages(CHANNEL_ID)[before:], 30, "a channel line")
+    await asyncio.sleep(0.5)
+    assert len(said) == 1 and "DMs" in said[0]["content"] and not said[0]["embeds"]
+    assert not said[0]["attachments"]  # no reading, no heatmap in the channel
+    assert await bot_history_len(redis, ALICE) == 0  # nothing analysed or stored
+    assert await redis.exists("moodring:jobs") == 0 or await redis.xlen("moodring:jobs") == 0
+
+
+async def test_keys_use_the_deployments_secret_salt_and_session_indexes_expire(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    bot = await start_bot()
+    await accept_consent(fake, ALICE)
+    await check(fake, ALICE)
+    keys = [k.decode() async for k in redis.scan_iter(match="moodring:user:*")]
+    assert keys and all(uh(ALICE) in k for k in keys)
+    public = hash_user(ALICE)  # the old constant salt: anyone could compute it from a Discord id
+    assert not [k async for k in redis.scan_iter(match=f"*{public}*")]
+    ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
+    await fake.acked(ix)
+    index = f"moodring:user:{{{uh(ALICE)}}}:sessions"
+    ttl = await redis.ttl(index)
+    assert 0 < ttl <= bot.services.settings.session_idle_s + 60  # the index never outlives its sessions
+
+
+def test_the_bot_needs_a_per_deployment_salt() -> None:
+    from pydantic import ValidationError
+
+    from bot.settings import BotSettings
+
+    with pytest.raises(ValidationError, match="user_salt"):
+        BotSettings(discord_token="t")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="user_salt"):
+        BotSettings(discord_token="t", user_salt="short")  # type: ignore[arg-type]

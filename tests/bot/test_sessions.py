@@ -11,8 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.app import MoodringBot
-from inference.api.contract import hash_user
-from tests.bot.conftest import BotFactory
+from tests.bot.conftest import BotFactory, uh
 from tests.bot.helpers import accept_consent, check, custom_ids
 from tests.fakediscord import CHANNEL_ID, FakeDiscord
 
@@ -131,7 +130,7 @@ async def test_idle_session_expires_by_itself(fake: FakeDiscord, start_bot: BotF
     confirm = await fake.click(BOB, prompt, f"mr:forget:{BOB}:yes")
     await fake.acked(confirm)
     await fake.wait_for(lambda: "deleted" in fake.messages[int(prompt["id"])]["content"], 10, "forget")
-    assert [k async for k in redis.scan_iter(match=f"*{hash_user(BOB)}*")] == []
+    assert [k async for k in redis.scan_iter(match=f"*{uh(BOB)}*")] == []
 
 
 async def test_forget_removes_the_member_from_sessions(
@@ -187,3 +186,20 @@ async def test_reuse_latest_mood_and_the_last_one_out_ends_it(
     assert "You left" in await _press(fake, BOB, board, "leave")
     assert "You left" in await _press(fake, HOST, board, "leave")
     assert await _session_keys(redis) == []
+
+
+async def test_the_session_line_counts_people_not_faces(
+    fake: FakeDiscord, start_bot: BotFactory, redis: Redis
+) -> None:
+    bot = await start_bot()
+    await _start(fake)
+    sessions = bot.services.sessions
+    classes = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+    def face(top: str) -> dict[str, float]:
+        return {c: (0.7 if c == top else 0.05) for c in classes}
+
+    # the host sends a group photo: their own face (largest, first) is happy, two friends are sad
+    view = await sessions.check_in(CHANNEL_ID, HOST, [face("happy"), face("sad"), face("sad")])
+    assert view.mood_line.startswith("1 person: mostly happy"), view.mood_line
+    assert "sad" not in view.mood_line

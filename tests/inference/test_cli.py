@@ -54,6 +54,7 @@ def test_bot_with_an_invalid_mood_map_fails_at_start_up(tmp_path: Path) -> None:
     bad.write_text('{"schema_version": 1, "emotions": {"happy": {"valence": 7}}}')
     env = {
         "MOODRING_DISCORD_TOKEN": "not-used",
+        "MOODRING_USER_SALT": "a-test-deployment-secret",
         "MOODRING_MOOD_MAP": str(bad),
         "MOODRING_LOG_LEVEL": "WARNING",
     }

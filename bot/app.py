@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from redis.exceptions import RedisError
 
-from bot import texts
+from bot import texts, views
 from bot.board import EditCoalescer, SessionBoard
+from bot.mood_flow import CheckOutcome, finish_check
+from bot.recovery import OpenCheck
 from bot.services import Services
 from bot.views import DYNAMIC_ITEMS, session_view
+from inference.api.errors import MoodringError
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +42,15 @@ class MoodringBot(commands.AutoShardedBot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.services = services
+        self._adopting: asyncio.Task[None] | None = None
+        self._orphans: set[asyncio.Task[None]] = set()
         self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis), session_view)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*DYNAMIC_ITEMS)
+        await self.services.ledger.beat()
+        self._adopting = asyncio.create_task(self._adopt_loop(), name="adopt orphaned checks")
         for ext in EXTENSIONS:
             await self.load_extension(ext)
         guild_id = self.services.settings.dev_guild_id
@@ -66,11 +76,59 @@ class MoodringBot(commands.AutoShardedBot):
             if await self.services.sessions.exists(channel_id):
                 left += int(await self.services.sessions.is_member(channel_id, user_id))
                 await self.board.act(channel_id, "leave", user_id)
+        await self.services.pending.drop_for(user_id)
         return left + await self.services.store.forget(user_id)
 
     async def close(self) -> None:
         self.board.coalescer.cancel()
+        for task in (self._adopting, *self._orphans):
+            if task is not None:
+                task.cancel()
         await super().close()
+
+    async def _adopt_loop(self, every_s: float = 2.0) -> None:
+        """Beat, and finish the checks of bot processes that stopped (``bot.recovery``)."""
+        while True:
+            try:
+                await self.services.ledger.beat()
+                for check in await self.services.ledger.adopt():
+                    task = asyncio.create_task(self._finish_orphan(check), name=f"orphan {check.job_id}")
+                    self._orphans.add(task)
+                    task.add_done_callback(self._orphan_done)
+            except RedisError:
+                log.warning("could not look for orphaned checks (redis); trying again", exc_info=True)
+            await asyncio.sleep(every_s)
+
+    def _orphan_done(self, task: asyncio.Task[None]) -> None:
+        self._orphans.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("finishing an orphaned check failed", exc_info=task.exception())
+
+    async def _finish_orphan(self, check: OpenCheck) -> None:
+        """Wait for the worker's answer to a check another process started, and reply to it."""
+        s = self.services
+        try:
+            result = await s.analyzer.resume(check.user_id, check.job_id, check.deadline - time.time() + 2)
+            out = await finish_check(
+                check.user_id,
+                result,
+                store=s.store,
+                recommender=s.recommender,
+                strategy=check.strategy,  # type: ignore[arg-type]
+            )
+        except MoodringError as exc:
+            await s.store.release_cooldown(check.user_id)
+            out = CheckOutcome(error="restarted" if exc.code == "timeout" else exc.code)
+        reply = views.reply_for(s, check.user_id, out)
+        files = reply.pop("files", [])
+        webhook = discord.Webhook.partial(check.application_id, check.token, client=self)
+        # "@original": the interaction's first response, addressable with the token alone
+        await webhook.edit_message("@original", attachments=files, **reply)  # type: ignore[call-overload]
+        log.info(
+            "finished check %s of user %s after its bot process stopped",
+            check.job_id,
+            s.store.hash(check.user_id),
+        )
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -31,6 +31,8 @@ class DownloadFailed(MoodringError):
 class Analyzer(Protocol):
     """The submit side of the queue (:class:`inference.api.client.JobClient`)."""
 
+    async def resume(self, user_id: int | str, job_id: str, wait_s: float) -> JobResult: ...
+
     async def analyze(
         self,
         user_id: int | str,
@@ -39,6 +41,7 @@ class Analyzer(Protocol):
         timeout_s: float | None = None,
         prior: Mapping[str, float] | None = None,
         baseline: Mapping[str, float] | None = None,
+        job_id: str | None = None,
     ) -> JobResult: ...
 
 
@@ -129,6 +132,7 @@ async def check_mood(
     recommender: Recommender,
     strategy: Strategy | None = None,
     cooldown_s: float = 10.0,
+    job_id: str | None = None,
 ) -> CheckOutcome:
     """Run one selfie through the whole product flow. Never raises for user-caused problems.
 
@@ -143,12 +147,25 @@ async def check_mood(
         prior = await store.prior(user_id)
         calm = await store.baseline(user_id)
         result = await analyzer.analyze(
-            user_id, await fetch(), want_heatmap=True, prior=prior, baseline=calm["probs"] if calm else None
+            user_id,
+            await fetch(),
+            want_heatmap=True,
+            prior=prior,
+            baseline=calm["probs"] if calm else None,
+            job_id=job_id,
         )
     except MoodringError as exc:
         log.info("check for user %s failed: %s", store.hash(user_id), exc.code)
         await store.release_cooldown(user_id)  # a failed check doesn't cost the user a wait
         return CheckOutcome(error=exc.code)
+    return await finish_check(user_id, result, store=store, recommender=recommender, strategy=strategy)
+
+
+async def finish_check(
+    user_id: int, result: JobResult, *, store: UserStore, recommender: Recommender, strategy: Strategy | None
+) -> CheckOutcome:
+    """The worker answered: store the reading, choose the music (also used by a process that
+    took over a check whose bot process died)."""
     faces = result.faces
     emotion, probs = faces[0].emotion, dict(faces[0].probs)
     entry_id = await store.record(

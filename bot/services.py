@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings
 from redis.asyncio import Redis
 
 from bot.mood_flow import Analyzer
+from bot.pending import PendingChecks
+from bot.recovery import CheckLedger, process_name
 from bot.sessions import Sessions
 from bot.settings import BotSettings
 from bot.store import BotHistory, UserStore
@@ -28,6 +30,8 @@ class Services:
     recommender: Recommender
     sessions: Sessions
     emotions: EmotionRegistry
+    pending: PendingChecks
+    ledger: CheckLedger
 
 
 def build_services(
@@ -70,4 +74,6 @@ def build_services(
         recommender,
         sessions,
         emotions,
+        PendingChecks(blobs or redis, store.hash),
+        CheckLedger(blobs or redis, process_name()),
     )

@@ -26,6 +26,8 @@ CONSENT = (
     "for your history (see `/mood privacy`). Is that OK?"
 )
 CONSENT_ACCEPTED = "Thanks! Run `/mood check` again with your photo."
+CONSENT_ACCEPTED_READING = "Thanks! Reading the photo you sent…"
+PENDING_GONE = "The photo you sent earlier is no longer available: run `/mood check` with it again."
 CONSENT_DECLINED = "No problem: moodring will not analyse your photos and stores nothing about you."
 
 SHARED = "{mention} shared their mood reading."

@@ -17,6 +17,8 @@ import discord
 
 from bot import embeds, texts
 from bot.context import context
+from bot.mood_flow import CheckOutcome, DownloadFailed, check_mood
+from bot.services import Services
 from bot.store import NoConsent
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
@@ -40,24 +42,28 @@ CHOICES: dict[str, tuple[tuple[str, discord.ButtonStyle], tuple[str, discord.But
 
 class ChoiceButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"mr:(?P<kind>consent|forget):(?P<owner>\d+):(?P<answer>yes|no)",
+    template=r"mr:(?P<kind>consent|forget):(?P<owner>\d+):(?P<answer>yes|no)(?::(?P<pending>[0-9a-f]{16}))?",
 ):
-    """Yes/no buttons of the consent prompt and of the /mood forget confirmation."""
+    """Yes/no buttons of the consent prompt and of the /mood forget confirmation.
 
-    def __init__(self, kind: str, owner: int, yes: bool) -> None:
+    A consent prompt shown for a photo carries a ``pending`` token: Accept reads that photo.
+    """
+
+    def __init__(self, kind: str, owner: int, yes: bool, pending: str | None = None) -> None:
         label, style = CHOICES[kind][0 if yes else 1]
+        suffix = f":{pending}" if pending else ""
         super().__init__(
             discord.ui.Button(
-                label=label, style=style, custom_id=f"mr:{kind}:{owner}:{'yes' if yes else 'no'}"
+                label=label, style=style, custom_id=f"mr:{kind}:{owner}:{'yes' if yes else 'no'}{suffix}"
             )
         )
-        self.kind, self.owner, self.yes = kind, owner, yes
+        self.kind, self.owner, self.yes, self.pending = kind, owner, yes, pending
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> ChoiceButton:
-        return cls(match["kind"], int(match["owner"]), match["answer"] == "yes")
+        return cls(match["kind"], int(match["owner"]), match["answer"] == "yes", match["pending"])
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return await _owner_only(interaction, self.owner)
@@ -66,8 +72,15 @@ class ChoiceButton(
         bot = context(interaction)
         if self.kind == "consent" and self.yes:
             await bot.services.store.set_consent(self.owner, True)
-            await interaction.response.edit_message(content=texts.CONSENT_ACCEPTED, view=None)
+            if not self.pending:
+                await bot.services.pending.drop_for(self.owner)  # consent given another way
+                await interaction.response.edit_message(content=texts.CONSENT_ACCEPTED, view=None)
+                return
+            await interaction.response.edit_message(content=texts.CONSENT_ACCEPTED_READING, view=None)
+            await self._read_pending(interaction, self.pending)
             return
+        if self.pending:
+            await context(interaction).services.pending.drop(self.pending)
         if self.kind == "forget" and not self.yes:
             await interaction.response.edit_message(content=texts.FORGET_CANCELLED, view=None)
             return
@@ -77,6 +90,31 @@ class ChoiceButton(
         deleted = await bot.forget_user(self.owner)
         text = texts.CONSENT_DECLINED if self.kind == "consent" else texts.forget_done(deleted)
         await interaction.edit_original_response(content=text, view=None)
+
+    async def _read_pending(self, interaction: discord.Interaction, token: str) -> None:
+        """Read the photo sent with the first `/mood check`, now that consent is given."""
+        services = context(interaction).services
+        held = await services.pending.take(token, self.owner)
+        if held is None:
+            await interaction.followup.send(texts.PENDING_GONE, ephemeral=True)
+            return
+
+        async def fetch() -> bytes:
+            try:
+                return await interaction.client.http.get_from_cdn(held.url)
+            except discord.HTTPException as exc:
+                raise DownloadFailed(str(exc.status)) from exc
+
+        out = await check_mood(
+            self.owner,
+            fetch,
+            store=services.store,
+            analyzer=services.analyzer,
+            recommender=services.recommender,
+            strategy=held.strategy,  # type: ignore[arg-type]
+            cooldown_s=services.settings.cooldown_s,
+        )
+        await interaction.followup.send(**reply_for(services, self.owner, out), ephemeral=True)
 
 
 class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:share:(?P<owner>\d+)"):
@@ -256,11 +294,23 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
 )
 
 
-def consent_view(owner: int) -> discord.ui.View:
+def consent_view(owner: int, pending: str | None = None) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ChoiceButton("consent", owner, True))
-    view.add_item(ChoiceButton("consent", owner, False))
+    view.add_item(ChoiceButton("consent", owner, True, pending))
+    view.add_item(ChoiceButton("consent", owner, False, pending))
     return view
+
+
+def reply_for(services: Services, user_id: int, out: CheckOutcome, share: bool = True) -> dict[str, Any]:
+    """Message arguments for a check's outcome: consent prompt, error sentence or the full answer."""
+    if out.error == "consent_needed":
+        return {"content": texts.CONSENT, "view": consent_view(user_id)}
+    if out.error:
+        max_mb = services.settings.max_photo_bytes / 2**20
+        return {"content": texts.error(out.error, seconds=out.retry_after_s, max_mb=max_mb)}
+    embed, files = embeds.check_embed(out, services.emotions)
+    view = check_view(user_id, out.entry_id, out.tracks, services.emotions, share=share)
+    return {"embed": embed, "files": files, "view": view}
 
 
 def forget_view(owner: int) -> discord.ui.View:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +23,7 @@ from bot.mood_flow import (
     check_mood,
     set_calm_face,
 )
+from bot.recovery import OpenCheck
 from bot.store import DAY, summarize
 
 if TYPE_CHECKING:
@@ -199,8 +201,25 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             await interaction.response.send_message(refusal or texts.error("no_image"), ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        out = await self._analyse(interaction.user.id, photo, strategy)
-        await interaction.followup.send(**self._reply(interaction.user.id, out), ephemeral=True)
+        # In the ledger until answered: if this process dies meanwhile, another one finishes it.
+        job_id = uuid.uuid4().hex
+        ledger = self.services.ledger
+        deadline = time.time() + self.services.settings.job_timeout_s + 5
+        check = OpenCheck(
+            job_id, interaction.application_id, interaction.token, interaction.user.id, strategy, deadline
+        )
+        await ledger.open(check)
+        try:
+            out = await self._analyse(interaction.user.id, photo, strategy, job_id=job_id)
+            reply = self._reply(interaction.user.id, out)
+            if out.error == "consent_needed":  # Accept will read this photo: no re-upload
+                token = await self.services.pending.hold(interaction.user.id, photo.url, strategy)
+                reply["view"] = views.consent_view(interaction.user.id, pending=token)
+            await interaction.followup.send(**reply, ephemeral=True)
+        finally:
+            # cancelled (shutting down): it stays in the ledger and another process finishes it
+            if not _cancelling():
+                await ledger.close(job_id)
         if out.error is None:
             await self._check_in(interaction, out)
 
@@ -213,7 +232,11 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         return texts.error(problem, max_mb=max_bytes / 2**20) if problem else None
 
     async def _analyse(
-        self, user_id: int, photo: discord.Attachment, strategy: StrategyChoice | None
+        self,
+        user_id: int,
+        photo: discord.Attachment,
+        strategy: StrategyChoice | None,
+        job_id: str | None = None,
     ) -> CheckOutcome:
         """Download (only if consent and cooldown allow) and run the check, within this process's cap."""
         if self._slots.locked():
@@ -227,20 +250,13 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
                 recommender=self.services.recommender,
                 strategy=strategy,
                 cooldown_s=self.services.settings.cooldown_s,
+                job_id=job_id,
             )
         log.info("check by %s: %s", self.services.store.hash(user_id), out.error or out.emotion)
         return out
 
     def _reply(self, user_id: int, out: CheckOutcome, share: bool = True) -> dict[str, Any]:
-        """Message arguments for an outcome: consent prompt, error sentence or the full answer."""
-        if out.error == "consent_needed":
-            return {"content": texts.CONSENT, "view": views.consent_view(user_id)}
-        if out.error:
-            max_mb = self.services.settings.max_photo_bytes / 2**20
-            return {"content": texts.error(out.error, seconds=out.retry_after_s, max_mb=max_mb)}
-        embed, files = embeds.check_embed(out, self.services.emotions)
-        view = views.check_view(user_id, out.entry_id, out.tracks, self.services.emotions, share=share)
-        return {"embed": embed, "files": files, "view": view}
+        return views.reply_for(self.services, user_id, out, share)
 
     async def _check_in(self, interaction: discord.Interaction, out: CheckOutcome) -> None:
         """A member of this channel's session adds the reading (every face) to the group mood."""
@@ -252,6 +268,11 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         view = await sessions.check_in(channel_id, interaction.user.id, faces)
         await self.bot.board.refresh(channel_id, view.message_id)
         await interaction.followup.send(texts.SESSION_CHECKED_IN, ephemeral=True)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _fetcher(photo: discord.Attachment) -> Callable[[], Awaitable[bytes]]:

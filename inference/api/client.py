@@ -85,11 +85,13 @@ class JobClient:
         timeout_s: float | None = None,
         prior: Mapping[str, float] | None = None,
         baseline: Mapping[str, float] | None = None,
+        job_id: str | None = None,
     ) -> JobResult:
         """Submit a photo and wait for its result.
 
         ``prior`` (correction weights) and ``baseline`` (the calm face's probabilities) re-weight
-        the classes of the sender's (largest) face in the worker.
+        the classes of the sender's (largest) face in the worker. ``job_id`` lets the caller
+        name the job first (so another process can :meth:`resume` waiting for it).
 
         Raises:
             BadImage, ImageTooLarge: the upload is unusable (checked before queueing).
@@ -101,7 +103,7 @@ class JobClient:
         timeout = timeout_s or s.job_timeout_s
         shrunk = await asyncio.to_thread(shrink_for_queue, data, self._max_side)
         user = hash_user(user_id, self._salt)
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         depth = await retry_transient(self._queue.backlog)
         if depth.total >= s.max_backlog:
             log.warning("shedding load: backlog %d >= %d (user %s)", depth.total, s.max_backlog, user)
@@ -127,6 +129,28 @@ class JobClient:
             result = await self._queue.wait_result(job_id, timeout)
         finally:
             await self._queue.cleanup(job, lock)
+        if result.error is not None:
+            raise JobFailed(result.error.code, result.error.detail)
+        return result
+
+    async def resume(self, user_id: int | str, job_id: str, wait_s: float) -> JobResult:
+        """Wait for a job another process submitted and stopped waiting for (it died), then clean up.
+
+        Raises JobTimeout when no answer comes within ``wait_s``; JobFailed for a typed error.
+        """
+        user = hash_user(user_id, self._salt)
+        now = time.time()
+        job = Job(
+            job_id=job_id,
+            user_hash=user,
+            image_key=image_key(job_id),
+            submitted_at=now,
+            deadline=now + wait_s,
+        )
+        try:
+            result = await self._queue.wait_result(job_id, max(wait_s, 0.5))
+        finally:
+            await self._queue.cleanup(job, inflight_key(user))
         if result.error is not None:
             raise JobFailed(result.error.code, result.error.detail)
         return result

@@ -80,6 +80,7 @@ USER_MESSAGES: dict[str, str] = {
     "no_image": "That message has no image attached.",
     "busy": "I'm very busy right now. Please try again in a minute.",
     "timeout": "That took too long, sorry. Please try again in a moment.",
+    "restarted": "I restarted while reading your photo and couldn't finish it. Please try again.",
     "unavailable": "Mood reading is down right now (no analysis worker is running). Please try again later.",
     "cooldown": "Easy there: you can check again in {seconds} s.",
     "download_failed": "I couldn't download that attachment from Discord. Please try again.",

@@ -37,8 +37,14 @@ async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
     ix, msg = await check(fake, ALICE)
     assert (await fake.acked(ix))["type"] == 5 and ix.callback_after_s is not None and ix.callback_after_s < 3
     assert "AI model" in msg["content"] and msg["flags"] & EPHEMERAL
-    assert await _user_keys(redis, ALICE) == []
-    await accept_consent(fake, ALICE)
+    # Nothing of hers is stored; only the photo's link is held (for Accept, at most 10 minutes,
+    # in the Redis that never persists) under keys of its own.
+    held = await _user_keys(redis, ALICE)
+    assert [k.split(b":")[1] for k in held] == [b"pending-of"] and 0 < await redis.ttl(held[0]) <= 600
+    await accept_consent(fake, ALICE)  # consent given another way: the held link is dropped
+    assert await _user_keys(redis, ALICE) == [] or all(
+        b"pending" not in k for k in await _user_keys(redis, ALICE)
+    )
 
     photo = face_photo(size=(160, 160))
     ix, msg = await check(fake, ALICE, photo)
@@ -141,7 +147,7 @@ async def test_declining_consent_stores_nothing_and_nothing_is_analysed(
 ) -> None:
     await start_bot()
     _, msg = await check(fake, BOB)
-    decline = next(c for c in custom_ids(msg) if c.endswith(":no"))
+    decline = next(c for c in custom_ids(msg) if ":no" in c)
     click = await fake.click(BOB, msg, decline)
     assert (await fake.acked(click))["type"] == 6
     await fake.wait_for(lambda: "stores nothing" in fake.messages[int(msg["id"])]["content"], 10, "decline")

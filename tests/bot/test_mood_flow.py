@@ -43,6 +43,7 @@ class FakeAnalyzer:
         timeout_s: float | None = None,
         prior: Mapping[str, float] | None = None,
         baseline: Mapping[str, float] | None = None,
+        job_id: str | None = None,
     ) -> JobResult:
         self.calls += 1
         self.priors.append(dict(prior or {}))

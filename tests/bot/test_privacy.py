@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -13,13 +17,16 @@ from bot.mood_flow import check_mood
 from bot.store import UserStore
 from inference.api.contract import hash_user
 from inference.api.errors import NoFaceFound
-from tests.bot.conftest import BotFactory, uh
+from tests.bot.conftest import TEST_SALT, BotFactory, uh
 from tests.bot.helpers import accept_consent, check, custom_ids
 from tests.bot.test_mood_flow import PROBS, FakeAnalyzer, _photo, _rec
 from tests.conftest import face_photo
 from tests.fakediscord import BOT_USER, CHANNEL_ID, EPHEMERAL, FakeDiscord
 
 pytestmark = pytest.mark.timeout(180)
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 ALICE, BOB = 4242, 5151
 
@@ -214,3 +221,87 @@ def test_the_bot_needs_a_per_deployment_salt() -> None:
         BotSettings(discord_token="t")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="user_salt"):
         BotSettings(discord_token="t", user_salt="short")  # type: ignore[arg-type]
+
+
+async def test_accepting_consent_reads_the_photo_already_sent(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
+) -> None:
+    bot = await start_bot()
+    _, prompt = await check(fake, ALICE)
+    assert "AI model" in prompt["content"] and await bot_history_len(redis, ALICE) == 0
+    accept = next(c for c in custom_ids(prompt) if c.startswith(f"mr:consent:{ALICE}:yes:"))
+    click = await fake.click(ALICE, prompt, accept)
+    assert (await fake.acked(click))["type"] == 7
+    reading = await fake.reply(click, 1)
+    assert reading["embeds"] and "You look" in reading["embeds"][0]["title"]  # no re-upload
+    assert await bot_history_len(redis, ALICE) == 1
+    assert [k async for k in redis.scan_iter(match="moodring:pending:*")] == []  # the link is gone
+    token = accept.rsplit(":", 1)[1]
+    assert await bot.services.pending.take(token, ALICE) is None  # the held photo is read once
+
+
+async def test_a_check_survives_its_bot_process_dying(
+    fake: FakeDiscord,
+    start_bot: BotFactory,
+    redis: Redis,
+    redis_server: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    from inference.api.settings import QueueSettings
+    from inference.api.transport import open_transport
+    from inference.serve.checkpoint import load_model
+    from inference.serve.faces import FullFrameDetector
+    from inference.serve.predictor import Predictor
+    from inference.worker.service import Worker
+    from inference.worker.settings import WorkerSettings
+
+    await UserStore(redis, CLASSES, salt=TEST_SALT).set_consent(ALICE, True)
+    await open_transport(redis, QueueSettings()).heartbeat("w-busy-elsewhere", 60)  # a worker is "up"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODRING_", "SPOTIPY_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        MOODRING_DISCORD_TOKEN="fake-token",
+        MOODRING_USER_SALT=TEST_SALT,
+        MOODRING_DISCORD_API_BASE=fake.api_base,
+        MOODRING_REDIS_URL=redis_server,
+        MOODRING_JOB_TIMEOUT_S="60",
+        MOODRING_COOLDOWN_S="0",
+        MOODRING_LOG_LEVEL="WARNING",
+    )
+    first = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp_path, env=env)
+    try:
+        await fake.wait_ready(1, within=60)
+        ix = await fake.slash(
+            ALICE, "mood", "check", attachments={"photo": fake.upload(face_photo(size=(160, 160)))}
+        )
+        assert (await fake.acked(ix))["type"] == 5  # "thinking…"
+        while not await redis.exists("moodring:jobs") or not await redis.xlen("moodring:jobs"):
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)  # the bot process dies with the job queued
+        await first.wait()
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+
+    model, manifest = load_model(tiny_model_dir)
+    predictor = Predictor(model, manifest, FullFrameDetector(), bf16=False)
+    worker = Worker(
+        Redis.from_url(redis_server),
+        predictor,
+        WorkerSettings(redis_url=redis_server, block_ms=50),
+        name="w2",
+    )
+    run = asyncio.create_task(worker.run())
+    try:
+        await start_bot(job_timeout_s=60)  # another bot process takes the orphaned check over
+        reading = await fake.reply(ix, within=60)
+        assert reading["embeds"] and "You look" in reading["embeds"][0]["title"]
+        assert await bot_history_len(redis, ALICE) == 1
+        assert await redis.zcard("moodring:checks") == 0
+    finally:
+        worker.stop()
+        await run
+        await worker.redis.aclose()
+        predictor.close()

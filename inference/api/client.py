@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from inference.api.contract import Job, JobOptions, JobResult, hash_user, image_key, inflight_key
 from inference.api.errors import BadImage, Busy, JobFailed, Unavailable
@@ -31,6 +32,8 @@ SNIFF = (
     (b"GIF89a", "gif"),
     (b"RIFF", "webp"),
     (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
 )
 
 
@@ -99,15 +102,20 @@ class JobClient:
             Unavailable: no worker is alive (answered at once, not after the deadline).
             JobTimeout: no answer in time; JobFailed: the worker answered with an error.
         """
-        s = self._settings
-        timeout = timeout_s or s.job_timeout_s
         shrunk = await asyncio.to_thread(shrink_for_queue, data, self._max_side)
         user = hash_user(user_id, self._salt)
-        job_id = job_id or uuid.uuid4().hex
-        depth = await retry_transient(self._queue.backlog)
-        if depth.total >= s.max_backlog:
-            log.warning("shedding load: backlog %d >= %d (user %s)", depth.total, s.max_backlog, user)
-            raise Busy(f"backlog {depth.total}")
+        options = JobOptions(heatmap=want_heatmap, prior=dict(prior or {}), baseline=dict(baseline or {}))
+        try:
+            return await self._run(user, job_id or uuid.uuid4().hex, shrunk, options, timeout_s)
+        except RedisError as exc:  # after transient retries: Redis refused or is gone
+            log.warning("redis failed for user %s: %s: %s", user, type(exc).__name__, exc)
+            raise Unavailable(f"redis: {type(exc).__name__}") from exc
+
+    async def _run(
+        self, user: str, job_id: str, shrunk: bytes, options: JobOptions, timeout_s: float | None
+    ) -> JobResult:
+        s = self._settings
+        timeout = timeout_s or s.job_timeout_s
         if not await retry_transient(lambda: self._queue.workers_alive(s.worker_alive_s)):
             log.warning("no worker alive: refusing job of user %s at once", user)
             raise Unavailable(f"no worker beat in the last {s.worker_alive_s:g} s")
@@ -121,10 +129,12 @@ class JobClient:
             image_key=image_key(job_id),
             submitted_at=now,
             deadline=now + timeout,
-            options=JobOptions(heatmap=want_heatmap, prior=dict(prior or {}), baseline=dict(baseline or {})),
+            options=options,
         )
-        try:
-            await self._queue.submit(job, shrunk, int(timeout) + 5)
+        try:  # from here on the lock is released and the photo deleted whatever happens
+            if not await self._queue.submit(job, shrunk, int(timeout) + 5, s.max_backlog):
+                log.warning("shedding load: backlog at the cap %d (user %s)", s.max_backlog, user)
+                raise Busy("backlog at the cap")
             log.info("job %s submitted by user %s (%d bytes)", job_id, user, len(shrunk))
             result = await self._queue.wait_result(job_id, timeout)
         finally:

@@ -67,6 +67,7 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a hostile file's parser complaints are not for users
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im: Image.Image = Image.open(io.BytesIO(data))
             fmt = im.format or ""
@@ -92,6 +93,11 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
         raise ImageTooLarge("decompression bomb") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImage(f"cannot decode: {exc}") from exc
+    except MemoryError as exc:
+        raise ImageTooLarge("not enough memory to decode") from exc
+    except Exception as exc:  # a decoder bug on hostile input is still just a bad image
+        log.info("decoder raised %s on an upload; refused as a bad image", type(exc).__name__)
+        raise BadImage(f"cannot decode: {type(exc).__name__}") from exc
     if max(rgb.size) > limits.max_side:
         rgb.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return DecodedImage(rgb, (width, height), fmt)

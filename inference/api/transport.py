@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inference.api.contract import Job, JobResult, inflight_key, result_key
@@ -63,7 +63,7 @@ class Transport(Protocol):
     async def ensure_group(self) -> None: ...
     async def backlog(self) -> Backlog: ...
     async def lock_user(self, user_hash: str, job_id: str, ttl_s: int) -> bool: ...
-    async def submit(self, job: Job, image: bytes, ttl_s: int) -> None: ...
+    async def submit(self, job: Job, image: bytes, ttl_s: int, max_backlog: int) -> bool: ...
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult: ...
     async def cleanup(self, job: Job, lock: str) -> None: ...
     async def heartbeat(self, consumer: str, ttl_s: int) -> None: ...
@@ -76,6 +76,30 @@ class Transport(Protocol):
 
 
 DEAD_LETTER_AGE_S = 7 * 86_400
+
+# Atomic "add a job unless lag + pending of the group is at the cap" (KEYS[1] stream;
+# ARGV group, cap, approximate max length, job JSON). Returns 1 when added.
+ADD_IF_ROOM = """
+local lag, pending = 0, 0
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if ok then
+  for _, g in ipairs(groups) do
+    local name, l, p
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1]
+      elseif g[i] == 'lag' then l = g[i + 1]
+      elseif g[i] == 'pending' then p = g[i + 1] end
+    end
+    if name == ARGV[1] then
+      pending = tonumber(p) or 0
+      if l then lag = tonumber(l) else lag = redis.call('XLEN', KEYS[1]) end
+    end
+  end
+end
+if lag + pending >= tonumber(ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'job', ARGV[4])
+return 1
+"""
 WORKERS_KEY = "moodring:workers"  # sorted set: consumer -> time of its last heartbeat
 
 
@@ -122,6 +146,7 @@ class StreamTransport:
         self.blobs = blobs or redis
         self.s = settings
         self.dead_stream = dead_letter_stream or f"{settings.stream}:dead"
+        self._add_if_room = redis.register_script(ADD_IF_ROOM)
 
     # both sides ---------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -151,17 +176,20 @@ class StreamTransport:
     async def lock_user(self, user_hash: str, job_id: str, ttl_s: int) -> bool:
         return bool(await self.redis.set(inflight_key(user_hash), job_id, nx=True, ex=ttl_s))
 
-    async def submit(self, job: Job, image: bytes, ttl_s: int) -> None:
-        """The photo first (short TTL, in the blob store), then the job that points to it."""
-        entry = {"job": job.model_dump_json()}
-        if self.blobs is self.redis:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(job.image_key, image, ex=ttl_s)
-                pipe.xadd(self.s.stream, entry, maxlen=self.s.stream_maxlen, approximate=True)  # type: ignore[arg-type]
-                await pipe.execute()
-            return
+    async def submit(self, job: Job, image: bytes, ttl_s: int, max_backlog: int) -> bool:
+        """The photo first (short TTL, in the blob store), then the job that points to it.
+
+        The backlog check and the ``XADD`` are one script, so concurrent submitters can't push
+        the queue past ``max_backlog``. False (and the photo deleted again): the queue is full.
+        """
         await self.blobs.set(job.image_key, image, ex=ttl_s)
-        await self.redis.xadd(self.s.stream, entry, maxlen=self.s.stream_maxlen, approximate=True)  # type: ignore[arg-type]
+        added = await self._add_if_room(
+            keys=[self.s.stream],
+            args=[self.s.group, max_backlog, self.s.stream_maxlen, job.model_dump_json()],
+        )
+        if not added:
+            await self.blobs.delete(job.image_key)
+        return bool(added)
 
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult:
         deadline = time.monotonic() + wait_s
@@ -184,7 +212,7 @@ class StreamTransport:
             await self.blobs.delete(job.image_key, result_key(job.job_id))
             if await self.redis.get(lock) == job.job_id.encode():
                 await self.redis.delete(lock)
-        except TRANSIENT:
+        except RedisError:
             log.warning("could not clean up job %s (keys expire by TTL)", job.job_id)
 
     # worker side --------------------------------------------------------------------

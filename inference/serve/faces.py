@@ -226,6 +226,7 @@ def crop_face(image: Image.Image, face: Face, size: int = 48) -> Crop:
         if abs(angle) > 45:  # implausible landmark geometry: don't spin the face
             angle = 0.0
     grey = image.convert("L")
+    side = max(side, 2.0)  # a degenerate box (a 1-pixel image, say) still gives a crop
     # Cut a generous window first so rotating it is cheap and corners stay filled.
     half = side * 0.75
     window = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
@@ -233,12 +234,13 @@ def crop_face(image: Image.Image, face: Face, size: int = 48) -> Crop:
     if angle:
         fill = int(np.median(np.asarray(patch)))
         patch = patch.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=fill)
-    pw = patch.width
-    inner = (pw - side) / 2
+    pw, ph = patch.size
+    inner = max(0.0, (pw - side) / 2)
+    span = min(side, pw - 2 * inner, ph - 2 * inner)  # rounding of the window never overshoots
     patch = patch.resize(
         (size, size),
         Image.Resampling.BILINEAR,
-        box=(inner, inner, inner + side, inner + side),
+        box=(inner, inner, inner + span, inner + span),
         reducing_gap=2.0,
     )
     return Crop(np.asarray(patch, dtype=np.uint8), (cx, cy), side, angle)

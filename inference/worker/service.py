@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import click
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from inference.api.contract import Job, JobError, JobResult
 from inference.api.errors import MoodringError
@@ -85,6 +86,7 @@ class Worker:
         await loop.run_in_executor(self._executor, self.predictor.warm_up)
         await self._until_broker(self.queue.ensure_group)
         log.info("worker %s ready (batch %d, stream %s)", self.name, self.s.batch_size, self.s.stream)
+        pause = 0.5
         try:
             while not self._stopping.is_set():
                 try:
@@ -94,9 +96,16 @@ class Worker:
                         entries = await self.queue.read_new(self.name, self.s.batch_size, self.s.block_ms)
                     if entries:
                         await self._process(entries)
+                    pause = 0.5
                 except TRANSIENT as exc:
                     log.warning("redis unavailable (%s); reconnecting", exc)
                     await asyncio.sleep(0.5)
+                except RedisError as exc:
+                    # OOM, READONLY, MISCONF, ...: keep serving. Unacknowledged jobs stay pending and
+                    # are claimed again once Redis accepts writes; none is lost to the error.
+                    log.warning("redis refused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
         finally:
             self._executor.shutdown(wait=True)
             log.info(
@@ -110,7 +119,7 @@ class Worker:
         while True:
             try:
                 return await fn()
-            except TRANSIENT as exc:
+            except RedisError as exc:  # connection lost, or writes refused (OOM, READONLY, MISCONF)
                 if self._stopping.is_set():
                     raise
                 log.warning("waiting for redis: %s", exc)

@@ -196,7 +196,9 @@ async def test_poison_job_is_dead_lettered_and_others_served(
 
 async def test_backlog_over_cap_is_refused_immediately(redis: Redis, redis_server: str) -> None:
     settings = QueueSettings(redis_url=redis_server, max_backlog=5)
-    await open_transport(redis, settings).ensure_group()
+    queue = open_transport(redis, settings)
+    await queue.ensure_group()
+    await queue.heartbeat("w-busy", 60)  # a worker is up, the queue is full
     for i in range(5):
         await redis.xadd(settings.stream, {"job": f"{i}"})
     client = JobClient(redis, settings)
@@ -367,3 +369,31 @@ async def test_the_worker_applies_the_senders_prior_and_calm_face_from_the_job(
         await run
         await worker.redis.aclose()
         predictor.close()
+
+
+async def test_a_stalled_worker_resumed_after_the_claim_answers_no_one(
+    redis: Redis, redis_server: str, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    settings = QueueSettings(redis_url=redis_server, job_timeout_s=120, max_backlog=1000)
+    env = _env(redis_server, tiny_model_dir)  # claim after 400 ms idle
+    stalled = _spawn_worker(env)
+    workers.append(stalled)
+    await _wait_for_workers(redis, 1, settings)
+    client = JobClient(redis, settings)
+    photo = face_photo(size=(1000, 1000))
+    tasks = [asyncio.create_task(client.analyze(u, photo)) for u in range(4)]
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline and not (await redis.xpending(settings.stream, settings.group))["pending"]
+    ):
+        await asyncio.sleep(0.005)
+    stalled.send_signal(signal.SIGSTOP)  # frozen mid-batch, e.g. a long GC or a paused VM
+    try:
+        workers.append(_spawn_worker(env))
+        results = await asyncio.gather(*tasks)
+    finally:
+        stalled.send_signal(signal.SIGCONT)  # it wakes up and finishes its (now late) batch
+    assert len(results) == 4 and all(len(r.faces) == 1 for r in results)  # one answer each
+    await asyncio.sleep(3)
+    assert [k async for k in redis.scan_iter(match="moodring:res:*")] == []  # no late heatmap left
+    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []

@@ -72,10 +72,34 @@ class Transport(Protocol):
     async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]: ...
     async def images(self, jobs: Sequence[Job]) -> list[bytes | None]: ...
     async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None: ...
-    async def dead_letter(self, consumer: str, delivery: Delivery, result: JobResult | None) -> None: ...
+    async def dead_letter(
+        self, consumer: str, delivery: Delivery, result: JobResult | None, reason: str = ...
+    ) -> None: ...
+    async def prune_consumers(self, keep: str, idle_ms: int) -> list[str]: ...
 
 
 DEAD_LETTER_AGE_S = 7 * 86_400
+
+# Answer a job once (KEYS: result list, done marker, photo, caller's waiting key; ARGV: result
+# JSON, TTL). The first answer wins; none is stored when the caller has stopped waiting (gone,
+# or timed out), so a late answer never leaves a heatmap behind. The photo goes either way.
+ANSWER_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
+
+def waiting_key(job_id: str) -> str:
+    return f"moodring:waiting:{job_id}"
+
+
+def done_key(job_id: str) -> str:
+    return f"moodring:done:{job_id}"
+
 
 # Atomic "add a job unless lag + pending of the group is at the cap" (KEYS[1] stream;
 # ARGV group, cap, approximate max length, job JSON). Returns 1 when added.
@@ -147,6 +171,7 @@ class StreamTransport:
         self.s = settings
         self.dead_stream = dead_letter_stream or f"{settings.stream}:dead"
         self._add_if_room = redis.register_script(ADD_IF_ROOM)
+        self._answer_once = self.blobs.register_script(ANSWER_ONCE)
 
     # both sides ---------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -182,13 +207,16 @@ class StreamTransport:
         The backlog check and the ``XADD`` are one script, so concurrent submitters can't push
         the queue past ``max_backlog``. False (and the photo deleted again): the queue is full.
         """
-        await self.blobs.set(job.image_key, image, ex=ttl_s)
+        async with self.blobs.pipeline(transaction=True) as pipe:
+            pipe.set(job.image_key, image, ex=ttl_s)
+            pipe.set(waiting_key(job.job_id), "1", ex=ttl_s)  # the caller waits; gone when it stops
+            await pipe.execute()
         added = await self._add_if_room(
             keys=[self.s.stream],
             args=[self.s.group, max_backlog, self.s.stream_maxlen, job.model_dump_json()],
         )
         if not added:
-            await self.blobs.delete(job.image_key)
+            await self.blobs.delete(job.image_key, waiting_key(job.job_id))
         return bool(added)
 
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult:
@@ -209,7 +237,7 @@ class StreamTransport:
 
     async def cleanup(self, job: Job, lock: str) -> None:
         try:
-            await self.blobs.delete(job.image_key, result_key(job.job_id))
+            await self.blobs.delete(job.image_key, result_key(job.job_id), waiting_key(job.job_id))
             if await self.redis.get(lock) == job.job_id.encode():
                 await self.redis.delete(lock)
         except RedisError:
@@ -272,7 +300,9 @@ class StreamTransport:
         if done:
             await self._settle(done)
 
-    async def dead_letter(self, consumer: str, delivery: Delivery, result: JobResult | None) -> None:
+    async def dead_letter(
+        self, consumer: str, delivery: Delivery, result: JobResult | None, reason: str = "deliveries"
+    ) -> None:
         """Move an entry to the dead-letter stream, answering its caller with ``result``."""
         # No user hash in a dead letter: it would outlive /mood forget. The job without it is
         # enough to debug; a malformed entry keeps only its size.
@@ -281,35 +311,37 @@ class StreamTransport:
             "job": job,
             "malformed_bytes": 0 if delivery.job else len(delivery.raw),
             "entry": delivery.entry_id,
-            "deliveries": delivery.deliveries - 1,
+            "deliveries": delivery.deliveries,
             "worker": consumer,
+            "reason": reason,
         }
         await self._settle([(delivery, result)], dead=record)
 
     async def _settle(
         self, done: Sequence[tuple[Delivery, JobResult | None]], dead: dict[str, Any] | None = None
     ) -> None:
-        """Answers and photo deletions (blob store) first, then the acks (and dead letter).
+        """Answers (once each) and photo deletions first, then the acks (and the dead letter).
 
-        One transaction when both live in one Redis. With a separate blob store a crash between
-        the two leaves the entry unacknowledged: it is claimed again and answered again (the
-        caller took the first answer; the second expires with its TTL), never lost.
+        A crash between the two leaves the entry unacknowledged: it is claimed again, and its
+        second answer is dropped by the done marker; nothing is lost, nothing answered twice.
         """
-        same = self.blobs is self.redis
-        async with self.blobs.pipeline(transaction=True) as blob:
+        async with self.blobs.pipeline(transaction=False) as blob:
             for d, res in done:
-                if d.job is not None:
-                    if res is not None:  # None: nobody is waiting for an answer any more
-                        blob.rpush(result_key(d.job.job_id), res.model_dump_json())
-                        blob.expire(result_key(d.job.job_id), self.s.result_ttl_s)
+                if d.job is None:
+                    continue
+                if res is None:  # nobody is waiting for an answer any more
                     blob.delete(d.job.image_key)
-            if same:
-                self._acks(blob, done, dead)
+                    continue
+                job_id = d.job.job_id
+                await self._answer_once(
+                    keys=[result_key(job_id), done_key(job_id), d.job.image_key, waiting_key(job_id)],
+                    args=[res.model_dump_json(), self.s.result_ttl_s],
+                    client=blob,
+                )
             await blob.execute()
-        if not same:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                self._acks(pipe, done, dead)
-                await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._acks(pipe, done, dead)
+            await pipe.execute()
 
     def _acks(
         self, pipe: Any, done: Sequence[tuple[Delivery, JobResult | None]], dead: dict[str, Any] | None
@@ -320,6 +352,20 @@ class StreamTransport:
         for d, _ in done:
             pipe.xack(self.s.stream, self.s.group, d.entry_id)
             pipe.xdel(self.s.stream, d.entry_id)
+
+    async def prune_consumers(self, keep: str, idle_ms: int) -> list[str]:
+        """Remove consumers idle longer than ``idle_ms`` with nothing pending (dead workers)."""
+        try:
+            consumers = await self.redis.xinfo_consumers(self.s.stream, self.s.group)
+        except ResponseError:
+            return []
+        gone = []
+        for c in consumers:
+            name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
+            if name != keep and int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
+                await self.redis.xgroup_delconsumer(self.s.stream, self.s.group, name)
+                gone.append(name)
+        return gone
 
     async def recent_heartbeats(self, host: str) -> list[float]:
         """Heartbeat times of this host's consumers (container health check)."""

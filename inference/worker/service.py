@@ -74,6 +74,7 @@ class Worker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
         self._stopping = asyncio.Event()
         self._last_claim = 0.0
+        self._last_prune = 0.0
         self.processed = 0
 
     def stop(self) -> None:
@@ -136,6 +137,11 @@ class Worker:
         if now - self._last_claim < min(1.0, self.s.claim_idle_ms / 2000):
             return []
         self._last_claim = now
+        if now - self._last_prune > 60:  # dead consumers leave the group
+            self._last_prune = now
+            idle = max(10 * self.s.claim_idle_ms, 300_000)
+            for name in await self.queue.prune_consumers(keep=self.name, idle_ms=idle):
+                log.info("removed dead consumer %s from the group", name)
         out = []
         for d in await self.queue.claim_stale(self.name, self.s.claim_idle_ms, self.s.batch_size):
             if d.deliveries > self.s.max_deliveries:
@@ -145,15 +151,18 @@ class Worker:
             out.append(d)
         return out
 
-    async def _dead_letter(self, d: Delivery) -> None:
+    async def _dead_letter(self, d: Delivery, reason: str = "deliveries", answer: bool = True) -> None:
         log.error(
-            "job %s failed %d deliveries: moved to %s",
+            "job %s (%s, delivery %d): moved to %s",
             d.job.job_id if d.job else d.entry_id.decode(),
-            d.deliveries - 1,
+            reason,
+            d.deliveries,
             self.queue.dead_stream,
         )
-        res = None if d.job is None else self._error(d.job, "internal", "dead-lettered")
-        await self.queue.dead_letter(self.name, d, res)
+        res = None
+        if d.job is not None and answer:
+            res = self._error(d.job, "internal", f"dead-lettered: {reason}")
+        await self.queue.dead_letter(self.name, d, res, reason)
         self.metrics.observe("dead_letter", 0.0)
 
     async def _process(self, entries: list[Delivery]) -> None:
@@ -161,13 +170,11 @@ class Worker:
         live: list[tuple[Delivery, Job]] = []
         done: list[tuple[Delivery, JobResult | None]] = []
         for d in entries:
-            if d.job is None:
-                log.error("dropping malformed job entry %s", d.entry_id.decode())
-                done.append((d, None))
+            if d.job is None:  # every undeliverable entry ends in the dead-letter stream
+                await self._dead_letter(d, "malformed")
             elif d.job.deadline <= now:
-                # Its submitter stopped waiting at the deadline: no answer, just clean up.
-                log.info("job %s expired before compute; dropped", d.job.job_id)
-                done.append((d, None))
+                # Its submitter stopped waiting at the deadline: no answer, a dead letter.
+                await self._dead_letter(d, "expired", answer=False)
             else:
                 live.append((d, d.job))
         images = await self.queue.images([job for _, job in live])
@@ -208,7 +215,9 @@ class Worker:
                 try:
                     outs.extend(await loop.run_in_executor(self._executor, analyze, [img], [flag], [who]))
                 except Exception:
-                    log.exception("job crashed the model; leaving it pending for redelivery")
+                    # It crashed the model twice (in the batch and alone): another delivery won't
+                    # help, and waiting for N claims would outlast the caller's deadline.
+                    log.exception("job crashed the model on its own; dead-lettering it")
                     outs.append(None)
         batch_ms = (time.perf_counter() - t) * 1000
         self.metrics.batch_sizes[len(ready)] += 1
@@ -217,7 +226,8 @@ class Worker:
         results: list[tuple[Delivery, JobResult | None]] = []
         for (d, job, _), out in zip(ready, outs, strict=True):
             if out is None:
-                continue  # not acked: claimed again later, dead-lettered after N tries
+                await self._dead_letter(d, "crashed the model")
+                continue
             results.append((d, self._to_result(job, out, batch_ms, len(ready))))
         return results
 

@@ -26,6 +26,10 @@ class IntakeLimits:
     max_bytes: int = 20 * 1024 * 1024
     max_source_pixels: int = 100_000_000  # header-declared size; 50 MP phones fit, bombs don't
     max_side: int = WORKING_SIDE  # long side after decoding
+    # Memory the decoder may fill (pixels x bytes per pixel of the file's mode, after a JPEG's
+    # reduced decode): small files that declare huge canvases (a 35-byte GIF, a 157 KB 16-bit
+    # PNG, a 3 KB lossless WebP: ~81 MP each) are refused before any pixel is allocated.
+    max_decode_bytes: int = 160 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +80,18 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
             width, height = im.size
             if width <= 0 or height <= 0 or width * height > limits.max_source_pixels:
                 raise ImageTooLarge(f"{width}x{height} declared")
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)
-            if fmt == "JPEG":
+            # Only the first frame is ever decoded (no frame counting: that decodes them all).
+            if fmt in ("JPEG", "MPO"):
                 # DCT scaling: decode a 12-50 MP JPEG at 1/2, 1/4 or 1/8 size directly.
                 # Ask for the aspect-correct target so Pillow can pick the largest factor.
                 f = limits.max_side / max(width, height)
                 if f < 1:
                     im.draft("RGB", (max(1, int(width * f)), max(1, int(height * f))))
+            cost = im.width * im.height * BYTES_PER_PIXEL.get(im.mode, 4)
+            if cost > limits.max_decode_bytes:
+                raise ImageTooLarge(f"{width}x{height} {im.mode} needs {cost / 2**20:.0f} MB to decode")
             im.load()
+            im = _shrink_in_place(im, limits.max_side)  # before any conversion makes copies
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im)
     except (BadImage, ImageTooLarge):
@@ -103,12 +110,35 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
     return DecodedImage(rgb, (width, height), fmt)
 
 
+# Bytes a decoded pixel takes in each Pillow mode (what the decoder allocates).
+BYTES_PER_PIXEL: dict[str, float] = {
+    "1": 0.125, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3,
+    "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I;16": 2, "I;16B": 2, "I;16L": 2,
+    "I;16N": 2, "I": 4, "F": 4,
+}  # fmt: skip
+_REDUCIBLE = {"L", "LA", "La", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
+
+
+def _shrink_in_place(im: Image.Image, max_side: int) -> Image.Image:
+    """Cut a big decode down to about twice the working size in its own mode, copy-light.
+
+    Later conversions (palette, alpha, 16-bit) then touch a small image, never a full-size one.
+    """
+    factor = int(max(im.size) / (2 * max_side))
+    if factor < 2:
+        return im
+    if im.mode in _REDUCIBLE:
+        return im.reduce(factor)
+    size = (max(1, im.width // factor), max(1, im.height // factor))
+    return im.resize(size, Image.Resampling.NEAREST)  # P, 1 and 16-bit: no filter needed at 2x
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Convert any Pillow mode (L, LA, P, RGBA, CMYK, I;16, I, F, ...) to 8-bit RGB."""
     if im.mode in ("RGB",):
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
+        arr = np.asarray(im, dtype=np.float32)  # a small image by now (_shrink_in_place)
         lo, hi = float(arr.min()), float(arr.max())
         scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
         return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")

@@ -122,3 +122,34 @@ def test_the_cli_says_one_line_and_exits_4(tmp_path: Path) -> None:
         ours = [line for line in proc.stderr.splitlines() if line.startswith(str(path))]
         assert proc.returncode == 4 and len(ours) == 1, (name, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def _png_header(width: int, height: int, depth: int, colour: int) -> bytes:
+    """A PNG that declares a huge canvas in a few bytes (IHDR, an empty IDAT, IEND)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bombs_under_the_pixel_cap_are_refused_before_decoding() -> None:
+    from inference.api.errors import ImageTooLarge
+
+    limits = IntakeLimits()
+    for bomb in (_png_header(9400, 9400, 16, 0), _png_header(9000, 9000, 8, 6)):  # 16-bit grey, RGBA
+        with pytest.raises(ImageTooLarge, match="MB to decode"):
+            decode_image(bomb, limits)
+        with pytest.raises(ImageTooLarge):
+            shrink_for_queue(bomb)
+    # an 8-bit grey canvas of the same size fits the budget and comes out at working size
+    big = Image.new("L", (6000, 4000), 128)
+    buf = io.BytesIO()
+    big.save(buf, format="PNG")
+    decoded = decode_image(buf.getvalue(), limits)
+    assert max(decoded.image.size) == limits.max_side and decoded.image.mode == "RGB"

@@ -47,6 +47,33 @@ def _seeds() -> dict[str, bytes]:
     return out
 
 
+def bombs() -> list[tuple[str, bytes]]:
+    """Small files declaring huge canvases (under the 100 MP cap), built byte by byte."""
+    import struct
+    import zlib
+
+    gif = b"GIF89a" + struct.pack("<HHBBB", 9000, 9000, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    gif += b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00\x3b"
+    bits = (9000 - 1) | ((9000 - 1) << 14) | (1 << 28)  # VP8L: width-1, height-1, alpha
+    vp8l = b"\x2f" + struct.pack("<I", bits) + b"\x00" * 16
+    webp = b"RIFF" + struct.pack("<I", 12 + len(vp8l)) + b"WEBPVP8L" + struct.pack("<I", len(vp8l)) + vp8l
+    bmp = b"BM" + struct.pack("<IHHI", 54, 0, 0, 54)
+    bmp += struct.pack("<IiiHHIIiiII", 40, 30000, 30000, 1, 24, 0, 0, 0, 0, 0, 0)
+    text = zlib.compress(b"A" * 20_000_000, 9)
+    ztxt = b"bomb\x00\x00" + text
+    png = _png_header(64, 64, 8, 2)
+    chunk = struct.pack(">I", len(ztxt)) + b"zTXt" + ztxt + struct.pack(">I", zlib.crc32(b"zTXt" + ztxt))
+    ztxt_png = png[:33] + chunk + png[33:]
+    return [
+        ("bomb-gif-screen", gif),
+        ("bomb-webp-lossless", webp),
+        ("bomb-bmp-header", bmp),
+        ("bomb-png16", _png_header(9400, 9400, 16, 0)),
+        ("bomb-png-rgba", _png_header(9000, 9000, 8, 6)),
+        ("bomb-ztxt", ztxt_png),
+    ]
+
+
 def corpus(per_seed: int = 60) -> list[tuple[str, bytes]]:
     rng = random.Random(18)
     files: list[tuple[str, bytes]] = []
@@ -58,6 +85,7 @@ def corpus(per_seed: int = 60) -> list[tuple[str, bytes]]:
                 fuzzed[pos] = rng.randrange(256)
             files.append((f"{name}-fuzz{i}", bytes(fuzzed)))
         files.append((f"{name}-truncated", data[: len(data) // 3]))
+    files += bombs()
     files += [
         ("zero", b""),
         ("nul", b"\x00" * 4096),
@@ -102,7 +130,8 @@ def test_a_raw_worker_batch_keeps_hostile_photos_in_place(tiny_model_dir: Path) 
 
 
 def test_the_cli_says_one_line_and_exits_4(tmp_path: Path) -> None:
-    bad = [(n, d) for n, d in corpus(per_seed=4) if n.startswith(("tiff-fuzz", "random", "polyglot"))][:4]
+    keep = ("tiff-fuzz", "random", "polyglot", "bomb-")
+    bad = [(n, d) for n, d in corpus(per_seed=4) if n.startswith(keep) and n != "bomb-gif-screen"][:10]
     for name, data in bad:
         path = tmp_path / f"{name}.img"
         path.write_bytes(data)

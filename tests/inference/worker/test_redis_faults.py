@@ -1,4 +1,4 @@
-"""Redis refusing writes (OOM under noeviction, a READONLY replica): the worker keeps serving,
+"""Redis refusing writes (OOM under noeviction, a READONLY replica, MISCONF): the worker keeps serving,
 submitters get one typed error and their lock back, and the backlog cap holds under a race."""
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     assert binary is not None
     port = _free_port()
     args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    args += ["--dir", str(tmp_path), "--maxmemory-policy", "noeviction"]
+    # cwd /proc: a snapshot can never be written there, which is how MISCONF is provoked below
+    args += ["--dir", "/proc", "--maxmemory-policy", "noeviction"]
     proc = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -64,6 +65,12 @@ async def _refuse_writes(redis: Redis, how: str) -> None:
         await redis.set("ballast", b"x" * 65536)
         used = int((await redis.info("memory"))["used_memory"])
         await redis.config_set("maxmemory", used - 32768)  # below what is used: writes now fail
+    elif how == "misconf":  # a snapshot that fails to write: every write is refused (MISCONF)
+        await redis.config_set("save", "3600 1")
+        await redis.config_set("stop-writes-on-bgsave-error", "yes")
+        await redis.bgsave()
+        while (await redis.info("persistence"))["rdb_last_bgsave_status"] != "err":
+            await asyncio.sleep(0.05)
     else:  # a replica of a master that doesn't exist: every write is READONLY
         await redis.execute_command("REPLICAOF", "127.0.0.1", str(_free_port()))  # type: ignore[no-untyped-call]
 
@@ -71,11 +78,14 @@ async def _refuse_writes(redis: Redis, how: str) -> None:
 async def _accept_writes(redis: Redis, how: str) -> None:
     if how == "oom":
         await redis.config_set("maxmemory", 0)
+    elif how == "misconf":
+        await redis.config_set("stop-writes-on-bgsave-error", "no")
+        await redis.config_set("save", "")
     else:
         await redis.execute_command("REPLICAOF", "NO", "ONE")  # type: ignore[no-untyped-call]
 
 
-@pytest.mark.parametrize("how", ["oom", "readonly"])
+@pytest.mark.parametrize("how", ["oom", "readonly", "misconf"])
 async def test_worker_survives_refused_writes_and_serves_again(
     server: Server, tiny_model_dir: Path, how: str
 ) -> None:
@@ -130,3 +140,18 @@ async def test_the_backlog_cap_holds_when_many_submit_at_once(server: Server) ->
             await c.aclose()
     assert await server.redis.xlen(settings.stream) <= 200 and outcomes.count("queued") <= 200
     assert outcomes.count("busy") >= 320 - 200
+
+
+async def test_dead_consumers_leave_the_group_live_ones_and_their_jobs_stay(server: Server) -> None:
+    settings = QueueSettings(redis_url=server.url)
+    queue = open_transport(server.redis, settings)
+    await queue.ensure_group()
+    await server.redis.xgroup_createconsumer(
+        settings.stream, settings.group, "host-1-gone"
+    )  # read nothing, died
+    await server.redis.xadd(settings.stream, {"job": b"{}"})
+    await queue.read_new("host-2-stuck", 1, 10)  # died holding a job: kept until it is claimed
+    await asyncio.sleep(0.05)
+    gone = await queue.prune_consumers(keep="host-3-me", idle_ms=10)
+    left = {c["name"] for c in await server.redis.xinfo_consumers(settings.stream, settings.group)}
+    assert gone == ["host-1-gone"] and left == {b"host-2-stuck"}

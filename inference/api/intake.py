@@ -28,8 +28,9 @@ class IntakeLimits:
     max_side: int = WORKING_SIDE  # long side after decoding
     # Memory the decoder may fill (pixels x bytes per pixel of the file's mode, after a JPEG's
     # reduced decode): small files that declare huge canvases (a 35-byte GIF, a 157 KB 16-bit
-    # PNG, a 3 KB lossless WebP: ~81 MP each) are refused before any pixel is allocated.
-    max_decode_bytes: int = 160 * 1024 * 1024
+    # PNG, a 3 KB lossless WebP: ~81 MP each) are refused before any pixel is allocated. 72 MiB
+    # takes a 24 MP HEIC or PNG photo; JPEGs of any size decode reduced.
+    max_decode_bytes: int = 72 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

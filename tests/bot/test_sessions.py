@@ -87,6 +87,11 @@ async def test_start_join_check_in_vote_skip_and_end(
     assert fake.messages[int(board["id"])]["content"] == "This listening session has ended."
     assert await _session_keys(redis) == []
     assert [k async for k in redis.scan_iter(match="moodring:user:*:sessions")] == []
+    # nothing of the ended session survives it (its track history included); the board's edit
+    # lock is a second-long marker that expires by itself
+    left = [k async for k in redis.scan_iter(match=f"*{CHANNEL_ID}*")]
+    assert [k for k in left if not k.startswith(b"moodring:board:")] == []
+    assert all([0 < await redis.pttl(k) <= 11_000 for k in left])
 
 
 async def test_manage_channels_can_end_someone_elses_session(

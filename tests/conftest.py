@@ -22,42 +22,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start a throw-away redis-server on a free port; yield its URL."""
+def spawn_redis(*args: str, workdir: Path | str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a redis-server (extra ``args``) in ``workdir`` on a free port; its process and URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
     port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [binary, *args, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+                return proc, f"redis://127.0.0.1:{port}/0"
         except OSError:
             time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start")
-    yield f"redis://127.0.0.1:{port}/0"
+    proc.kill()
+    pytest.fail("redis-server did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start a throw-away redis-server on a free port; yield its URL."""
+    workdir = tmp_path_factory.mktemp("redis")
+    proc, url = spawn_redis("--save", "", "--appendonly", "no", workdir=workdir)
+    yield url
     proc.terminate()
     proc.wait(timeout=10)
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import yaml
 from redis.asyncio import Redis
 
 from inference.api.settings import QueueSettings
-from tests.conftest import _free_port, face_photo
+from tests.conftest import face_photo, spawn_redis
 from tests.inference.worker.test_service import ROOT, _env, _spawn_worker, _wait_for_workers
 
 pytestmark = pytest.mark.timeout(300)
@@ -31,23 +28,7 @@ def _compose_args(service: str) -> list[str]:
 
 
 def _start(args: list[str], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    proc = subprocess.Popen(
-        [binary, *args, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("redis-server did not start")
+    return spawn_redis(*args, workdir=workdir)
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@ submitters get one typed error and their lock back, and the backlog cap holds un
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +20,7 @@ from inference.serve.faces import FullFrameDetector
 from inference.serve.predictor import Predictor
 from inference.worker.service import Worker
 from inference.worker.settings import WorkerSettings
-from tests.conftest import _free_port, face_photo, wait_for_worker
+from tests.conftest import _free_port, face_photo, spawn_redis, wait_for_worker
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -38,21 +34,9 @@ class Server:
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     """A redis-server of this test's own (its configuration is changed under the worker)."""
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    port = _free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     # cwd /proc: a snapshot can never be written there, which is how MISCONF is provoked below
-    args += ["--dir", "/proc", "--maxmemory-policy", "noeviction"]
-    proc = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.05)
-    url = f"redis://127.0.0.1:{port}/0"
+    args = ["--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"]
+    proc, url = spawn_redis(*args, workdir="/proc")
     redis = Redis.from_url(url)
     yield Server(url, redis)
     await redis.aclose()

@@ -236,7 +236,7 @@ def crop_face(image: Image.Image, face: Face, size: int = 48) -> Crop:
         patch = patch.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=fill)
     pw, ph = patch.size
     inner = max(0.0, (pw - side) / 2)
-    span = min(side, pw - 2 * inner, ph - 2 * inner)  # rounding of the window never overshoots
+    span = min(side, pw - inner, ph - inner)  # the box stays inside the patch (tiny images)
     patch = patch.resize(
         (size, size),
         Image.Resampling.BILINEAR,

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inference.api.contract import Job, JobOptions, JobResult, hash_user, image_key, inflight_key
+from inference.api.contract import Job, JobOptions, JobResult, hash_user, image_key
 from inference.api.errors import BadImage, Busy, JobFailed, Unavailable
 from inference.api.settings import WORKING_SIDE, QueueSettings
 from inference.api.transport import open_transport, retry_transient
@@ -119,7 +119,6 @@ class JobClient:
         if not await retry_transient(lambda: self._queue.workers_alive(s.worker_alive_s)):
             log.warning("no worker alive: refusing job of user %s at once", user)
             raise Unavailable(f"no worker beat in the last {s.worker_alive_s:g} s")
-        lock = inflight_key(user)
         if not await self._queue.lock_user(user, job_id, int(timeout) + 5):
             raise Busy("one photo at a time")
         now = time.time()
@@ -138,29 +137,23 @@ class JobClient:
             log.info("job %s submitted by user %s (%d bytes)", job_id, user, len(shrunk))
             result = await self._queue.wait_result(job_id, timeout)
         finally:
-            await self._queue.cleanup(job, lock)
-        if result.error is not None:
-            raise JobFailed(result.error.code, result.error.detail)
-        return result
+            await self._queue.cleanup(job_id, user)
+        return _answered(result)
 
     async def resume(self, user_id: int | str, job_id: str, wait_s: float) -> JobResult:
         """Wait for a job another process submitted and stopped waiting for (it died), then clean up.
 
         Raises JobTimeout when no answer comes within ``wait_s``; JobFailed for a typed error.
         """
-        user = hash_user(user_id, self._salt)
-        now = time.time()
-        job = Job(
-            job_id=job_id,
-            user_hash=user,
-            image_key=image_key(job_id),
-            submitted_at=now,
-            deadline=now + wait_s,
-        )
         try:
             result = await self._queue.wait_result(job_id, max(wait_s, 0.5))
         finally:
-            await self._queue.cleanup(job, inflight_key(user))
-        if result.error is not None:
-            raise JobFailed(result.error.code, result.error.detail)
-        return result
+            await self._queue.cleanup(job_id, hash_user(user_id, self._salt))
+        return _answered(result)
+
+
+def _answered(result: JobResult) -> JobResult:
+    """The worker's answer, or its typed error raised as :class:`JobFailed`."""
+    if result.error is not None:
+        raise JobFailed(result.error.code, result.error.detail)
+    return result

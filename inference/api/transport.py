@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from inference.api.contract import Job, JobResult, inflight_key, result_key
+from inference.api.contract import Job, JobResult, image_key, inflight_key, result_key
 from inference.api.errors import JobTimeout
 from inference.api.settings import QueueSettings
 
@@ -65,7 +65,7 @@ class Transport(Protocol):
     async def lock_user(self, user_hash: str, job_id: str, ttl_s: int) -> bool: ...
     async def submit(self, job: Job, image: bytes, ttl_s: int, max_backlog: int) -> bool: ...
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult: ...
-    async def cleanup(self, job: Job, lock: str) -> None: ...
+    async def cleanup(self, job_id: str, user_hash: str) -> None: ...
     async def heartbeat(self, consumer: str, ttl_s: int) -> None: ...
     async def workers_alive(self, within_s: float) -> int: ...
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
@@ -235,13 +235,15 @@ class StreamTransport:
             if item is not None:
                 return JobResult.model_validate_json(item[1])
 
-    async def cleanup(self, job: Job, lock: str) -> None:
+    async def cleanup(self, job_id: str, user_hash: str) -> None:
+        """The caller is done with a job: its photo, answer and waiting mark go, and its lock."""
+        lock = inflight_key(user_hash)
         try:
-            await self.blobs.delete(job.image_key, result_key(job.job_id), waiting_key(job.job_id))
-            if await self.redis.get(lock) == job.job_id.encode():
+            await self.blobs.delete(image_key(job_id), result_key(job_id), waiting_key(job_id))
+            if await self.redis.get(lock) == job_id.encode():
                 await self.redis.delete(lock)
         except RedisError:
-            log.warning("could not clean up job %s (keys expire by TTL)", job.job_id)
+            log.warning("could not clean up job %s (keys expire by TTL)", job_id)
 
     # worker side --------------------------------------------------------------------
     async def heartbeat(self, consumer: str, ttl_s: int) -> None:

@@ -13,6 +13,7 @@ from torch import nn
 
 from inference.serve.faces import Crop, Face, Landmarks
 from inference.serve.model import resolve_layer
+from inference.serve.personal import reweight
 from inference.serve.precision import resolve_bf16
 
 
@@ -97,7 +98,6 @@ class CamClassifier:
         With weights, p'(c) ∝ p(c)·w(c) (a user's prior), and the map explains the raw score of
         the top class *after* re-weighting, so the label, the heatmap and the reason agree.
         """
-        log_w = None
         targets: list[Callable[[torch.Tensor], torch.Tensor]] | None = None
         if weights is not None:
             log_w = torch.from_numpy(np.log(np.clip(weights, 1e-12, None))).float()
@@ -105,9 +105,9 @@ class CamClassifier:
         elif self._target is not None:
             targets = [self._target] * batch.shape[0]
         maps = self._cam(input_tensor=batch, targets=targets)
-        scores = self._cam.outputs.detach().float() / self.temperature
-        raw = torch.softmax(scores, dim=1).numpy()
-        probs = raw if log_w is None else torch.softmax(scores + log_w, dim=1).numpy()
+        raw = torch.softmax(self._cam.outputs.detach().float() / self.temperature, dim=1).numpy()
+        # the same re-weighting `moodring evaluate --baseline-by` measures
+        probs = raw if weights is None else reweight(raw, weights).astype(np.float32)
         native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])
         self._cam.activations_and_grads.clear()
         self._cam.outputs = None

@@ -10,7 +10,7 @@ import base64
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.store import UserStore
 from inference.api.contract import FaceResult, JobResult
@@ -75,8 +75,19 @@ class BaselineOutcome:
 
     error: str | None = None
     retry_after_s: float = 0.0
-    photos: int = 0
-    reads_as: str | None = None  # the calm face's top class
+    saved: dict[str, Any] | None = None  # what UserStore.add_baseline stored
+
+    @property
+    def photos(self) -> int:
+        return int(self.saved["photos"]) if self.saved else 0
+
+    @property
+    def reads_as(self) -> str | None:
+        """The calm face's top class."""
+        if not self.saved:
+            return None
+        probs: dict[str, float] = self.saved["probs"]
+        return max(probs, key=probs.__getitem__)
 
 
 async def set_calm_face(
@@ -91,11 +102,8 @@ async def set_calm_face(
 
     Only the reading's probabilities are kept (``UserStore.add_baseline``), never the photo.
     """
-    if not await store.consent(user_id):
-        return BaselineOutcome(error="consent_needed")
-    wait = await store.take_cooldown(user_id, cooldown_s)
-    if wait > 0:
-        return BaselineOutcome(error="cooldown", retry_after_s=wait)
+    if stop := await _gate(user_id, store, cooldown_s):
+        return BaselineOutcome(error=stop[0], retry_after_s=stop[1])
     try:
         result = await analyzer.analyze(user_id, await fetch(), want_heatmap=False)
     except MoodringError as exc:
@@ -103,9 +111,15 @@ async def set_calm_face(
         await store.release_cooldown(user_id)
         return BaselineOutcome(error=exc.code)
     face = result.faces[0]  # the largest: the sender's
-    saved = await store.add_baseline(user_id, face.probs)
-    probs: dict[str, float] = saved["probs"]
-    return BaselineOutcome(photos=int(saved["photos"]), reads_as=max(probs, key=probs.__getitem__))
+    return BaselineOutcome(saved=await store.add_baseline(user_id, face.probs))
+
+
+async def _gate(user_id: int, store: UserStore, cooldown_s: float) -> tuple[str, float] | None:
+    """Why a photo may not be read now (consent, cooldown) with the wait, or None: go ahead."""
+    if not await store.consent(user_id):
+        return "consent_needed", 0.0
+    wait = await store.take_cooldown(user_id, cooldown_s)
+    return ("cooldown", wait) if wait > 0 else None
 
 
 def attachment_problem(content_type: str | None, size: int | None, max_bytes: int) -> str | None:
@@ -138,11 +152,8 @@ async def check_mood(
 
     ``fetch`` downloads the photo; it is only called once consent and cooldown allow a check.
     """
-    if not await store.consent(user_id):
-        return CheckOutcome(error="consent_needed")
-    wait = await store.take_cooldown(user_id, cooldown_s)
-    if wait > 0:
-        return CheckOutcome(error="cooldown", retry_after_s=wait)
+    if stop := await _gate(user_id, store, cooldown_s):
+        return CheckOutcome(error=stop[0], retry_after_s=stop[1])
     try:
         prior = await store.prior(user_id)
         calm = await store.baseline(user_id)

@@ -309,8 +309,8 @@ class Sessions:
         members = tuple(sorted(int(m) for m in members_raw))
         queue = tuple(QueuedTrack(t, tuple(a), u, r) for t, a, u, r in (json.loads(x) for x in queue_raw))
         # one label per person who checked in (their own face, the first), not one per face
-        raw_moods = await self.redis.hvals(self._k(channel_id, "moods"))
-        people = [json.loads(blob)[0][2] for blob in raw_moods if json.loads(blob)]
+        per_person = [json.loads(blob) for blob in await self.redis.hvals(self._k(channel_id, "moods"))]
+        people = [faces[0][2] for faces in per_person if faces]
         return SessionView(
             channel_id=channel_id,
             host_id=int(state["host"]),

@@ -223,10 +223,8 @@ class UserStore:
         known = {c: v / total for c, v in known.items()}
         old = await self.baseline(user_id)
         n = min(int(old["photos"]), BASELINE_PHOTOS - 1) if old else 0
-        mean = {
-            c: ((old["probs"].get(c, 0.0) * n) if old else 0.0) / (n + 1) + v / (n + 1)
-            for c, v in known.items()
-        }
+        before: dict[str, float] = old["probs"] if old else {}
+        mean = {c: (before.get(c, 0.0) * n + v) / (n + 1) for c, v in known.items()}
         value = {"probs": {c: round(v, 5) for c, v in mean.items()}, "photos": n + 1, "at": time.time()}
         key = self._key(user_id, "baseline")
         await self.consented_write(

@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -80,7 +80,7 @@ class ChoiceButton(
             await self._read_pending(interaction, self.pending)
             return
         if self.pending:
-            await context(interaction).services.pending.drop(self.pending)
+            await bot.services.pending.drop(self.pending)
         if self.kind == "forget" and not self.yes:
             await interaction.response.edit_message(content=texts.FORGET_CANCELLED, view=None)
             return
@@ -99,15 +99,9 @@ class ChoiceButton(
             await interaction.followup.send(texts.PENDING_GONE, ephemeral=True)
             return
 
-        async def fetch() -> bytes:
-            try:
-                return await interaction.client.http.get_from_cdn(held.url)
-            except discord.HTTPException as exc:
-                raise DownloadFailed(str(exc.status)) from exc
-
         out = await check_mood(
             self.owner,
-            fetch,
+            downloader(lambda: interaction.client.http.get_from_cdn(held.url)),
             store=services.store,
             analyzer=services.analyzer,
             recommender=services.recommender,
@@ -301,16 +295,33 @@ def consent_view(owner: int, pending: str | None = None) -> discord.ui.View:
     return view
 
 
+def error_reply(services: Services, user_id: int, code: str, retry_after_s: float = 0.0) -> dict[str, Any]:
+    """Message arguments for a flow that stopped: the consent prompt, or the error's sentence."""
+    if code == "consent_needed":
+        return {"content": texts.CONSENT, "view": consent_view(user_id)}
+    max_mb = services.settings.max_photo_bytes / 2**20
+    return {"content": texts.error(code, seconds=retry_after_s, max_mb=max_mb)}
+
+
 def reply_for(services: Services, user_id: int, out: CheckOutcome, share: bool = True) -> dict[str, Any]:
     """Message arguments for a check's outcome: consent prompt, error sentence or the full answer."""
-    if out.error == "consent_needed":
-        return {"content": texts.CONSENT, "view": consent_view(user_id)}
     if out.error:
-        max_mb = services.settings.max_photo_bytes / 2**20
-        return {"content": texts.error(out.error, seconds=out.retry_after_s, max_mb=max_mb)}
+        return error_reply(services, user_id, out.error, out.retry_after_s)
     embed, files = embeds.check_embed(out, services.emotions)
     view = check_view(user_id, out.entry_id, out.tracks, services.emotions, share=share)
     return {"embed": embed, "files": files, "view": view}
+
+
+def downloader(read: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:
+    """A photo download for the check flow (called only once consent and cooldown allow it)."""
+
+    async def fetch() -> bytes:
+        try:
+            return await read()
+        except discord.HTTPException as exc:
+            raise DownloadFailed(str(exc.status)) from exc
+
+    return fetch
 
 
 def forget_view(owner: int) -> discord.ui.View:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
@@ -18,7 +17,6 @@ from bot.chart import mood_chart
 from bot.mood_flow import (
     BaselineOutcome,
     CheckOutcome,
-    DownloadFailed,
     attachment_problem,
     check_mood,
     set_calm_face,
@@ -99,24 +97,18 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             async with self._slots:
                 out = await set_calm_face(
                     user_id,
-                    _fetcher(photo),
+                    views.downloader(photo.read),
                     store=self.services.store,
                     analyzer=self.services.analyzer,
                     cooldown_s=self.services.settings.cooldown_s,
                 )
         log.info("calm face by %s: %s", self.services.store.hash(user_id), out.error or out.reads_as)
-        if out.error == "consent_needed":
-            await interaction.followup.send(texts.CONSENT, view=views.consent_view(user_id), ephemeral=True)
-        elif out.error:
-            max_mb = self.services.settings.max_photo_bytes / 2**20
-            text = texts.error(out.error, seconds=out.retry_after_s, max_mb=max_mb)
-            await interaction.followup.send(text, ephemeral=True)
+        if out.error or out.saved is None:
+            reply = views.error_reply(self.services, user_id, out.error or "internal", out.retry_after_s)
+            await interaction.followup.send(**reply, ephemeral=True)
         else:
-            saved = await self.services.store.baseline(user_id)
-            assert saved is not None
-            await interaction.followup.send(
-                embeds.baseline_text(saved, self.services.emotions), ephemeral=True
-            )
+            text = embeds.baseline_text(out.saved, self.services.emotions)
+            await interaction.followup.send(text, ephemeral=True)
 
     @baseline.command(name="show", description="What moodring keeps of your calm face")
     async def baseline_show(self, interaction: discord.Interaction) -> None:
@@ -244,7 +236,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         async with self._slots:
             out = await check_mood(
                 user_id,
-                _fetcher(photo),
+                views.downloader(photo.read),
                 store=self.services.store,
                 analyzer=self.services.analyzer,
                 recommender=self.services.recommender,
@@ -273,18 +265,6 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
 def _cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _fetcher(photo: discord.Attachment) -> Callable[[], Awaitable[bytes]]:
-    """Download the attachment when the flow decides to (after consent and cooldown)."""
-
-    async def fetch() -> bytes:
-        try:
-            return await photo.read()
-        except discord.HTTPException as exc:
-            raise DownloadFailed(str(exc.status)) from exc
-
-    return fetch
 
 
 async def setup(bot: MoodringBot) -> None:  # type: ignore[misc]

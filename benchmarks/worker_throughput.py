@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from benchmarks._photos import selfie_jpeg
 from inference.api.client import JobClient
 from inference.api.settings import QueueSettings
+from inference.api.transport import WORKERS_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def pct(values: list[float], q: float) -> float:
 async def wait_workers(redis: Redis, n: int) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        if len([k async for k in redis.scan_iter(match="moodring:worker:*")]) >= n:
+        if await redis.zcard(WORKERS_KEY) >= n:
             return
         await asyncio.sleep(0.2)
     raise RuntimeError("workers did not start")

@@ -21,16 +21,16 @@ log = logging.getLogger("bot")
 async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_global: bool = False) -> None:
     """Open Redis, wire the services, run the bot until SIGTERM/SIGINT, close everything."""
     import discord
-    from redis.asyncio import Redis
 
     from bot.app import MoodringBot, use_api_base
     from bot.services import build_services
+    from inference.api.connect import connect
     from inference.api.emotions import EmotionError
     from inference.api.transport import connect_blobs
     from recommender.mood import MoodMapError
 
     use_api_base(settings.discord_api_base)
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings.redis_url, settings.redis_cluster)
     blobs = connect_blobs(settings)  # photos and heatmaps only; a Redis without persistence
     try:
         try:

@@ -33,14 +33,15 @@ class PendingChecks:
         return f"moodring:pending:{token}"
 
     def _user_key(self, user_id: int) -> str:
-        return f"moodring:pending-of:{self.hasher(user_id)}"
+        return f"moodring:pending-of:{{{self.hasher(user_id)}}}"
 
     async def hold(self, user_id: int, url: str, strategy: str | None) -> str:
         """Hold one photo link per user (a newer one replaces it); returns the Accept button's token."""
         token = secrets.token_hex(8)
         value = json.dumps({"user": user_id, "url": url, "strategy": strategy})
         old = await self.blobs.getset(self._user_key(user_id), token)
-        async with self.blobs.pipeline(transaction=True) as pipe:
+        # not one transaction: the keys sit on different cluster slots; each expires by itself
+        async with self.blobs.pipeline(transaction=False) as pipe:
             if old is not None:
                 pipe.delete(self._key(old.decode() if isinstance(old, bytes) else str(old)))
             pipe.set(self._key(token), value, ex=self.ttl_s)

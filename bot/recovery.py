@@ -25,7 +25,9 @@ from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
-LEDGER = "moodring:checks"  # sorted set: job id -> deadline
+# Sorted set job id -> deadline; its records share its hash tag (one cluster slot, so opening
+# and closing a check stay one transaction). Checks in flight are few: one slot carries them.
+LEDGER = "moodring:{checks}"
 TOKEN_LIFETIME_S = 15 * 60  # Discord's interaction tokens
 
 
@@ -51,7 +53,7 @@ class CheckLedger:
 
     @staticmethod
     def _record(job_id: str) -> str:
-        return f"moodring:check:{job_id}"
+        return f"moodring:{{checks}}:{job_id}"
 
     @staticmethod
     def _alive(process: str) -> str:

@@ -5,6 +5,9 @@ Lua scripts and MULTI blocks below are atomic) and a sliding TTL: every change p
 expiry of all of them ``idle_s`` into the future, so a forgotten session disappears by
 itself. Membership lives both in the session (``members``) and under the user's own hash
 tag (``moodring:user:{<user hash>}:sessions``) so ``/mood forget`` can find and leave them.
+The user's index is on another slot, so it is written beside the session's transaction, not
+in it: it is a hint (an entry whose session is gone is pruned when read), the session's own
+``members`` set is the truth.
 
 Keys (prefix ``moodring:session:{<channel>}``): ``state`` (hash: host, strategy, length,
 message, blend), ``members`` (set of user ids), ``moods`` (hash user id → JSON list
@@ -120,6 +123,8 @@ class Sessions:
         async with self.redis.pipeline(transaction=True) as pipe:
             for key in self._all(channel_id):
                 pipe.expire(key, self.idle_s)
+            await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:  # members' slots
             for m in members:  # an index never outlives the sessions it names by long
                 pipe.expire(self._user_key(int(m)), self.idle_s + 60, gt=True)
                 pipe.expire(self._user_key(int(m)), self.idle_s + 60, nx=True)
@@ -141,8 +146,8 @@ class Sessions:
                 },
             )
             pipe.sadd(self._k(channel_id, "members"), str(host_id))
-            pipe.sadd(self._user_key(host_id), str(channel_id))
             await pipe.execute()
+        await self.redis.sadd(self._user_key(host_id), str(channel_id))
         await self._touch(channel_id)
         return await self.view(channel_id)
 
@@ -160,8 +165,8 @@ class Sessions:
 
     async def _delete(self, channel_id: int) -> None:
         members = await self.redis.smembers(self._k(channel_id, "members"))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*self._all(channel_id))
+        await self.redis.delete(*self._all(channel_id))
+        async with self.redis.pipeline(transaction=False) as pipe:  # members' slots
             for m in members:
                 pipe.srem(self._user_key(int(m)), str(channel_id))
             await pipe.execute()
@@ -171,10 +176,8 @@ class Sessions:
         """Add a member; False if they already were one."""
         await self._state(channel_id)
         await self._prune_index(user_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(self._k(channel_id, "members"), str(user_id))
-            pipe.sadd(self._user_key(user_id), str(channel_id))
-            added, _ = await pipe.execute()
+        added = await self.redis.sadd(self._k(channel_id, "members"), str(user_id))
+        await self.redis.sadd(self._user_key(user_id), str(channel_id))
         await self._touch(channel_id)
         return bool(added)
 
@@ -185,9 +188,9 @@ class Sessions:
             pipe.srem(self._k(channel_id, "members"), str(user_id))
             pipe.hdel(self._k(channel_id, "moods"), str(user_id))
             pipe.srem(self._k(channel_id, "votes"), str(user_id))
-            pipe.srem(self._user_key(user_id), str(channel_id))
             pipe.smembers(self._k(channel_id, "members"))
-            removed, _, _, _, rest = await pipe.execute()
+            removed, _, _, rest = await pipe.execute()
+        await self.redis.srem(self._user_key(user_id), str(channel_id))
         if not rest:
             await self._delete(channel_id)
         else:

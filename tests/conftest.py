@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 import shutil
 import socket
 import subprocess
@@ -22,12 +23,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn_redis(*args: str, workdir: Path | str) -> tuple[subprocess.Popen[bytes], str]:
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = random.randrange(20_000, 30_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def spawn_redis(*args: str, workdir: Path | str, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start a redis-server (extra ``args``) in ``workdir`` on a free port; its process and URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
-    port = _free_port()
+    port = port or _free_port()
     command = [binary, *args, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
@@ -39,6 +54,92 @@ def spawn_redis(*args: str, workdir: Path | str) -> tuple[subprocess.Popen[bytes
             time.sleep(0.05)
     proc.kill()
     pytest.fail("redis-server did not start")
+
+
+class Cluster:
+    """A Redis Cluster of real ``redis-server --cluster-enabled yes`` nodes, made by ``redis-cli``."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]], ports: list[int]) -> None:
+        self.procs = procs
+        self.ports = ports
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def client(self) -> Redis:
+        from inference.api.connect import connect
+
+        return connect(self.url, cluster=True)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def spawn_cluster(workdir: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> Cluster:
+    """Start ``masters * (1 + replicas)`` nodes and join them with ``redis-cli --cluster create``."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.fail("redis-cli is not installed (apt-get install -y redis-server)")
+    procs, ports = [], []
+    for i in range(masters * (1 + replicas)):
+        node = Path(workdir) / f"node{i}"
+        node.mkdir()
+        proc, url = spawn_redis(
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms), "--save", "", "--appendonly", "no",
+            workdir=node,
+            port=_free_cluster_port(),
+        )  # fmt: skip
+        procs.append(proc)
+        ports.append(int(url.rsplit(":", 1)[1].split("/")[0]))
+    cluster = Cluster(procs, ports)
+    nodes = [f"127.0.0.1:{p}" for p in ports]
+    made = subprocess.run(
+        [cli, "--cluster", "create", *nodes, "--cluster-replicas", str(replicas), "--cluster-yes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if made.returncode != 0:
+        cluster.stop()
+        pytest.fail(f"redis-cli --cluster create failed: {made.stdout[-500:]} {made.stderr[-500:]}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # every node agrees the cluster is up
+        states = [
+            subprocess.run([cli, "-p", str(p), "cluster", "info"], capture_output=True, text=True).stdout
+            for p in ports
+        ]
+        if all("cluster_state:ok" in s for s in states):
+            return cluster
+        time.sleep(0.1)
+    cluster.stop()
+    pytest.fail("the cluster did not come up")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three masters, no replicas, shared by the tests that run on a cluster."""
+    cluster = spawn_cluster(tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster(redis_cluster: Cluster) -> AsyncIterator[Redis]:
+    """A cluster client with every master emptied before and after the test."""
+    r = redis_cluster.client()
+    await r.flushall()
+    yield r
+    await r.flushall()
+    await r.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,15 @@
 """The JSON job contract between the bot (submitter) and the workers. No torch, never pickle.
 
 Redis layout (all keys share the ``moodring:`` prefix; the stream side is
-:mod:`inference.api.transport`):
+:mod:`inference.api.transport`). Braces are Redis Cluster hash tags: the keys of one job share
+``{<job id>}`` so they sit on one slot (the answer-once script touches them together).
 
-* ``{stream}``: the job stream (one consumer group); entries carry one ``job`` JSON field.
-* ``moodring:img:{job_id}``: the (downscaled, EXIF-stripped) photo, short TTL, deleted by the
-  worker as soon as the job is done.
-* ``moodring:res:{job_id}``: a list the submitter ``BLPOP``s; the worker ``RPUSH``es the result.
-* ``moodring:inflight:{user_hash}``: one job in flight per user.
+* the job stream(s) (one consumer group); entries carry one ``job`` JSON field.
+* ``moodring:job:{<job id>}:img``: the (downscaled, EXIF-stripped) photo, short TTL, deleted by
+  the worker as soon as the job is done.
+* ``moodring:job:{<job id>}:res``: a list the submitter ``BLPOP``s; the worker ``RPUSH``es the
+  result. ``:waiting`` and ``:done`` (transport) sit beside it.
+* ``moodring:inflight:{<user hash>}``: one job in flight per user.
 """
 
 from __future__ import annotations
@@ -27,16 +29,21 @@ def hash_user(user_id: int | str, salt: str = "moodring") -> str:
     return hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).hexdigest()
 
 
+def job_key(job_id: str, name: str) -> str:
+    """A key of one job; every key of a job shares its hash tag (one cluster slot)."""
+    return f"moodring:job:{{{job_id}}}:{name}"
+
+
 def image_key(job_id: str) -> str:
-    return f"moodring:img:{job_id}"
+    return job_key(job_id, "img")
 
 
 def result_key(job_id: str) -> str:
-    return f"moodring:res:{job_id}"
+    return job_key(job_id, "res")
 
 
 def inflight_key(user_hash: str) -> str:
-    return f"moodring:inflight:{user_hash}"
+    return f"moodring:inflight:{{{user_hash}}}"
 
 
 class _Frozen(BaseModel):

@@ -72,7 +72,17 @@ class QueueSettings(CommonSettings):
         description="a Redis WITHOUT persistence for photo and result bytes (never on disk); "
         "unset: the main Redis (then run that one without persistence)",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="the Redis URLs point at a Redis Cluster (any node); every client is a RedisCluster",
+    )
     stream: str = "moodring:jobs"
+    queue_shards: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="job streams, each with its own hash tag (on a cluster: spread over the masters)",
+    )
     group: str = "workers"
     stream_maxlen: int = Field(default=10_000, ge=100)
     max_backlog: int = Field(default=200, ge=1, description="lag + pending above this: refuse as busy")

@@ -16,9 +16,9 @@ import uuid
 from pathlib import Path
 
 import click
-from redis.asyncio import Redis
 
 from inference.api.client import JobClient
+from inference.api.connect import connect
 from inference.api.contract import JobResult
 from inference.api.errors import MoodringError, exit_status, user_message
 from inference.api.logsetup import configure_logging
@@ -27,7 +27,7 @@ from inference.api.transport import connect_blobs
 
 
 async def _submit(settings: QueueSettings, data: bytes, heatmap: bool, timeout_s: float | None) -> JobResult:
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+    redis = connect(settings.redis_url, settings.redis_cluster, socket_connect_timeout=3)
     blobs = connect_blobs(settings, socket_connect_timeout=3)
     try:
         # A user id of its own for every run: the smoke test never collides with a real user's job.

@@ -9,6 +9,14 @@ Redis Streams semantics used: one consumer group; ``XREADGROUP COUNT BLOCK`` to 
 ``XAUTOCLAIM`` to take over entries of a dead consumer, ``XACK`` + ``XDEL`` when done, a
 dead-letter stream for entries delivered too often; results are ``RPUSH``ed to a per-job list
 the submitter ``BLPOP``s.
+
+Sharding (``MOODRING_QUEUE_SHARDS``, and always on a Redis Cluster): the queue is N streams,
+each under its own hash tag with its dead-letter stream beside it (one slot per shard, so a
+shard's ack + dead letter stay one transaction). The tags are picked so that shard i's slot
+lies in the i-th N-th of the slot range, which ``redis-cli --cluster create`` hands to the
+i-th master: with N = masters, each master carries one shard. A submitter puts a job on the
+shard its id hashes to (or the next with room); every worker reads, claims and prunes all
+shards.
 """
 
 from __future__ import annotations
@@ -16,16 +24,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from inference.api.contract import Job, JobResult, image_key, inflight_key, result_key
+from inference.api.connect import connect
+from inference.api.contract import Job, JobResult, image_key, inflight_key, job_key, result_key
 from inference.api.errors import JobTimeout
 from inference.api.settings import QueueSettings
 
@@ -55,6 +66,7 @@ class Delivery:
     job: Job | None
     deliveries: int = 1
     raw: bytes = b""
+    stream: str = ""  # the shard it came from ("" = the first)
 
 
 class Transport(Protocol):
@@ -94,11 +106,32 @@ return 1
 
 
 def waiting_key(job_id: str) -> str:
-    return f"moodring:waiting:{job_id}"
+    return job_key(job_id, "waiting")
 
 
 def done_key(job_id: str) -> str:
-    return f"moodring:done:{job_id}"
+    return job_key(job_id, "done")
+
+
+def shard_tag(index: int, shards: int) -> str:
+    """A hash tag whose slot lies in the ``index``-th of ``shards`` equal parts of the slot range.
+
+    Deterministic, so every process names the same streams; ``redis-cli --cluster create``
+    gives master i the i-th part, so N shards on N masters land one per master.
+    """
+    lo = index * REDIS_CLUSTER_HASH_SLOTS // shards
+    hi = (index + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
+    k = 0
+    while not lo <= key_slot(f"q{index}.{k}".encode()) < hi:
+        k += 1
+    return f"q{index}.{k}"
+
+
+def shard_streams(stream: str, shards: int, cluster: bool) -> list[str]:
+    """The job streams: ``stream`` itself for one shard on one Redis, else tagged shards."""
+    if shards == 1 and not cluster:
+        return [stream]
+    return [f"{stream}:{{{shard_tag(i, shards)}}}" for i in range(shards)]
 
 
 # Atomic "add a job unless lag + pending of the group is at the cap" (KEYS[1] stream;
@@ -127,11 +160,6 @@ return 1
 WORKERS_KEY = "moodring:workers"  # sorted set: consumer -> time of its last heartbeat
 
 
-def heartbeat_key(consumer: str) -> str:
-    """Per-consumer liveness key; consumer names start with the host name."""
-    return f"moodring:worker:{consumer}"
-
-
 def parse_job(raw: bytes | None) -> Job | None:
     if raw is None:
         return None
@@ -155,12 +183,12 @@ async def retry_transient(fn: Callable[[], Awaitable[T]], attempts: int = 20, pa
 
 
 class StreamTransport:
-    """The job queue on Redis Streams (one stream, one consumer group, a dead-letter stream).
+    """The job queue on Redis Streams (N shard streams, one consumer group, dead-letter streams).
 
     Photo and result bytes (the heatmap is a copy of the photo) go to ``blobs``: a Redis run
     without persistence, so no photo ever reaches a disk (``MOODRING_BLOB_REDIS_URL``; compose's
     ``redis-blobs``). Jobs, acks and dead letters stay in ``redis``, which may persist (AOF).
-    Without ``blobs`` both live in ``redis``, in one transaction.
+    Without ``blobs`` both live in ``redis``.
     """
 
     def __init__(
@@ -169,23 +197,42 @@ class StreamTransport:
         self.redis = redis
         self.blobs = blobs or redis
         self.s = settings
-        self.dead_stream = dead_letter_stream or f"{settings.stream}:dead"
+        self.cluster = settings.redis_cluster
+        self.streams = shard_streams(settings.stream, settings.queue_shards, self.cluster)
+        if len(self.streams) == 1 and not self.cluster:
+            self.dead = {self.streams[0]: dead_letter_stream or f"{settings.stream}:dead"}
+        else:  # beside its shard, on its slot
+            self.dead = {s: f"{s}:dead" for s in self.streams}
+        self.dead_stream = self.dead[self.streams[0]]
+        self._next = 0  # the shard a worker reads first (rotates, so none starves)
         self._add_if_room = redis.register_script(ADD_IF_ROOM)
         self._answer_once = self.blobs.register_script(ANSWER_ONCE)
 
+    def _shard_cap(self, max_backlog: int) -> int:
+        return -(-max_backlog // len(self.streams))
+
     # both sides ---------------------------------------------------------------------
     async def ensure_group(self) -> None:
-        """Create the stream and its consumer group if they don't exist (idempotent)."""
-        try:
-            await self.redis.xgroup_create(self.s.stream, self.s.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Create the streams and their consumer group if they don't exist (idempotent)."""
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.s.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def backlog(self) -> Backlog:
-        """Entries not yet delivered (lag) plus delivered but unacknowledged (pending)."""
+        """Entries not yet delivered (lag) plus delivered but unacknowledged (pending), all shards."""
+        lag = pending = 0
+        for stream in self.streams:
+            one = await self._backlog(stream)
+            lag += one.lag
+            pending += one.pending
+        return Backlog(lag, pending)
+
+    async def _backlog(self, stream: str) -> Backlog:
         try:
-            groups = await self.redis.xinfo_groups(self.s.stream)
+            groups = await self.redis.xinfo_groups(stream)
         except ResponseError:
             return Backlog(0, 0)
         for g in groups:
@@ -193,9 +240,9 @@ class StreamTransport:
             if name == self.s.group:
                 lag = g.get("lag")
                 if lag is None:  # Redis could not compute it: fall back to stream length
-                    lag = await self.redis.xlen(self.s.stream)
+                    lag = await self.redis.xlen(stream)
                 return Backlog(int(lag), int(g.get("pending", 0)))
-        return Backlog(await self.redis.xlen(self.s.stream), 0)
+        return Backlog(await self.redis.xlen(stream), 0)
 
     # submit side --------------------------------------------------------------------
     async def lock_user(self, user_hash: str, job_id: str, ttl_s: int) -> bool:
@@ -204,20 +251,26 @@ class StreamTransport:
     async def submit(self, job: Job, image: bytes, ttl_s: int, max_backlog: int) -> bool:
         """The photo first (short TTL, in the blob store), then the job that points to it.
 
-        The backlog check and the ``XADD`` are one script, so concurrent submitters can't push
-        the queue past ``max_backlog``. False (and the photo deleted again): the queue is full.
+        The job goes to the shard its id hashes to, or the next one with room. Each shard's
+        backlog check and ``XADD`` are one script, so concurrent submitters can't push a shard
+        past its share of ``max_backlog``. False (and the photo deleted again): every shard is full.
         """
-        async with self.blobs.pipeline(transaction=True) as pipe:
+        async with self.blobs.pipeline(transaction=True) as pipe:  # one job: one slot
             pipe.set(job.image_key, image, ex=ttl_s)
             pipe.set(waiting_key(job.job_id), "1", ex=ttl_s)  # the caller waits; gone when it stops
             await pipe.execute()
-        added = await self._add_if_room(
-            keys=[self.s.stream],
-            args=[self.s.group, max_backlog, self.s.stream_maxlen, job.model_dump_json()],
-        )
-        if not added:
-            await self.blobs.delete(job.image_key, waiting_key(job.job_id))
-        return bool(added)
+        n = len(self.streams)
+        first = zlib.crc32(job.job_id.encode()) % n
+        payload = job.model_dump_json()
+        for i in range(n):
+            added = await self._add_if_room(
+                keys=[self.streams[(first + i) % n]],
+                args=[self.s.group, self._shard_cap(max_backlog), self.s.stream_maxlen, payload],
+            )
+            if added:
+                return True
+        await self.blobs.delete(job.image_key, waiting_key(job.job_id))
+        return False
 
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult:
         deadline = time.monotonic() + wait_s
@@ -247,11 +300,11 @@ class StreamTransport:
 
     # worker side --------------------------------------------------------------------
     async def heartbeat(self, consumer: str, ttl_s: int) -> None:
+        """Beat in the workers' sorted set (consumer → time); gone for a day: dropped."""
         now = time.time()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(heartbeat_key(consumer), str(now), ex=ttl_s)
+        async with self.redis.pipeline(transaction=True) as pipe:  # one key
             pipe.zadd(WORKERS_KEY, {consumer: now})
-            pipe.zremrangebyscore(WORKERS_KEY, 0, now - 86_400)  # consumers gone for a day
+            pipe.zremrangebyscore(WORKERS_KEY, 0, now - 86_400)
             await pipe.execute()
 
     async def workers_alive(self, within_s: float) -> int:
@@ -259,42 +312,81 @@ class StreamTransport:
         return int(await self.redis.zcount(WORKERS_KEY, time.time() - within_s, "+inf"))
 
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        """Up to ``count`` new entries from the shards, waiting up to ``block_ms`` when all are empty.
+
+        One shard: one blocking ``XREADGROUP``. Several: a non-blocking pass over the shards
+        (starting from a rotating one, so none starves), then, when nothing was there, one
+        blocking read: over all shards on one Redis; on a cluster, where one command can't span
+        slots, on one rotating shard for a short slice (a job on another shard waits at most that).
+        """
+        if len(self.streams) == 1:
+            return await self._read({self.streams[0]: ">"}, consumer, count, block_ms)
+        n = len(self.streams)
+        start, self._next = self._next, (self._next + 1) % n
+        out: list[Delivery] = []
+        for i in range(n):
+            got = await self._read({self.streams[(start + i) % n]: ">"}, consumer, count - len(out), None)
+            out += got
+            if len(out) >= count:
+                return out
+        if out:
+            return out
+        if not self.cluster:
+            return await self._read(dict.fromkeys(self.streams, ">"), consumer, max(1, count // n), block_ms)
+        return await self._read({self.streams[start]: ">"}, consumer, count, min(block_ms, 50))
+
+    async def _read(
+        self, streams: dict[Any, Any], consumer: str, count: int, block_ms: int | None
+    ) -> list[Delivery]:
         resp: Any = await self.redis.xreadgroup(  # redis-py's response type is a loose union
-            self.s.group, consumer, {self.s.stream: ">"}, count=count, block=block_ms
+            self.s.group, consumer, streams, count=count, block=block_ms
         )
-        if not resp:
-            return []
-        return [
-            Delivery(eid, parse_job(fields.get(b"job")), 1, fields.get(b"job", b""))
-            for eid, fields in resp[0][1]
-            if fields
-        ]
+        out = []
+        for stream, entries in resp or []:
+            name = stream.decode() if isinstance(stream, bytes) else str(stream)
+            out += [
+                Delivery(eid, parse_job(fields.get(b"job")), 1, fields.get(b"job", b""), name)
+                for eid, fields in entries
+                if fields
+            ]
+        return out
 
     async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]:
         """Take over entries whose consumer died (idle > ``idle_ms``), with their delivery counts."""
+        out: list[Delivery] = []
+        for stream in self.streams:
+            if len(out) >= count:
+                break
+            out += await self._claim(stream, consumer, idle_ms, count - len(out))
+        return out
+
+    async def _claim(self, stream: str, consumer: str, idle_ms: int, count: int) -> list[Delivery]:
         _, claimed, _deleted = await self.redis.xautoclaim(
-            self.s.stream, self.s.group, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
+            stream, self.s.group, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
         )
         if not claimed:
             return []
         ids = [eid for eid, _ in claimed]
         info = await self.redis.xpending_range(
-            self.s.stream, self.s.group, min=ids[0], max=ids[-1], count=len(ids) * 4, consumername=consumer
+            stream, self.s.group, min=ids[0], max=ids[-1], count=len(ids) * 4, consumername=consumer
         )
         deliveries = {p["message_id"]: int(p["times_delivered"]) for p in info}
         out = []
         for eid, fields in claimed:
             if not fields:  # entry deleted meanwhile
-                await self.redis.xack(self.s.stream, self.s.group, eid)
+                await self.redis.xack(stream, self.s.group, eid)
                 continue
             raw = fields.get(b"job", b"")
-            out.append(Delivery(eid, parse_job(raw), deliveries.get(eid, 1 << 30), raw))
+            out.append(Delivery(eid, parse_job(raw), deliveries.get(eid, 1 << 30), raw, stream))
         return out
 
     async def images(self, jobs: Sequence[Job]) -> list[bytes | None]:
         if not jobs:
             return []
-        found: list[Any] = await self.blobs.mget([job.image_key for job in jobs])
+        async with self.blobs.pipeline(transaction=False) as pipe:  # one GET per job: any slots
+            for job in jobs:
+                pipe.get(job.image_key)
+            found: list[Any] = await pipe.execute()
         return [bytes(v) if v else None for v in found]
 
     async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None:
@@ -305,7 +397,7 @@ class StreamTransport:
     async def dead_letter(
         self, consumer: str, delivery: Delivery, result: JobResult | None, reason: str = "deliveries"
     ) -> None:
-        """Move an entry to the dead-letter stream, answering its caller with ``result``."""
+        """Move an entry to its shard's dead-letter stream, answering its caller with ``result``."""
         # No user hash in a dead letter: it would outlive /mood forget. The job without it is
         # enough to debug; a malformed entry keeps only its size.
         job = delivery.job.model_copy(update={"user_hash": ""}).model_dump_json() if delivery.job else ""
@@ -320,64 +412,75 @@ class StreamTransport:
         await self._settle([(delivery, result)], dead=record)
 
     async def _settle(
-        self, done: Sequence[tuple[Delivery, JobResult | None]], dead: dict[str, Any] | None = None
+        self, done: Sequence[tuple[Delivery, JobResult | None]], dead: dict[Any, Any] | None = None
     ) -> None:
         """Answers (once each) and photo deletions first, then the acks (and the dead letter).
 
         A crash between the two leaves the entry unacknowledged: it is claimed again, and its
         second answer is dropped by the done marker; nothing is lost, nothing answered twice.
         """
-        async with self.blobs.pipeline(transaction=False) as blob:
-            for d, res in done:
-                if d.job is None:
-                    continue
-                if res is None:  # nobody is waiting for an answer any more
-                    blob.delete(d.job.image_key)
-                    continue
-                job_id = d.job.job_id
-                await self._answer_once(
-                    keys=[result_key(job_id), done_key(job_id), d.job.image_key, waiting_key(job_id)],
-                    args=[res.model_dump_json(), self.s.result_ttl_s],
-                    client=blob,
-                )
-            await blob.execute()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._acks(pipe, done, dead)
-            await pipe.execute()
-
-    def _acks(
-        self, pipe: Any, done: Sequence[tuple[Delivery, JobResult | None]], dead: dict[str, Any] | None
-    ) -> None:
-        if dead is not None:  # bounded in length and in age (a week)
-            pipe.xadd(self.dead_stream, dead, maxlen=10_000, approximate=True)
-            pipe.xtrim(self.dead_stream, minid=f"{int((time.time() - DEAD_LETTER_AGE_S) * 1000)}-0")
+        answers = [(d.job, res) for d, res in done if d.job is not None]
+        if self.cluster:  # a script can't ride a cluster pipeline: one call per job, concurrently
+            await asyncio.gather(*(self._answer(job, res, None) for job, res in answers))
+        else:
+            async with self.blobs.pipeline(transaction=False) as blob:
+                for job, res in answers:
+                    await self._answer(job, res, blob)
+                await blob.execute()
+        by_shard: dict[str, list[Delivery]] = {}
         for d, _ in done:
-            pipe.xack(self.s.stream, self.s.group, d.entry_id)
-            pipe.xdel(self.s.stream, d.entry_id)
+            by_shard.setdefault(d.stream or self.streams[0], []).append(d)
+        for stream, entries in by_shard.items():  # one transaction per shard (one slot)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if dead is not None:  # bounded in length and in age (a week)
+                    dead_stream = self.dead[stream]
+                    pipe.xadd(dead_stream, dead, maxlen=10_000, approximate=True)
+                    pipe.xtrim(dead_stream, minid=f"{int((time.time() - DEAD_LETTER_AGE_S) * 1000)}-0")
+                for d in entries:
+                    pipe.xack(stream, self.s.group, d.entry_id)
+                    pipe.xdel(stream, d.entry_id)
+                await pipe.execute()
+
+    async def _answer(self, job: Job, res: JobResult | None, pipe: Any) -> None:
+        if res is None:  # nobody is waiting for an answer any more
+            if pipe is None:
+                await self.blobs.delete(job.image_key)
+            else:
+                pipe.delete(job.image_key)
+            return
+        await self._answer_once(
+            keys=[result_key(job.job_id), done_key(job.job_id), job.image_key, waiting_key(job.job_id)],
+            args=[res.model_dump_json(), self.s.result_ttl_s],
+            client=pipe,
+        )
 
     async def prune_consumers(self, keep: str, idle_ms: int) -> list[str]:
         """Remove consumers idle longer than ``idle_ms`` with nothing pending (dead workers)."""
-        try:
-            consumers = await self.redis.xinfo_consumers(self.s.stream, self.s.group)
-        except ResponseError:
-            return []
         gone = []
-        for c in consumers:
-            name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
-            if name != keep and int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
-                await self.redis.xgroup_delconsumer(self.s.stream, self.s.group, name)
-                gone.append(name)
+        for stream in self.streams:
+            try:
+                consumers = await self.redis.xinfo_consumers(stream, self.s.group)
+            except ResponseError:
+                continue
+            for c in consumers:
+                name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
+                if name != keep and int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
+                    await self.redis.xgroup_delconsumer(stream, self.s.group, name)
+                    gone.append(name)
         return gone
 
     async def recent_heartbeats(self, host: str) -> list[float]:
-        """Heartbeat times of this host's consumers (container health check)."""
-        keys = [k async for k in self.redis.scan_iter(match=heartbeat_key(f"{host}-*"), count=1000)]
-        return [float(v) for v in await self.redis.mget(keys) if v is not None] if keys else []
+        """Heartbeat times of this host's consumers (container health check); no keyspace scan."""
+        beats: Any = await self.redis.zrange(WORKERS_KEY, 0, -1, withscores=True)
+        prefix = f"{host}-".encode()
+        return [float(t) for name, t in beats if bytes(name).startswith(prefix)]
 
 
 def connect_blobs(settings: QueueSettings, **options: Any) -> Redis | None:
     """A client for the blob store when one is configured (the caller closes it), else None."""
-    return Redis.from_url(settings.blob_redis_url, **options) if settings.blob_redis_url else None
+    if not settings.blob_redis_url:
+        return None
+    return connect(settings.blob_redis_url, settings.redis_cluster, **options)
 
 
 def open_transport(

@@ -59,9 +59,8 @@ def analyze_command(
 
     Exit status: 0 face(s) found, 3 no face, 4 unreadable or too large image, 2 bad configuration.
     """
-    from inference.api.intake import IntakeLimits
+    from inference.api.intake import IntakeLimits, decode_image
     from inference.serve.personal import Personal
-    from inference.serve.predictor import Predictor
 
     settings = engine_settings(model_dir, detector)
     if photo is None:
@@ -69,6 +68,16 @@ def analyze_command(
         if not as_json:
             click.echo(f"(no photo given: using the sample portrait {photo})")
     limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
+    for path in (calm, photo):  # an unusable file is said at once, before the model loads
+        if path is None:
+            continue
+        try:
+            decode_image(path.read_bytes(), limits)
+        except ImageError as exc:
+            click.echo(f"{path}: {user_message(exc.code)} ({exc})", err=True)
+            sys.exit(exit_status(exc.code))
+    from inference.serve.predictor import Predictor  # seconds of imports: only for a usable photo
+
     try:
         predictor = Predictor.load(settings.model_dir, settings.face_detector, limits, bf16=settings.bf16)
     except ModelError as exc:

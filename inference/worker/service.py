@@ -28,6 +28,7 @@ import click
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from inference.api.connect import connect
 from inference.api.contract import Job, JobError, JobResult
 from inference.api.errors import MoodringError
 from inference.api.settings import load_settings
@@ -270,7 +271,7 @@ class Worker:
 
 async def check(settings: WorkerSettings) -> int:
     """Health check for containers: Redis answers and this host's worker beat recently."""
-    redis = Redis.from_url(settings.redis_url, socket_timeout=3)
+    redis = connect(settings.redis_url, settings.redis_cluster, socket_timeout=3)
     try:
         await redis.ping()
         beats = await open_transport(redis, settings).recent_heartbeats(socket.gethostname())
@@ -296,8 +297,9 @@ async def serve(settings: WorkerSettings) -> None:
     torch.set_num_threads(settings.torch_threads)
     limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
     predictor = Predictor.load(settings.model_dir, settings.face_detector, limits, bf16=settings.bf16)
-    redis = Redis.from_url(
+    redis = connect(
         settings.redis_url,
+        settings.redis_cluster,
         socket_timeout=max(5.0, settings.block_ms / 1000 + 2),
         socket_connect_timeout=3,
         health_check_interval=10,

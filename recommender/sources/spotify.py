@@ -190,7 +190,11 @@ def build_spotify_catalog(settings: SpotifySettings, redis: Redis, redis_url: st
     from spotipy.oauth2 import SpotifyClientCredentials
 
     assert settings.client_id and settings.client_secret
-    token_cache = RedisCacheHandler(redis_sync.Redis.from_url(redis_url), key=TOKEN_KEY)
+    from redis.asyncio.cluster import RedisCluster
+
+    # the blocking twin of the bot's client: a cluster client when the bot runs on a cluster
+    blocking = redis_sync.RedisCluster if isinstance(redis, RedisCluster) else redis_sync.Redis
+    token_cache = RedisCacheHandler(blocking.from_url(redis_url), key=TOKEN_KEY)
     auth = SpotifyClientCredentials(
         settings.client_id,
         settings.client_secret.get_secret_value(),

@@ -69,7 +69,7 @@ async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
         raw = await redis.dump(key) or b""
         assert f"127.0.0.1:{fake.port}" not in blob and "/cdn/" not in blob
         assert photo[100:140] not in raw and b"PNG" not in raw
-    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
+    assert [k async for k in redis.scan_iter(match="moodring:job:*:img")] == []
 
 
 async def test_context_menu_share_and_correction(

@@ -299,7 +299,7 @@ async def test_a_check_survives_its_bot_process_dying(
         reading = await fake.reply(ix, within=60)
         assert reading["embeds"] and "You look" in reading["embeds"][0]["title"]
         assert await bot_history_len(redis, ALICE) == 1
-        assert await redis.zcard("moodring:checks") == 0
+        assert await redis.zcard("moodring:{checks}") == 0
     finally:
         worker.stop()
         await run

@@ -61,5 +61,5 @@ async def test_submit_goes_through_the_queue_to_a_worker(
     bad = _submit(redis_server, str(junk))
     assert bad.returncode == 4 and "Traceback" not in bad.stderr
     # the queue is left clean: no photo, no result, no stream entry
-    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
-    assert [k async for k in redis.scan_iter(match="moodring:res:*")] == []
+    assert [k async for k in redis.scan_iter(match="moodring:job:*:img")] == []
+    assert [k async for k in redis.scan_iter(match="moodring:job:*:res")] == []

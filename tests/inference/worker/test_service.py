@@ -21,7 +21,7 @@ from inference.api.client import JobClient
 from inference.api.contract import Job, JobResult, hash_user, image_key, result_key
 from inference.api.errors import Busy, JobFailed, JobTimeout, Unavailable
 from inference.api.settings import QueueSettings
-from inference.api.transport import open_transport, waiting_key
+from inference.api.transport import WORKERS_KEY, open_transport, waiting_key
 from inference.serve.checkpoint import load_model
 from inference.serve.faces import FullFrameDetector
 from inference.serve.personal import Personal
@@ -61,8 +61,7 @@ def _spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
 async def _wait_for_workers(redis: Redis, n: int, settings: QueueSettings) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        beats = [k async for k in redis.scan_iter(match="moodring:worker:*")]
-        if len(beats) >= n:
+        if await redis.zcard(WORKERS_KEY) >= n:
             return
         await asyncio.sleep(0.2)
     raise AssertionError("workers did not come up")
@@ -71,7 +70,7 @@ async def _wait_for_workers(redis: Redis, n: int, settings: QueueSettings) -> No
 async def _leftovers(redis: Redis, settings: QueueSettings) -> tuple[int, int, list[bytes]]:
     xlen = await redis.xlen(settings.stream)
     pending = (await redis.xpending(settings.stream, settings.group))["pending"]
-    images = [k async for k in redis.scan_iter(match="moodring:img:*")]
+    images = [k async for k in redis.scan_iter(match="moodring:job:*:img")]
     return xlen, pending, images
 
 
@@ -99,7 +98,7 @@ async def test_200_jobs_20_submitters_2_workers(
     assert len({job for _, _, job in answered}) == 200
     xlen, pending, images = await _leftovers(redis, settings)
     assert (xlen, pending, images) == (0, 0, [])
-    assert [k async for k in redis.scan_iter(match="moodring:res:*")] == []
+    assert [k async for k in redis.scan_iter(match="moodring:job:*:res")] == []
     served_by = {c["name"] for c in await redis.xinfo_consumers(settings.stream, settings.group)}
     assert len(served_by) == 2
 
@@ -209,7 +208,7 @@ async def test_backlog_over_cap_is_refused_immediately(redis: Redis, redis_serve
     with pytest.raises(Busy):
         await client.analyze(1, face_photo())
     assert time.monotonic() - t < 2.0
-    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
+    assert [k async for k in redis.scan_iter(match="moodring:job:*:img")] == []
 
 
 async def test_one_job_in_flight_per_user(redis: Redis, redis_server: str) -> None:
@@ -343,7 +342,7 @@ async def test_acked_results_survive_a_redis_crash(aof: AofRedis) -> None:
         assert item is not None, f"acked result of {job_id} was lost"
         result = JobResult.model_validate_json(item)
         assert result.job_id == job_id and len(result.faces) == 1
-    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
+    assert [k async for k in redis.scan_iter(match="moodring:job:*:img")] == []
 
 
 async def test_the_worker_applies_the_senders_prior_and_calm_face_from_the_job(
@@ -399,5 +398,5 @@ async def test_a_stalled_worker_resumed_after_the_claim_answers_no_one(
         stalled.send_signal(signal.SIGCONT)  # it wakes up and finishes its (now late) batch
     assert len(results) == 4 and all(len(r.faces) == 1 for r in results)  # one answer each
     await asyncio.sleep(3)
-    assert [k async for k in redis.scan_iter(match="moodring:res:*")] == []  # no late heatmap left
-    assert [k async for k in redis.scan_iter(match="moodring:img:*")] == []
+    assert [k async for k in redis.scan_iter(match="moodring:job:*:res")] == []  # no late heatmap left
+    assert [k async for k in redis.scan_iter(match="moodring:job:*:img")] == []

@@ -188,9 +188,10 @@ class Sessions:
             pipe.srem(self._k(channel_id, "members"), str(user_id))
             pipe.hdel(self._k(channel_id, "moods"), str(user_id))
             pipe.srem(self._k(channel_id, "votes"), str(user_id))
-            pipe.smembers(self._k(channel_id, "members"))
-            removed, _, _, rest = await pipe.execute()
+            pipe.scard(self._k(channel_id, "members"))  # not SMEMBERS: redis-py's cluster MULTI can't parse it
+            removed, _, _, left = await pipe.execute()
         await self.redis.srem(self._user_key(user_id), str(channel_id))
+        rest = await self.redis.smembers(self._k(channel_id, "members")) if left else set()
         if not rest:
             await self._delete(channel_id)
         else:
@@ -304,7 +305,8 @@ class Sessions:
 
     async def view(self, channel_id: int) -> SessionView:
         state = await self._state(channel_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # not MULTI: redis-py's cluster transactions can't parse SMEMBERS (8.1); one slot either way
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.smembers(self._k(channel_id, "members"))
             pipe.lrange(self._k(channel_id, "queue"), 0, -1)
             pipe.scard(self._k(channel_id, "votes"))

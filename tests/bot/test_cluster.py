@@ -1,0 +1,140 @@
+"""The real bot and a real worker on a real Redis Cluster (three masters): two bot processes,
+consent, a check with its heatmap, a correction, history, a listening session and /mood forget.
+
+Every multi-key step must stay within one hash slot, or the cluster refuses it (CROSSSLOT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.app import MoodringBot, use_api_base
+from bot.services import build_services
+from bot.settings import BotSettings
+from inference.api.connect import connect
+from tests.bot.conftest import TEST_SALT, BotFactory, uh
+from tests.bot.helpers import accept_consent, check, custom_ids
+from tests.conftest import Cluster, wait_for_worker
+from tests.fakediscord import CHANNEL_ID, FakeDiscord
+
+pytestmark = pytest.mark.timeout(240)
+
+ALICE, BOB = 4242, 5151
+ON_CLUSTER = {"redis_cluster": True, "queue_shards": 3}
+
+
+@pytest.fixture
+async def cluster_worker(redis_cluster: Cluster, cluster: Redis, tiny_model_dir: Path) -> AsyncIterator[None]:
+    from inference.serve.checkpoint import load_model
+    from inference.serve.faces import FullFrameDetector
+    from inference.serve.predictor import Predictor
+    from inference.worker.service import Worker
+    from inference.worker.settings import WorkerSettings
+
+    model, manifest = load_model(tiny_model_dir)
+    predictor = Predictor(model, manifest, FullFrameDetector(), bf16=False)
+    settings = WorkerSettings(redis_url=redis_cluster.url, block_ms=50, job_timeout_s=60, **ON_CLUSTER)
+    w = Worker(redis_cluster.client(), predictor, settings, name="w-cluster-tests")
+    task = asyncio.create_task(w.run())
+    await wait_for_worker(cluster)
+    yield
+    w.stop()
+    await task
+    await w.redis.aclose()
+    predictor.close()
+
+
+@pytest.fixture
+async def cluster_bot(fake: FakeDiscord, redis_cluster: Cluster, cluster: Redis) -> AsyncIterator[BotFactory]:
+    running: list[tuple[MoodringBot, asyncio.Task[None], Redis]] = []
+
+    async def factory(**overrides: Any) -> MoodringBot:
+        values: dict[str, Any] = {
+            "discord_token": "fake-token",
+            "user_salt": TEST_SALT,
+            "discord_api_base": fake.api_base,
+            "redis_url": redis_cluster.url,
+            "cooldown_s": 0,
+            "job_timeout_s": 60,
+            **ON_CLUSTER,
+        }
+        settings = BotSettings(**values | overrides)
+        use_api_base(settings.discord_api_base)
+        client = connect(settings.redis_url, settings.redis_cluster)
+        bot = MoodringBot(build_services(settings, {}, client))
+        task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+        running.append((bot, task, client))
+        await fake.wait_ready(len(running))
+        await fake.wait_for(lambda: bot.is_ready(), 30, "bot ready")
+        return bot
+
+    yield factory
+    for bot, task, client in running:
+        await bot.close()
+        await task
+        await client.aclose()
+
+
+async def _keys(redis: Redis, pattern: str) -> list[bytes]:
+    return [k async for k in redis.scan_iter(match=pattern)]  # every master
+
+
+async def test_bot_flows_sessions_and_forget_on_a_cluster(
+    fake: FakeDiscord, cluster_bot: BotFactory, cluster_worker: None, cluster: Redis
+) -> None:
+    bot = await cluster_bot()
+    await cluster_bot()  # a second bot process: interactions alternate between them (shards)
+    await accept_consent(fake, ALICE)
+    ix, msg = await check(fake, ALICE)
+    assert "You look" in msg["embeds"][0]["title"]
+    assert [a["filename"] for a in msg["attachments"]] == ["heatmap.png"]
+
+    fix_id = next(c for c in custom_ids(msg) if c.startswith("mr:fix:"))  # a correction: WATCHed write
+    fix = await fake.click(ALICE, msg, fix_id, values=["surprise"])
+    await fake.acked(fix)
+    assert "surprise" in (await fake.reply(fix))["embeds"][0]["title"]
+    assert await bot.services.store.prior(ALICE)  # the correction became a prior
+    ix = await fake.slash(ALICE, "mood", "history", options={"days": 30})
+    await fake.acked(ix)
+    assert "1 reading" in str((await fake.reply(ix))["embeds"][0]["fields"])
+
+    # a listening session: its keys on one slot, each member's index on theirs
+    ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
+    await fake.acked(ix)
+    assert "Session started" in (await fake.reply(ix))["content"]
+    board = fake.messages[int(max(fake.messages))]
+    join = await fake.click(BOB, board, f"mr:sess:{CHANNEL_ID}:join")
+    await fake.acked(join)
+    assert "You joined" in (await fake.reply(join))["content"]
+    await accept_consent(fake, BOB)
+    ix, _ = await check(fake, BOB)
+    assert "counts in this channel" in (await fake.reply(ix, 2))["content"]
+    view = await bot.services.sessions.view(CHANNEL_ID)
+    assert view.members == (ALICE, BOB) and len(view.queue) == 5
+    assert await _keys(cluster, f"moodring:user:{{{uh(BOB)}}}:sessions")
+
+    # forget: Alice leaves the session (Bob becomes host), all her keys go, on whichever master
+    ix = await fake.slash(ALICE, "mood", "forget")
+    await fake.acked(ix)
+    msg = await fake.reply(ix)
+    click = await fake.click(ALICE, msg, f"mr:forget:{ALICE}:yes")
+    await fake.acked(click)
+    await fake.wait_for(lambda: "deleted" in fake.messages[int(msg["id"])]["content"], 10, "forget")
+    assert await _keys(cluster, f"*{uh(ALICE)}*") == []
+    view = await bot.services.sessions.view(CHANNEL_ID)
+    assert view.members == (BOB,) and view.host_id == BOB
+
+    # the last one out ends it: nothing of the session is left on any node
+    leave = await fake.click(BOB, board, f"mr:sess:{CHANNEL_ID}:leave")
+    await fake.acked(leave)
+    await fake.reply(leave)
+    await bot.board.coalescer.drain()
+    assert await _keys(cluster, "moodring:session:*") == []
+    assert await _keys(cluster, "moodring:user:*:sessions") == []
+    assert await _keys(cluster, "moodring:job:*:img") == []

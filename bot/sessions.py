@@ -188,7 +188,8 @@ class Sessions:
             pipe.srem(self._k(channel_id, "members"), str(user_id))
             pipe.hdel(self._k(channel_id, "moods"), str(user_id))
             pipe.srem(self._k(channel_id, "votes"), str(user_id))
-            pipe.scard(self._k(channel_id, "members"))  # not SMEMBERS: redis-py's cluster MULTI can't parse it
+            # SCARD, not SMEMBERS: redis-py's cluster MULTI can't parse SMEMBERS (8.1)
+            pipe.scard(self._k(channel_id, "members"))
             removed, _, _, left = await pipe.execute()
         await self.redis.srem(self._user_key(user_id), str(channel_id))
         rest = await self.redis.smembers(self._k(channel_id, "members")) if left else set()

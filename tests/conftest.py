@@ -37,7 +37,9 @@ def _free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def spawn_redis(*args: str, workdir: Path | str, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def spawn_redis(
+    *args: str, workdir: Path | str, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start a redis-server (extra ``args``) in ``workdir`` on a free port; its process and URL."""
     binary = shutil.which("redis-server")
     if binary is None:

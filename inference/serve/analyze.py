@@ -76,10 +76,16 @@ def analyze_command(
         except ImageError as exc:
             click.echo(f"{path}: {user_message(exc.code)} ({exc})", err=True)
             sys.exit(exit_status(exc.code))
+    from inference.serve.device import DeviceUnavailable
     from inference.serve.predictor import Predictor  # seconds of imports: only for a usable photo
 
     try:
-        predictor = Predictor.load(settings.model_dir, settings.face_detector, limits, bf16=settings.bf16)
+        predictor = Predictor.load(
+            settings.model_dir, settings.face_detector, limits, bf16=settings.bf16, device=settings.device
+        )
+    except DeviceUnavailable as exc:
+        click.echo(f"moodring: configuration error: {exc}", err=True)
+        sys.exit(2)
     except ModelError as exc:
         click.echo(f"moodring: model error: {exc}", err=True)
         sys.exit(1)

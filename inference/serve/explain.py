@@ -11,22 +11,23 @@ import torch
 from pytorch_grad_cam import GradCAM
 from torch import nn
 
+from inference.serve.device import autocast_dtype
 from inference.serve.faces import Crop, Face, Landmarks
 from inference.serve.model import resolve_layer
 from inference.serve.personal import reweight
-from inference.serve.precision import resolve_bf16
 
 
 class _FloatLogits(nn.Module):
-    """Run the network (bf16 autocast if asked) but hand Grad-CAM float32 tensors (numpy has no bf16)."""
+    """Run the network (under autocast if asked) but hand Grad-CAM float32 tensors (numpy has no bf16)."""
 
-    def __init__(self, model: nn.Module, bf16: bool) -> None:
+    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> None:
         super().__init__()
         self.model = model
-        self.bf16 = bf16
+        self.device_type = device.type
+        self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
             out: torch.Tensor = self.model(x)
             return out.float()
 
@@ -49,7 +50,7 @@ class _WeightedTop:
         self.temperature = temperature
 
     def __call__(self, out: torch.Tensor) -> torch.Tensor:
-        idx = int(torch.argmax(out.detach().float() / self.temperature + self.log_w))
+        idx = int(torch.argmax(out.detach().float() / self.temperature + self.log_w.to(out.device)))
         return out[idx]
 
 
@@ -67,8 +68,13 @@ class CamClassifier:
         bf16: bool | None = None,
         temperature: float = 1.0,
         target: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        device: torch.device | None = None,
     ) -> None:
         """``temperature`` only scales the reported probabilities (Grad-CAM uses the raw class score).
+
+        ``device`` (default: the CPU) is where the network runs: the model moves there, each
+        batch follows it, and probabilities and maps come back as float32 numpy arrays. The
+        autocast dtype follows the device (:func:`inference.serve.device.autocast_dtype`).
 
         ``target`` maps one face's logits (a 1-D tensor) to the scalar Grad-CAM explains;
         the default, ``None``, is the predicted class's raw score, the most faithful of the
@@ -78,7 +84,9 @@ class CamClassifier:
             raise ValueError("temperature must be positive")
         self.temperature = temperature
         self._target = target
-        model.eval()
+        self.device = device or torch.device("cpu")
+        self.dtype = autocast_dtype(self.device, bf16)
+        model.eval().to(self.device)
         layer = resolve_layer(model, target_layer)
         # Gradients are only needed from the output back to the target layer: freeze
         # everything, then re-enable the last block of the target layer so its output
@@ -89,7 +97,7 @@ class CamClassifier:
         for p in last.parameters():
             p.requires_grad_(True)
         self._hook = layer.register_forward_hook(lambda _m, _i, out: out.float())
-        self._wrapped = _FloatLogits(model, resolve_bf16(bf16))
+        self._wrapped = _FloatLogits(model, self.device, self.dtype)
         self._cam = GradCAM(model=self._wrapped, target_layers=[layer])
 
     def __call__(self, batch: torch.Tensor, weights: np.ndarray | None = None) -> CamBatch:
@@ -104,8 +112,8 @@ class CamClassifier:
             targets = [_WeightedTop(row, self.temperature) for row in log_w]
         elif self._target is not None:
             targets = [self._target] * batch.shape[0]
-        maps = self._cam(input_tensor=batch, targets=targets)
-        raw = torch.softmax(self._cam.outputs.detach().float() / self.temperature, dim=1).numpy()
+        maps = self._cam(input_tensor=batch.to(self.device, non_blocking=True), targets=targets)
+        raw = torch.softmax(self._cam.outputs.detach().float() / self.temperature, dim=1).cpu().numpy()
         # the same re-weighting `moodring evaluate --baseline-by` measures
         probs = raw if weights is None else reweight(raw, weights).astype(np.float32)
         native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +21,7 @@ from inference.api.errors import MoodringError, NoFaceFound
 from inference.api.intake import DecodedImage, IntakeLimits, decode_image
 from inference.api.manifest import ModelManifest
 from inference.serve.checkpoint import load_model
+from inference.serve.device import DeviceName, resolve_device
 from inference.serve.explain import CamClassifier, landmarks_in_crop, reason_text, region_shares
 from inference.serve.faces import Crop, Face, FaceDetector, build_detector, crop_face
 from inference.serve.personal import Personal, personal_weights
@@ -27,6 +31,10 @@ from inference.serve.render import Overlay, render_png
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMITS = IntakeLimits()
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,11 @@ class Predictor:
 
     Not thread-safe by design: Grad-CAM keeps hooks and per-call state on the model.
     Create one per thread; the worker runs its single instance in a one-thread executor.
+
+    ``device`` is where the network runs (the CPU by default; :mod:`inference.serve.device`).
+    ``prepare_threads`` > 1 decodes, detects, crops and renders the photos of a batch on that
+    many threads at once (PIL and torch release the GIL), so a GPU isn't left waiting for one
+    CPU core; the one batched classify + Grad-CAM pass stays on the calling thread.
     """
 
     def __init__(
@@ -68,13 +81,21 @@ class Predictor:
         bf16: bool | None = None,
         max_faces: int = 8,
         emotions: EmotionRegistry | None = None,
+        device: torch.device | None = None,
+        prepare_threads: int = 1,
     ) -> None:
         self.manifest = manifest
         self.emotions = emotions or EmotionRegistry(manifest.classes)
         self.detector = detector
         self.limits = limits
         self.max_faces = max_faces
-        self._cam = CamClassifier(model, manifest.target_layer, bf16=bf16, temperature=manifest.temperature)
+        self.device = device or torch.device("cpu")
+        self._cam = CamClassifier(
+            model, manifest.target_layer, bf16=bf16, temperature=manifest.temperature, device=self.device
+        )
+        self._pool = (
+            ThreadPoolExecutor(prepare_threads, thread_name_prefix="prepare") if prepare_threads > 1 else None
+        )
 
     @classmethod
     def load(
@@ -83,14 +104,33 @@ class Predictor:
         detector: str = "mtcnn",
         limits: IntakeLimits = DEFAULT_LIMITS,
         bf16: bool | None = None,
+        device: DeviceName = "cpu",
+        prepare_threads: int | None = None,
     ) -> Predictor:
-        """Build a predictor from a model directory (default: the shipped checkpoint)."""
+        """Build a predictor from a model directory (default: the shipped checkpoint).
+
+        ``prepare_threads`` unset: 1 on the CPU (the cores run the network), every core on a GPU.
+
+        Raises:
+            DeviceUnavailable: ``device="cuda"`` where PyTorch sees no GPU.
+        """
+        where = resolve_device(device)
+        threads = prepare_threads or (1 if where.type == "cpu" else os.cpu_count() or 1)
         model, manifest = load_model(model_dir)
-        return cls(model, manifest, build_detector(detector), limits, bf16=bf16)
+        detect = build_detector(detector)
+        return cls(model, manifest, detect, limits, bf16=bf16, device=where, prepare_threads=threads)
 
     def close(self) -> None:
-        """Release the Grad-CAM hooks."""
+        """Release the Grad-CAM hooks and the prepare threads."""
         self._cam.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``fn`` over ``items``, in order: on the prepare threads when there are several."""
+        if self._pool is None:
+            return [fn(x) for x in items]
+        return list(self._pool.map(fn, items))
 
     def warm_up(self) -> None:
         """Run one dummy batch so the first real user doesn't pay for lazy init."""
@@ -140,12 +180,7 @@ class Predictor:
         """
         flags = list(want_heatmap) if want_heatmap is not None else [True] * len(items)
         people = list(personal) if personal is not None else [None] * len(items)
-        pending: list[_Pending | MoodringError] = []
-        for data, flag, who in zip(items, flags, people, strict=True):
-            try:
-                pending.append(self._prepare(data, flag, who or Personal()))
-            except MoodringError as exc:
-                pending.append(exc)
+        pending = self._map(self._prepare_or_error, zip(items, flags, people, strict=True))
         crops = [c.pixels for p in pending if isinstance(p, _Pending) for c in p.crops]
         if not crops:
             return [p if isinstance(p, MoodringError) else NoFaceFound() for p in pending]
@@ -158,18 +193,30 @@ class Predictor:
         t = time.perf_counter()
         probs, maps, native, raw = self.classify_crops(crops, crop_personal)
         cam_ms = (time.perf_counter() - t) * 1000
-        results: list[Analysis | MoodringError] = []
+        parts: list[slice | None] = []
         offset = 0
         for p in pending:
             if isinstance(p, MoodringError):
-                results.append(p)
+                parts.append(None)
                 continue
-            n = len(p.crops)
             p.timings["classify_cam"] = cam_ms
-            part = slice(offset, offset + n)
-            results.append(self._finish(p, probs[part], maps[part], native, raw[part]))
-            offset += n
-        return results
+            parts.append(slice(offset, offset + len(p.crops)))
+            offset += len(p.crops)
+
+        def finish(item: tuple[_Pending | MoodringError, slice | None]) -> Analysis | MoodringError:
+            p, part = item
+            if isinstance(p, MoodringError) or part is None:
+                return p if isinstance(p, MoodringError) else NoFaceFound()
+            return self._finish(p, probs[part], maps[part], native, raw[part])
+
+        return self._map(finish, zip(pending, parts, strict=True))
+
+    def _prepare_or_error(self, item: tuple[bytes, bool, Personal | None]) -> _Pending | MoodringError:
+        data, flag, who = item
+        try:
+            return self._prepare(data, flag, who or Personal())
+        except MoodringError as exc:
+            return exc
 
     def _prepare(self, data: bytes, want_heatmap: bool, personal: Personal) -> _Pending:
         timings: dict[str, float] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -17,6 +17,16 @@ class EngineSettings(CommonSettings):
     torch_threads: int = Field(default=2, ge=1, le=256)
     bf16: bool | None = Field(
         default=None, description="bf16 autocast; unset: on exactly where the CPU has bf16 in hardware"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="where the network runs; auto: the GPU when PyTorch sees one"
+    )
+    prepare_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="photos of a batch decoded, detected and rendered at once; unset: 1 on the CPU, "
+        "every core with a GPU",
     )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_side: int = Field(default=WORKING_SIDE, ge=256, le=8192)

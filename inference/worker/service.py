@@ -292,11 +292,24 @@ async def serve(settings: WorkerSettings) -> None:
     import torch
 
     from inference.api.intake import IntakeLimits
+    from inference.api.settings import EXIT_CONFIG
+    from inference.serve.device import DeviceUnavailable
     from inference.serve.predictor import Predictor
 
     torch.set_num_threads(settings.torch_threads)
     limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
-    predictor = Predictor.load(settings.model_dir, settings.face_detector, limits, bf16=settings.bf16)
+    try:
+        predictor = Predictor.load(
+            settings.model_dir,
+            settings.face_detector,
+            limits,
+            bf16=settings.bf16,
+            device=settings.device,
+            prepare_threads=settings.prepare_threads,
+        )
+    except DeviceUnavailable as exc:
+        log.error("%s", exc)
+        raise SystemExit(EXIT_CONFIG) from None
     redis = connect(
         settings.redis_url,
         settings.redis_cluster,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from inference.api.client import JobClient
 from inference.api.errors import MoodringError
 from inference.api.settings import QueueSettings
-from inference.api.transport import WORKERS_KEY, open_transport, shard_streams
+from inference.api.transport import WORKERS_KEY, shard_streams
 from tests.conftest import Cluster, face_photo, spawn_cluster
 from tests.inference.worker.test_service import ROOT, _env, _spawn_worker
 
@@ -81,7 +80,9 @@ async def test_submit_and_worker_run_on_a_three_master_cluster(
     assert result["faces"] and result["worker"]
 
     # Jobs spread over the three shards (one per master) and every one is answered.
-    settings = QueueSettings(redis_url=redis_cluster.url, redis_cluster=True, queue_shards=3, job_timeout_s=60)
+    settings = QueueSettings(
+        redis_url=redis_cluster.url, redis_cluster=True, queue_shards=3, job_timeout_s=60
+    )
     client = JobClient(cluster, settings)
     results = await asyncio.gather(
         *(client.analyze(f"user-{i}", face_photo(size=(96, 96)), want_heatmap=False) for i in range(12))

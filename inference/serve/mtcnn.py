@@ -12,6 +12,8 @@ facenet-pytorch 2.6 ``models/utils/detect_face.py`` (MIT licence, (c) 2019 Timot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from facenet_pytorch.models.utils.detect_face import (
@@ -64,27 +66,114 @@ def detect(
     factor: float = 0.709,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Faces in an RGB image: boxes (N, 5: x0 y0 x1 y1 score) and landmarks (N, 5, 2)."""
-    w, h = image.size
-    none = np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+    return detect_many([image], pnet, rnet, onet, min_face_size, thresholds, factor)[0]
 
-    # Stage 1: P-Net over the scale pyramid.
+
+Found = tuple[np.ndarray, np.ndarray]
+
+
+def detect_many(
+    images: Sequence[Image.Image],
+    pnet: nn.Module,
+    rnet: nn.Module,
+    onet: nn.Module,
+    min_face_size: int = 40,
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+    factor: float = 0.709,
+    device: torch.device | None = None,
+) -> list[Found]:
+    """:func:`detect` for several images: P-Net per image (each has its own pyramid), then ONE
+    R-Net and ONE O-Net pass over the candidates of all of them (their crops are all 24 / 48 px).
+
+    The networks must already be on ``device`` (default: the CPU). Each image's boxes and
+    landmarks are what :func:`detect` alone gives (the nets see each crop on its own).
+    """
+    device = device or torch.device("cpu")
+    none = np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+    boxes: list[torch.Tensor | None] = [
+        _pnet_stage(im, pnet, min_face_size, thresholds[0], factor, device) for im in images
+    ]
+
+    # Stage 2: R-Net refines every candidate of every image at 24 px, in one batch.
+    live = [i for i, b in enumerate(boxes) if b is not None]
+    if live:
+        crops = torch.cat([_crops(images[i], boxes[i], 24) for i in live]).to(device)  # type: ignore[arg-type]
+        mv_all, prob_all = rnet(crops)
+        for i, (mv, prob) in zip(live, _split(live, boxes, mv_all, prob_all), strict=True):
+            b = boxes[i]
+            assert b is not None
+            keep = prob[:, 1] > thresholds[1]
+            b = torch.cat([b[keep, :4], prob[keep, 1:2]], dim=1)
+            mv = mv[keep]
+            if len(b) == 0:
+                boxes[i] = None
+                continue
+            pick = nms(b[:, :4], b[:, 4], 0.7)
+            boxes[i] = rerec(bbreg(b[pick], mv[pick]))
+
+    # Stage 3: O-Net at 48 px gives the final score, box and five landmarks, in one batch.
+    out: list[Found] = [none] * len(images)
+    live = [i for i, b in enumerate(boxes) if b is not None]
+    if not live:
+        return out
+    crops = torch.cat([_crops(images[i], boxes[i], 48) for i in live]).to(device)  # type: ignore[arg-type]
+    mv_all, points_all, prob_all = onet(crops)
+    for i, (mv, points, prob) in zip(live, _split(live, boxes, mv_all, points_all, prob_all), strict=True):
+        b = boxes[i]
+        assert b is not None
+        keep = prob[:, 1] > thresholds[2]
+        b = torch.cat([b[keep, :4], prob[keep, 1:2]], dim=1)
+        points, mv = points[keep], mv[keep]
+        if len(b) == 0:
+            continue
+        wi = (b[:, 2] - b[:, 0] + 1).unsqueeze(1)
+        hi = (b[:, 3] - b[:, 1] + 1).unsqueeze(1)
+        px = wi * points[:, :5] + b[:, 0:1] - 1
+        py = hi * points[:, 5:10] + b[:, 1:2] - 1
+        points = torch.stack([px, py], dim=2)
+        b = bbreg(b, mv)
+        zeros = torch.zeros(len(b), dtype=torch.long, device=b.device)
+        pick = batched_nms_numpy(b[:, :4], b[:, 4], zeros, 0.7, "Min")
+        out[i] = b[pick].cpu().numpy(), points[pick].cpu().numpy()
+    return out
+
+
+def _split(
+    live: list[int], boxes: Sequence[torch.Tensor | None], *outputs: torch.Tensor
+) -> list[tuple[torch.Tensor, ...]]:
+    """Cut a batched network output back into one part per image (in ``live`` order)."""
+    sizes = [len(boxes[i]) for i in live]  # type: ignore[arg-type]
+    parts = [torch.split(o, sizes) for o in outputs]
+    return list(zip(*parts, strict=True))
+
+
+def _pnet_stage(
+    image: Image.Image,
+    pnet: nn.Module,
+    min_face_size: int,
+    threshold: float,
+    factor: float,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """Stage 1: P-Net over the image's scale pyramid; square candidate boxes, or None."""
+    w, h = image.size
     scale = 12.0 / min_face_size
     minl = min(h, w) * scale
     found, picks, offset = [], [], 0
     while minl >= 12:
         level = _tensor(image.resize((int(w * scale + 1), int(h * scale + 1)), Image.Resampling.BOX))
-        reg, probs = pnet(level)
-        boxes_s, _ = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
+        reg, probs = pnet(level.to(device))
+        boxes_s, _ = generateBoundingBox(reg, probs[:, 1], scale, threshold)
         found.append(boxes_s)
         picks.append(nms(boxes_s[:, :4], boxes_s[:, 4], 0.5) + offset)
         offset += boxes_s.shape[0]
         scale *= factor
         minl *= factor
     if not found:  # image smaller than one 12 px P-Net window at the first scale
-        return none
+        return None
     boxes = torch.cat(found)[torch.cat(picks)]
     if len(boxes) == 0:
-        return none
+        return None
     boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
     regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     boxes = torch.stack(
@@ -97,31 +186,5 @@ def detect(
         ],
         dim=1,
     )
-    boxes = rerec(boxes)
-
-    # Stage 2: R-Net refines every candidate at 24 px.
-    mv, prob = rnet(_crops(image, boxes, 24))
-    keep = prob[:, 1] > thresholds[1]
-    boxes = torch.cat([boxes[keep, :4], prob[keep, 1:2]], dim=1)
-    mv = mv[keep]
-    if len(boxes) == 0:
-        return none
-    pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
-    boxes = rerec(bbreg(boxes[pick], mv[pick]))
-
-    # Stage 3: O-Net at 48 px gives the final score, box and five landmarks.
-    mv, points, prob = onet(_crops(image, boxes, 48))
-    keep = prob[:, 1] > thresholds[2]
-    boxes = torch.cat([boxes[keep, :4], prob[keep, 1:2]], dim=1)
-    points, mv = points[keep], mv[keep]
-    if len(boxes) == 0:
-        return none
-    wi = (boxes[:, 2] - boxes[:, 0] + 1).unsqueeze(1)
-    hi = (boxes[:, 3] - boxes[:, 1] + 1).unsqueeze(1)
-    px = wi * points[:, :5] + boxes[:, 0:1] - 1
-    py = hi * points[:, 5:10] + boxes[:, 1:2] - 1
-    points = torch.stack([px, py], dim=2)
-    boxes = bbreg(boxes, mv)
-    zeros = torch.zeros(len(boxes), dtype=torch.long)
-    pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], zeros, 0.7, "Min")
-    return boxes[pick].numpy(), points[pick].numpy()
+    square: torch.Tensor = rerec(boxes)
+    return square

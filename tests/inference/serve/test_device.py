@@ -3,21 +3,24 @@ photos of a batch prepared on several threads."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from inference.api.errors import BadImage
+from inference.api.errors import BadImage, NoFaceFound
 from inference.serve.checkpoint import load_model
 from inference.serve.device import DeviceUnavailable, autocast_dtype, resolve_device
 from inference.serve.explain import CamClassifier
-from inference.serve.faces import FullFrameDetector
-from inference.serve.predictor import Predictor
+from inference.serve.faces import Face, FullFrameDetector, MtcnnDetector
+from inference.serve.predictor import Analysis, Predictor
 from tests.conftest import face_photo
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -124,3 +127,74 @@ def test_worker_asked_for_cuda_without_a_gpu_exits_2_with_one_line(tiny_model_di
     assert (
         "MOODRING_DEVICE=cuda but PyTorch sees no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
     )
+
+
+def _photos_with_and_without_faces() -> list[Image.Image]:
+    from inference.serve.analyze import sample_photo
+
+    portrait = Image.open(sample_photo()).convert("RGB")
+    return [
+        portrait,
+        portrait.resize((portrait.width // 2, portrait.height // 2)),
+        Image.new("RGB", (300, 200), (120, 130, 140)),  # no face
+        portrait.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        portrait.resize((900, 700)),
+    ]
+
+
+def test_mtcnn_detects_a_batch_of_photos_as_it_detects_each_alone() -> None:
+    detector = MtcnnDetector()
+    photos = _photos_with_and_without_faces()
+    alone = [detector.detect(p) for p in photos]
+    together = detector.detect_many(photos)
+    assert [len(f) for f in alone] == [len(f) for f in together] == [1, 1, 0, 1, 1]
+    for a, b in zip(alone, together, strict=True):
+        for fa, fb in zip(a, b, strict=True):
+            assert np.allclose(fa.box, fb.box, atol=1e-3) and abs(fa.score - fb.score) < 1e-4
+            assert fa.landmarks is not None and fb.landmarks is not None
+            assert np.allclose(fa.landmarks, fb.landmarks, atol=1e-3)
+
+
+class _CountingMtcnn(MtcnnDetector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.singles = 0
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        self.singles += 1
+        return MtcnnDetector.detect_many(self, [image])[0]  # uncounted: one photo alone
+
+    def detect_many(self, images: Sequence[Image.Image]) -> list[list[Face]]:
+        self.batches.append(len(images))
+        return super().detect_many(images)
+
+
+def test_predictor_detects_a_batch_at_once_when_asked_as_on_a_gpu(tiny_model_dir: Path) -> None:
+    photos = []
+    for p in _photos_with_and_without_faces():
+        buf = io.BytesIO()
+        p.save(buf, format="JPEG", quality=92)
+        photos.append(buf.getvalue())
+    photos.insert(1, b"not an image")
+    outs = []
+    for batch_detect in (False, True):
+        model, manifest = load_model(tiny_model_dir)
+        detector = _CountingMtcnn()
+        predictor = Predictor(model, manifest, detector, bf16=False, batch_detect=batch_detect)
+        try:
+            outs.append(predictor.analyze_many(photos, [False] * len(photos)))
+        finally:
+            predictor.close()
+        if batch_detect:  # one detection call for the 5 decodable photos (the bad one stays out)
+            assert detector.batches == [5] and detector.singles == 0
+        else:
+            assert detector.batches == [] and detector.singles == 5
+    one, batched = outs
+    assert [type(r).__name__ for r in one] == [type(r).__name__ for r in batched]
+    assert isinstance(one[1], BadImage) and isinstance(one[3], NoFaceFound)
+    for a, b in zip(one, batched, strict=True):
+        if isinstance(a, Analysis) and isinstance(b, Analysis):
+            assert np.allclose([f.box for f in a.faces], [f.box for f in b.faces], atol=1e-3)
+            assert [f.emotion for f in a.faces] == [f.emotion for f in b.faces]
+            assert "detect" in b.timings_ms and "decode" in b.timings_ms

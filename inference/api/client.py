@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from inference.api.contract import Job, JobOptions, JobResult, hash_user, image_key
 from inference.api.errors import BadImage, Busy, JobFailed, Unavailable
@@ -107,7 +107,7 @@ class JobClient:
         options = JobOptions(heatmap=want_heatmap, prior=dict(prior or {}), baseline=dict(baseline or {}))
         try:
             return await self._run(user, job_id or uuid.uuid4().hex, shrunk, options, timeout_s)
-        except RedisError as exc:  # after transient retries: Redis refused or is gone
+        except (RedisError, RedisClusterException) as exc:  # after transient retries: refused or gone
             log.warning("redis failed for user %s: %s: %s", user, type(exc).__name__, exc)
             raise Unavailable(f"redis: {type(exc).__name__}") from exc
 

@@ -31,8 +31,8 @@ from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inference.api.connect import connect
@@ -44,8 +44,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Transient broker failures: callers retry or wait for the broker to come back.
-TRANSIENT: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+# Transient broker failures: callers retry or wait for the broker to come back. On a cluster
+# that includes a failover in progress (CLUSTERDOWN, TRYAGAIN) and no node answering the
+# topology query (redis-py's RedisClusterException, which is not a RedisError).
+TRANSIENT: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,7 @@ class Transport(Protocol):
     async def workers_alive(self, within_s: float) -> int: ...
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
     async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]: ...
+    async def recover(self) -> None: ...
     async def images(self, jobs: Sequence[Job]) -> list[bytes | None]: ...
     async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None: ...
     async def dead_letter(
@@ -338,9 +347,11 @@ class StreamTransport:
     async def _read(
         self, streams: dict[Any, Any], consumer: str, count: int, block_ms: int | None
     ) -> list[Delivery]:
-        resp: Any = await self.redis.xreadgroup(  # redis-py's response type is a loose union
-            self.s.group, consumer, streams, count=count, block=block_ms
-        )
+        resp: Any  # redis-py's response type is a loose union
+        if self.cluster:
+            resp = await self._read_on_node(next(iter(streams)), consumer, count, block_ms)
+        else:
+            resp = await self.redis.xreadgroup(self.s.group, consumer, streams, count=count, block=block_ms)
         out = []
         for stream, entries in resp or []:
             name = stream.decode() if isinstance(stream, bytes) else str(stream)
@@ -350,6 +361,30 @@ class StreamTransport:
                 if fields
             ]
         return out
+
+    async def _read_on_node(self, stream: str, consumer: str, count: int, block_ms: int | None) -> Any:
+        """XREADGROUP on one shard, sent straight to the master that owns its slot.
+
+        redis-py finds XREADGROUP's keys with a ``COMMAND GETKEYS`` round trip to its default
+        node; when that node is a master that just died, every read fails until the client is
+        rebuilt (seen in the failover test). Routing by the stream's slot skips that lookup (and
+        its round trip); a dead owner raises a connection error that refreshes the slot map.
+        """
+        node = self.redis.get_node_from_key(stream)  # type: ignore[attr-defined]
+        args: list[Any] = ["XREADGROUP", "GROUP", self.s.group, consumer, "COUNT", count]
+        if block_ms is not None:
+            args += ["BLOCK", block_ms]
+        run: Any = self.redis.execute_command  # untyped in redis-py
+        return await run(*args, "STREAMS", stream, ">", target_nodes=node)
+
+    async def recover(self) -> None:
+        """After a transient failure: on a cluster, stop using a default node that may be dead."""
+        replace = getattr(self.redis, "replace_default_node", None)
+        if self.cluster and replace is not None:
+            try:
+                replace()
+            except Exception:
+                log.debug("could not replace the cluster's default node", exc_info=True)
 
     async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]:
         """Take over entries whose consumer died (idle > ``idle_ms``), with their delivery counts."""

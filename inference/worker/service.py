@@ -101,6 +101,7 @@ class Worker:
                     pause = 0.5
                 except TRANSIENT as exc:
                     log.warning("redis unavailable (%s); reconnecting", exc)
+                    await self.queue.recover()
                     await asyncio.sleep(0.5)
                 except RedisError as exc:
                     # OOM, READONLY, MISCONF, ...: keep serving. Unacknowledged jobs stay pending and

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 from redis.exceptions import RedisError
 
-from bot import texts, views
+from bot import gate, texts, views
 from bot.board import EditCoalescer, SessionBoard
 from bot.mood_flow import CheckOutcome, finish_check
 from bot.recovery import OpenCheck
@@ -21,13 +21,21 @@ from inference.api.errors import MoodringError
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("bot.cogs.mood", "bot.cogs.session")
+EXTENSIONS: tuple[str, ...] = ("bot.cogs.mood", "bot.cogs.session", "bot.cogs.server")
 
 
 def use_api_base(base: str | None) -> None:
     """Send REST calls to ``base`` (a rate-limit proxy, or the tests' fake Discord)."""
     if base:
         discord.http.Route.BASE = base.rstrip("/")
+
+
+class GatedTree(app_commands.CommandTree["MoodringBot"]):
+    """Every slash command and context menu first asks the server switch (:mod:`bot.gate`)."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        name = interaction.command.qualified_name if interaction.command else ""
+        return await gate.allowed(interaction, self.client.services.guilds, gate.command_feature(name))
 
 
 class MoodringBot(commands.AutoShardedBot):
@@ -40,6 +48,7 @@ class MoodringBot(commands.AutoShardedBot):
             intents=discord.Intents.default(),
             shard_count=settings.shard_count,
             allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=GatedTree,
         )
         self.services = services
         self._adopting: asyncio.Task[None] | None = None

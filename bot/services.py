@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pydantic_settings import BaseSettings
 from redis.asyncio import Redis
 
+from bot.guilds import Guilds
 from bot.mood_flow import Analyzer
 from bot.pending import PendingChecks
 from bot.recovery import CheckLedger, process_name
@@ -32,6 +33,7 @@ class Services:
     emotions: EmotionRegistry
     pending: PendingChecks
     ledger: CheckLedger
+    guilds: Guilds
 
 
 def build_services(
@@ -76,4 +78,5 @@ def build_services(
         emotions,
         PendingChecks(blobs or redis, store.hash),
         CheckLedger(blobs or redis, process_name()),
+        Guilds(redis),
     )

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from inference.api.errors import user_message
+
+if TYPE_CHECKING:
+    from bot.guilds import ServerSettings
+
+AI_ACT = (
+    "• **Workplaces and schools:** the EU AI Act (Art. 5(1)(f), in force since 2 February 2025) "
+    "forbids emotion recognition there. Admins of such a server turn moodring off with "
+    "`/moodring server enabled:False`."
+)
 
 PRIVACY = (
     "**What moodring does with your photo**\n"
@@ -17,7 +28,7 @@ PRIVACY = (
     "`/mood forget` deletes all of it.\n"
     "• **Calm face** (optional, `/mood baseline`): if you show me a relaxed selfie, I keep only that "
     "reading's probabilities and the time — never the photo, never anything that could recognise "
-    "your face — and read your later photos relative to it (faces differ at rest)."
+    "your face — and read your later photos relative to it (faces differ at rest).\n" + AI_ACT
 )
 
 CONSENT = (
@@ -63,6 +74,14 @@ FORGOTTEN = "You asked me to forget you, so this button does nothing now. `/mood
 PRIOR_USED = "*Read with your corrections taken into account.*"
 AI_NOTICE = "AI estimate of a facial expression, not a diagnosis."
 
+SERVER_OFF = (
+    "moodring is turned off in this server by its admins. `/mood forget`, `/mood export` and "
+    "`/mood privacy` still work, and so does moodring in your DMs."
+)
+SESSIONS_OFF = "Listening sessions are turned off in this server by its admins."
+WATCH_OFF = "Selfie channels are turned off in this server by its admins."
+NEEDS_MANAGE_SERVER = "Only members with **Manage Server** can change moodring's settings here."
+
 
 SESSION_ERRORS: dict[str, str] = {
     "session_exists": "There is already a listening session in this channel. Join it with `/session join`.",
@@ -81,6 +100,21 @@ SESSION_SKIPPED = "Skipped."
 SESSION_ENDED = "This listening session has ended."
 SESSION_CHECKED_IN = "Your mood now counts in this channel's listening session."
 SESSION_NO_LATEST = "You have no recent reading to reuse; joined without a mood. Use `/mood check`."
+
+
+def on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def server_settings(settings: ServerSettings) -> str:
+    """What `/moodring server` answers: every setting as it stands now."""
+    return (
+        f"**moodring in this server:** {on_off(settings.enabled)}\n"
+        f"• listening sessions: {on_off(settings.sessions)}\n"
+        f"• selfie channels: {on_off(settings.watch)}\n"
+        f"• default music strategy: {settings.strategy or 'per emotion'}\n"
+        "`/mood forget` always works, whatever is switched off."
+    )
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:

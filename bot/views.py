@@ -15,7 +15,7 @@ from typing import Any
 
 import discord
 
-from bot import embeds, texts
+from bot import embeds, gate, texts
 from bot.context import context
 from bot.mood_flow import CheckOutcome, DownloadFailed, check_mood
 from bot.services import Services
@@ -26,11 +26,17 @@ from recommender.ranking import Recommendation
 log = logging.getLogger(__name__)
 
 
-async def _owner_only(interaction: discord.Interaction, owner: int) -> bool:
-    if interaction.user.id == owner:
-        return True
-    await interaction.response.send_message(texts.error("not_yours"), ephemeral=True)
-    return False
+async def _switched_on(interaction: discord.Interaction, custom_id: str) -> bool:
+    """The server switch (:mod:`bot.gate`) for a button or select; told why when it's off."""
+    services = context(interaction).services
+    return await gate.allowed(interaction, services.guilds, gate.component_feature(custom_id))
+
+
+async def _owner_only(interaction: discord.Interaction, owner: int, custom_id: str = "") -> bool:
+    if interaction.user.id != owner:
+        await interaction.response.send_message(texts.error("not_yours"), ephemeral=True)
+        return False
+    return await _switched_on(interaction, custom_id)
 
 
 # (label, style) of the yes and no buttons of each confirmation kind
@@ -66,7 +72,7 @@ class ChoiceButton(
         return cls(match["kind"], int(match["owner"]), match["answer"] == "yes", match["pending"])
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await _owner_only(interaction, self.owner)
+        return await _owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = context(interaction)
@@ -131,7 +137,7 @@ class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:
         return cls(int(match["owner"]))
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await _owner_only(interaction, self.owner)
+        return await _owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         message = interaction.message
@@ -179,7 +185,7 @@ class CorrectSelect(
         return cls(int(match["owner"]), match["entry"], context(interaction).services.emotions)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await _owner_only(interaction, self.owner)
+        return await _owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         emotion = self.item.values[0]
@@ -217,7 +223,7 @@ class CalmButton(
         return cls(int(match["owner"]), match["entry"])
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await _owner_only(interaction, self.owner)
+        return await _owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -259,6 +265,9 @@ class SessionButton(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> SessionButton:
         return cls(int(match["channel"]), match["action"])
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await _switched_on(interaction, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

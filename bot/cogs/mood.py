@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import embeds, texts, views
+from bot import embeds, gate, texts, views
 from bot.chart import mood_chart
 from bot.mood_flow import (
     BaselineOutcome,
@@ -166,6 +166,12 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         photo = next((a for a in message.attachments if (a.content_type or "").startswith("image/")), None)
         if photo is None:
             return
+        # an uncached server's channel is a PartialMessageable that still knows its guild id
+        guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
+        switched_off = await gate.refusal(self.services.guilds, guild_id, "core")
+        if switched_off:  # one line in the channel, nothing read
+            await message.channel.send(switched_off)
+            return
         if not isinstance(message.channel, discord.DMChannel):
             # Make sure the reading can reach the author's DMs before reading anything: with
             # DMs closed nothing is analysed or stored, and the channel gets one line, no reading.
@@ -193,6 +199,8 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             await interaction.response.send_message(refusal or texts.error("no_image"), ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if strategy is None and interaction.guild_id is not None:  # the server's default, if it set one
+            strategy = (await self.services.guilds.get(interaction.guild_id)).strategy  # type: ignore[assignment]
         # In the ledger until answered: if this process dies meanwhile, another one finishes it.
         job_id = uuid.uuid4().hex
         ledger = self.services.ledger

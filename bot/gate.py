@@ -1,0 +1,67 @@
+"""May this interaction run here? The server switch (``/moodring server``), in one place.
+
+Every slash command, context menu and button asks :func:`refusal` first (the command tree's
+``interaction_check`` and each button's ``interaction_check``). A server that turned moodring
+off gets one line and nothing runs, except what a user needs to leave and to know: ``/mood
+forget`` (and its buttons), ``/mood privacy``, ``/mood export``, and ``/moodring`` itself for the
+admins. Outside servers (DMs, group DMs) nothing is switched off.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import discord
+
+from bot import texts
+from bot.guilds import Guilds
+
+log = logging.getLogger(__name__)
+
+Feature = Literal["exempt", "session", "watch", "core"]
+
+EXEMPT_COMMANDS = frozenset({"mood forget", "mood privacy", "mood export"})
+
+
+def command_feature(qualified_name: str) -> Feature:
+    if qualified_name in EXEMPT_COMMANDS or qualified_name.startswith("moodring"):
+        return "exempt"
+    if qualified_name.startswith("session"):
+        return "session"
+    return "core"
+
+
+def component_feature(custom_id: str) -> Feature:
+    if custom_id.startswith(("mr:forget:", "mr:consent:")):
+        return "exempt"  # forgetting, and declining (which forgets), always work
+    if custom_id.startswith("mr:sess:"):
+        return "session"
+    return "core"
+
+
+async def refusal(guilds: Guilds, guild_id: int | None, feature: Feature) -> str | None:
+    """The sentence that stops ``feature`` in this server, or None when it may run."""
+    if feature == "exempt" or guild_id is None:
+        return None
+    settings = await guilds.get(guild_id)
+    if not settings.enabled:
+        return texts.SERVER_OFF
+    if feature == "session" and not settings.sessions:
+        return texts.SESSIONS_OFF
+    if feature == "watch" and not settings.watch:
+        return texts.WATCH_OFF
+    return None
+
+
+async def allowed(interaction: discord.Interaction, guilds: Guilds, feature: Feature) -> bool:
+    """True when ``feature`` may run; otherwise the user is told why (ephemeral) and it's False."""
+    why = await refusal(guilds, interaction.guild_id, feature)
+    if why is None:
+        return True
+    log.info("refused %s in guild %s: switched off", feature, interaction.guild_id)
+    if interaction.response.is_done():
+        await interaction.followup.send(why, ephemeral=True)
+    else:
+        await interaction.response.send_message(why, ephemeral=True)
+    return False

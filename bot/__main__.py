@@ -22,6 +22,7 @@ async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_g
     """Open Redis, wire the services, run the bot until SIGTERM/SIGINT, close everything."""
     import discord
 
+    from bot import texts
     from bot.app import MoodringBot, use_api_base
     from bot.services import build_services
     from inference.api.connect import connect
@@ -51,6 +52,9 @@ async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_g
                 await bot.start(settings.discord_token.get_secret_value())
             except discord.LoginFailure:
                 log.error("Discord rejected MOODRING_DISCORD_TOKEN (login failed)")
+                raise SystemExit(2) from None
+            except discord.PrivilegedIntentsRequired:
+                log.error(texts.MESSAGE_CONTENT_MISSING)
                 raise SystemExit(2) from None
     finally:
         await redis.aclose()

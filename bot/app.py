@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from bot import gate, texts, views
 from bot.board import EditCoalescer, SessionBoard
+from bot.i18n import TableTranslator, load_tables
 from bot.mood_flow import CheckOutcome, finish_check
 from bot.recovery import OpenCheck
 from bot.services import Services
@@ -22,6 +23,13 @@ from inference.api.errors import MoodringError
 log = logging.getLogger(__name__)
 
 EXTENSIONS: tuple[str, ...] = ("bot.cogs.mood", "bot.cogs.session", "bot.cogs.server")
+
+
+def intents(watch_channels: bool) -> discord.Intents:
+    """The default intents; selfie channels add the privileged Message Content intent."""
+    chosen = discord.Intents.default()
+    chosen.message_content = watch_channels
+    return chosen
 
 
 def use_api_base(base: str | None) -> None:
@@ -39,13 +47,14 @@ class GatedTree(app_commands.CommandTree["MoodringBot"]):
 
 
 class MoodringBot(commands.AutoShardedBot):
-    """Slash-command bot; no privileged intents, all shared state in Redis."""
+    """Slash-command bot; all shared state in Redis. No privileged intents unless selfie channels
+    are on (``MOODRING_WATCH_CHANNELS``: Message Content)."""
 
     def __init__(self, services: Services) -> None:
         settings = services.settings
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=intents(settings.watch_channels),
             shard_count=settings.shard_count,
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=GatedTree,
@@ -57,6 +66,7 @@ class MoodringBot(commands.AutoShardedBot):
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
+        await self.tree.set_translator(TableTranslator(load_tables()))
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.services.ledger.beat()
         self._adopting = asyncio.create_task(self._adopt_loop(), name="adopt orphaned checks")

@@ -35,6 +35,11 @@ class BotSettings(QueueSettings):
     consent_version: int = Field(default=1, ge=1)
     mood_map: Path | None = Field(default=None, description="a custom emotion → music mood map (JSON)")
     session_idle_s: int = Field(default=3600, ge=1, description="a session with no activity ends")
+    watch_channels: bool = Field(
+        default=False,
+        description="selfie channels (/moodring watch): needs the privileged Message Content intent, "
+        "switched on in the Developer Portal",
+    )
     session_vote_ratio: float = Field(
         default=0.5, gt=0, le=1, description="skip when more than this share votes"
     )

@@ -80,6 +80,27 @@ SERVER_OFF = (
 )
 SESSIONS_OFF = "Listening sessions are turned off in this server by its admins."
 WATCH_OFF = "Selfie channels are turned off in this server by its admins."
+NEEDS_SERVER_INSTALL = (
+    "That needs moodring added to this server (you installed it to your account only). "
+    "Your reading stays private to you here."
+)
+MESSAGE_CONTENT_MISSING = (
+    "MOODRING_WATCH_CHANNELS=true needs the privileged Message Content intent, and Discord refused "
+    "it: turn on 'Message Content Intent' in the Developer Portal (your app → Bot → Privileged "
+    "Gateway Intents), or unset MOODRING_WATCH_CHANNELS. Bots in 100 or more servers must be "
+    "verified and approved for the intent first."
+)
+WATCH_NEEDS_OPERATOR = (
+    "Selfie channels are off on this moodring: its operator has to set MOODRING_WATCH_CHANNELS=true "
+    "(and turn on Discord's Message Content intent)."
+)
+WATCH_ON = "Watching {channel}: photos members post there get a reading (after their consent)."
+WATCH_OFF_CHANNEL = "No longer watching {channel}."
+WATCH_CONSENT = (
+    "{mention} this is a selfie channel: moodring can read the emotion on your photos here with an "
+    "**AI model** and reply with music. Your photo is deleted right after; only the label, its "
+    "probabilities and the time are kept (`/mood privacy`). Nothing is read until you accept."
+)
 NEEDS_MANAGE_SERVER = "Only members with **Manage Server** can change moodring's settings here."
 
 

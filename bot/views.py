@@ -26,6 +26,11 @@ from recommender.ranking import Recommendation
 log = logging.getLogger(__name__)
 
 
+def server_installed(interaction: discord.Interaction) -> bool:
+    """In a server where moodring itself is installed (not only to the user's account)."""
+    return interaction.guild_id is not None and interaction.is_guild_integration()
+
+
 async def _switched_on(interaction: discord.Interaction, custom_id: str) -> bool:
     """The server switch (:mod:`bot.gate`) for a button or select; told why when it's off."""
     services = context(interaction).services
@@ -140,6 +145,9 @@ class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:
         return await _owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        if not server_installed(interaction):  # a user install: the bot can't post to this server
+            await interaction.response.send_message(texts.NEEDS_SERVER_INSTALL, ephemeral=True)
+            return
         message = interaction.message
         await interaction.response.defer(thinking=True)
         if message is None or not message.embeds:

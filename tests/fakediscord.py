@@ -78,6 +78,8 @@ class FakeDiscord:
         self.sockets: list[web.WebSocketResponse] = []  # identified gateway connections, in order
         self._seqs: dict[int, itertools.count[int]] = {}
         self._dms: dict[int, int] = {}  # user id → DM channel id
+        self.message_content = False  # the portal's "Message Content Intent" switch
+        self.guild_create = False  # send GUILD_CREATE for the test server after READY (guild cached)
         self.closed_dms: set[int] = set()  # users who don't accept DMs from the bot (error 50007)
         self.identified = 0
         self.edits: dict[int, list[float]] = {}
@@ -159,11 +161,22 @@ class FakeDiscord:
         attachments: dict[str, dict[str, Any]] | None = None,
         shard: int = 0,
         perms: int = 0,
+        where: str = "guild",
     ) -> Ix:
-        """Dispatch a chat-input command (``/name sub option=value``)."""
+        """Dispatch a chat-input command (``/name sub option=value``).
+
+        ``where``: ``guild`` (a server that installed the bot), ``user-guild`` (a server where only
+        the user installed it), ``dm`` (the bot's DM, user install), ``group-dm`` (user install).
+        """
         opts: list[dict[str, Any]] = []
         resolved: dict[str, Any] = {}
         for key, value in (options or {}).items():
+            if isinstance(value, dict) and "channel_id" in value:  # a channel option (type 7)
+                cid = str(value["channel_id"])
+                opts.append({"name": key, "type": 7, "value": cid})
+                channel = {"id": cid, "type": 0, "name": "general", "guild_id": str(GUILD_ID)}
+                resolved.setdefault("channels", {})[cid] = channel | {"permissions": str((1 << 41) - 1)}
+                continue
             kind = 5 if isinstance(value, bool) else 4 if isinstance(value, int) else 3
             opts.append({"name": key, "type": kind, "value": value})
         for key, att in (attachments or {}).items():
@@ -177,7 +190,7 @@ class FakeDiscord:
         data = {"id": str(self.new_id()), "name": name, "type": 1, "options": opts}
         if resolved:
             data["resolved"] = resolved
-        return await self._dispatch(2, user_id, data, shard=shard, perms=perms)
+        return await self._dispatch(2, user_id, data, shard=shard, perms=perms, where=where)
 
     async def post(
         self,
@@ -209,7 +222,9 @@ class FakeDiscord:
             m for m in self.messages.values() if m["channel_id"] == str(channel_id) and m["author"]["bot"]
         ]
 
-    async def context_menu(self, user_id: int, name: str, target: dict[str, Any], shard: int = 0) -> Ix:
+    async def context_menu(
+        self, user_id: int, name: str, target: dict[str, Any], shard: int = 0, where: str = "guild"
+    ) -> Ix:
         data = {
             "id": str(self.new_id()),
             "name": name,
@@ -217,7 +232,7 @@ class FakeDiscord:
             "target_id": target["id"],
             "resolved": {"messages": {target["id"]: target}},
         }
-        return await self._dispatch(2, user_id, data, shard=shard)
+        return await self._dispatch(2, user_id, data, shard=shard, where=where)
 
     async def click(
         self,
@@ -227,12 +242,13 @@ class FakeDiscord:
         values: list[str] | None = None,
         shard: int = 0,
         perms: int = 0,
+        where: str = "guild",
     ) -> Ix:
         """Press a button (or pick ``values`` in a select) on ``message``."""
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": 2}
         if values is not None:
             data = {"custom_id": custom_id, "component_type": 3, "values": values}
-        return await self._dispatch(3, user_id, data, message=message, shard=shard, perms=perms)
+        return await self._dispatch(3, user_id, data, message=message, shard=shard, perms=perms, where=where)
 
     async def reply(self, ix: Ix, n: int = 1, within: float = 60) -> dict[str, Any]:
         """The ``n``-th message the bot produced for ``ix`` (original response first)."""
@@ -268,6 +284,9 @@ class FakeDiscord:
                 if op == 1:
                     await ws.send_json({"op": 11})
                 elif op == 2:
+                    if payload["d"].get("intents", 0) & (1 << 15) and not self.message_content:
+                        await ws.close(code=4014)  # "Disallowed intent(s)": the portal switch is off
+                        break
                     shard = payload["d"].get("shard", [0, 1])
                     ready = {
                         "v": 10,
@@ -280,6 +299,8 @@ class FakeDiscord:
                     }
                     await ws.send_json({"op": 0, "t": "READY", "s": next(seq), "d": ready})
                     self._seqs[id(ws)] = seq
+                    if self.guild_create:
+                        await ws.send_json({"op": 0, "t": "GUILD_CREATE", "s": next(seq), "d": _guild()})
                     self.identified += 1
         finally:
             if ws in self.sockets:
@@ -294,6 +315,7 @@ class FakeDiscord:
         message: dict[str, Any] | None = None,
         shard: int = 0,
         perms: int = 0,
+        where: str = "guild",
     ) -> Ix:
         ix_id = self.new_id()
         token = f"tok{ix_id}"
@@ -333,6 +355,18 @@ class FakeDiscord:
             "attachment_size_limit": 10 * 1024 * 1024,
             "data": data,
         }
+        if where != "guild":  # installed to the user's account (integration type 1)
+            payload["authorizing_integration_owners"] = {"1": str(user_id)}
+        if where in ("dm", "group-dm"):  # no server: a user, not a member; context 1 or 2
+            for key in ("guild_id", "member", "guild_locale"):
+                payload.pop(key)
+            payload["user"] = user(user_id)
+            channel_id = self.dm_channel(user_id) if where == "dm" else self.new_id()
+            payload["channel_id"] = str(channel_id)
+            payload["channel"] = {"id": str(channel_id), "type": 1 if where == "dm" else 3}
+            if where == "group-dm":
+                payload["channel"].update(name="friends", recipients=[user(user_id)], owner_id=str(user_id))
+            payload["context"] = 1 if where == "dm" else 2
         if message is not None:
             payload["message"] = message
         ix = Ix(ix_id, token, payload, time.monotonic())
@@ -538,7 +572,7 @@ class FakeDiscord:
         return msg
 
     def _fill(self, msg: dict[str, Any], body: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
-        for key in ("content", "embeds", "components"):
+        for key in ("content", "embeds", "components", "message_reference"):
             if key in body and body[key] is not None:
                 msg[key] = body[key]
         if "attachments" in body or files:
@@ -552,6 +586,47 @@ class FakeDiscord:
             msg["attachments"] = kept
         msg["_filled"] = True
         msg["edited_timestamp"] = _now_iso()
+
+
+def _guild() -> dict[str, Any]:
+    """The test server with its one text channel, as GUILD_CREATE carries it."""
+    channel = {
+        "id": str(CHANNEL_ID),
+        "type": 0,
+        "guild_id": str(GUILD_ID),
+        "name": "general",
+        "position": 0,
+        "permission_overwrites": [],
+        "nsfw": False,
+        "parent_id": None,
+    }
+    everyone = {
+        "id": str(GUILD_ID),
+        "name": "@everyone",
+        "permissions": str((1 << 41) - 1),
+        "position": 0,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+    }
+    return {
+        "id": str(GUILD_ID),
+        "name": "test server",
+        "unavailable": False,
+        "owner_id": "1",
+        "channels": [channel],
+        "threads": [],
+        "roles": [everyone],
+        "members": [],
+        "member_count": 3,
+        "emojis": [],
+        "stickers": [],
+        "features": [],
+        "premium_tier": 0,
+        "large": False,
+        "joined_at": _now_iso(),
+    }
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -32,12 +32,23 @@ log = logging.getLogger(__name__)
 StrategyChoice = Literal["match", "lift", "calm"]
 
 
+# Installable to a server and to a user's own account; usable in servers, DMs with the bot and
+# group DMs (discord.py 2.4+). A user install works where the bot isn't a member: the replies
+# go through the interaction's webhook, ephemeral, at most 2 follow-ups (Discord allows 5).
+INSTALLS = app_commands.AppInstallationType(guild=True, user=True)
+CONTEXTS = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
+
+
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class Mood(commands.GroupCog, group_name="mood", group_description="Read the mood of a selfie"):
     def __init__(self, bot: MoodringBot) -> None:
         self.bot = bot
         self.services = bot.services
         self._slots = asyncio.Semaphore(bot.services.settings.max_concurrent_checks)
-        self._menu = app_commands.ContextMenu(name="Read mood", callback=self.read_mood)
+        self._menu = app_commands.ContextMenu(
+            name="Read mood", callback=self.read_mood, allowed_installs=INSTALLS, allowed_contexts=CONTEXTS
+        )
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self._menu)
@@ -161,13 +172,18 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         me = self.bot.user
         if message.author.bot or me is None:
             return
-        if not isinstance(message.channel, discord.DMChannel) and not me.mentioned_in(message):
-            return
         photo = next((a for a in message.attachments if (a.content_type or "").startswith("image/")), None)
         if photo is None:
             return
         # an uncached server's channel is a PartialMessageable that still knows its guild id
         guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
+        mentioned = me.mentioned_in(message)
+        if guild_id is not None and not mentioned and self.services.settings.watch_channels:
+            if await self.services.guilds.is_watched(guild_id, message.channel.id):
+                await self._read_watched(message, photo, guild_id)
+            return
+        if not isinstance(message.channel, discord.DMChannel) and not mentioned:
+            return
         switched_off = await gate.refusal(self.services.guilds, guild_id, "core")
         if switched_off:  # one line in the channel, nothing read
             await message.channel.send(switched_off)
@@ -186,6 +202,32 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             return
         out = await self._analyse(message.author.id, photo, None)
         await message.author.send(**self._reply(message.author.id, out, share=False))
+
+    async def _read_watched(self, message: discord.Message, photo: discord.Attachment, guild_id: int) -> None:
+        """A photo posted in a selfie channel: a reading as a reply, for members who consented.
+
+        Anyone else gets one short consent prompt (its Accept reads this photo, privately) and
+        nothing is analysed. A server that switched moodring or selfie channels off gets silence.
+        """
+        if await gate.refusal(self.services.guilds, guild_id, "watch"):
+            return
+        user_id = message.author.id
+        if not await self.services.store.consent(user_id):
+            token = await self.services.pending.hold(user_id, photo.url, None)
+            await message.reply(
+                texts.WATCH_CONSENT.format(mention=message.author.mention),
+                view=views.consent_view(user_id, pending=token),
+                mention_author=False,
+            )
+            return
+        refusal = self._refusal(photo)
+        if refusal:
+            await message.reply(refusal, mention_author=False)
+            return
+        strategy = (await self.services.guilds.get(guild_id)).strategy
+        out = await self._analyse(user_id, photo, strategy)  # type: ignore[arg-type]
+        # already public: no Share button; the correction and calm-face buttons stay owner-only
+        await message.reply(**self._reply(user_id, out, share=False), mention_author=False)
 
     # the check flow ----------------------------------------------------------------------
     async def run_check(
@@ -211,7 +253,9 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         await ledger.open(check)
         try:
             out = await self._analyse(interaction.user.id, photo, strategy, job_id=job_id)
-            reply = self._reply(interaction.user.id, out)
+            # "Share to channel" only where the bot is in the server (not in DMs, group DMs, or
+            # servers where only the user installed moodring)
+            reply = self._reply(interaction.user.id, out, share=views.server_installed(interaction))
             if out.error == "consent_needed":  # Accept will read this photo: no re-upload
                 token = await self.services.pending.hold(interaction.user.id, photo.url, strategy)
                 reply["view"] = views.consent_view(interaction.user.id, pending=token)

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 @app_commands.guild_only()
+@app_commands.allowed_installs(guilds=True, users=False)
 @app_commands.default_permissions(manage_guild=True)
 class Server(
     commands.GroupCog, group_name="moodring", group_description="moodring's settings for this server"
@@ -58,6 +59,22 @@ class Server(
         )
         log.info("server settings of guild %s changed: %s", guild_id, settings)
         await interaction.response.send_message(texts.server_settings(settings), ephemeral=True)
+
+    @app_commands.command(name="watch", description="Make a channel a selfie channel (or stop)")
+    @app_commands.describe(channel="the selfie channel", on="start watching it (default) or stop")
+    async def watch(
+        self, interaction: discord.Interaction, channel: discord.TextChannel, on: bool = True
+    ) -> None:
+        guild_id = await self._admin(interaction)
+        if guild_id is None:
+            return
+        if not self.bot.services.settings.watch_channels:
+            await interaction.response.send_message(texts.WATCH_NEEDS_OPERATOR, ephemeral=True)
+            return
+        await self.guilds.watch_channel(guild_id, channel.id, on)
+        log.info("guild %s %s channel %s", guild_id, "watches" if on else "stopped watching", channel.id)
+        text = texts.WATCH_ON if on else texts.WATCH_OFF_CHANNEL
+        await interaction.response.send_message(text.format(channel=channel.mention), ephemeral=True)
 
 
 async def setup(bot: MoodringBot) -> None:  # type: ignore[misc]

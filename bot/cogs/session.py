@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@app_commands.guild_only()
+@app_commands.allowed_installs(guilds=True, users=False)  # a session needs the bot in the server
 class Session(commands.GroupCog, group_name="session", group_description="Group listening sessions"):
     def __init__(self, bot: MoodringBot) -> None:
         self.bot = bot

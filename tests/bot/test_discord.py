@@ -203,7 +203,7 @@ async def test_commands_sync_to_the_dev_guild_only(fake: FakeDiscord, start_bot:
     puts = fake.calls_to("PUT", r"^/applications/\d+/")
     assert [c.path.split("/")[3:] for c in puts] == [["guilds", "1234", "commands"]]
     names = {c["name"] for c in puts[0].json}
-    assert names == {"mood", "session", "Read mood"}
+    assert names == {"mood", "session", "moodring", "Read mood"}
     mood = next(c for c in puts[0].json if c["name"] == "mood")
     assert {o["name"] for o in mood["options"]} == {
         "check",

@@ -7,6 +7,7 @@ Every multi-key step must stay within one hash slot, or the cluster refuses it (
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,14 @@ async def test_bot_flows_sessions_and_forget_on_a_cluster(
     ix = await fake.slash(ALICE, "mood", "history", options={"days": 30})
     await fake.acked(ix)
     assert "1 reading" in str((await fake.reply(ix))["embeds"][0]["fields"])
+    calm = next(c for c in custom_ids(msg) if c.startswith("mr:calm:"))  # the calm face, WATCHed too
+    click = await fake.click(ALICE, msg, calm)
+    await fake.acked(click)
+    assert "Saved your calm face" in (await fake.reply(click))["content"]
+    ix = await fake.slash(ALICE, "mood", "export")
+    await fake.acked(ix)
+    exported = json.loads(fake.cdn[int((await fake.reply(ix))["attachments"][0]["id"])])
+    assert exported["consent"] and len(exported["history"]) == 1 and exported["calm_face_baseline"]
 
     # a listening session: its keys on one slot, each member's index on theirs
     ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})

@@ -138,7 +138,7 @@ class MoodringBot(commands.AutoShardedBot):
         except MoodringError as exc:
             await s.store.release_cooldown(check.user_id)
             out = CheckOutcome(error="restarted" if exc.code == "timeout" else exc.code)
-        reply = views.reply_for(s, check.user_id, out)
+        reply = views.reply_for(s, check.user_id, out, v2=False)  # an edit of a plain deferred reply
         files = reply.pop("files", [])
         webhook = discord.Webhook.partial(check.application_id, check.token, client=self)
         # "@original": the interaction's first response, addressable with the token alone

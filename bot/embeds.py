@@ -43,19 +43,10 @@ def check_embed(out: CheckOutcome, emotions: EmotionRegistry) -> tuple[discord.E
     embed = discord.Embed(
         title=f"{info.emoji} You look **{info.adjective}** ({main.confidence:.0%})", colour=info.colour
     )
-    top = "\n".join(f"`{bar(p)}` {label} {p:.0%}" for label, p in main.top(3))
-    embed.description = f"{top}\n\n{main.reason}"
-    if out.baseline_applied:
-        embed.description += "\n" + texts.BASELINE_USED
-    if out.prior_applied:
-        embed.description += "\n" + texts.PRIOR_USED
+    embed.description = reading_body(out)
     if len(out.faces) > 1:
-        lines = [f"{i}. **{f.emotion}** {f.confidence:.0%} — {f.reason}" for i, f in enumerate(out.faces, 1)]
-        more = out.faces_found - len(out.faces)
-        if more > 0:
-            lines.append(texts.MORE_FACES.format(more=texts.plural(more, "more face")))
         embed.add_field(
-            name=f"{len(out.faces)} faces (largest first)", value="\n".join(lines)[:1024], inline=False
+            name=f"{len(out.faces)} faces (largest first)", value=_faces_lines(out)[:1024], inline=False
         )
     if out.tracks:
         music = "\n".join(_track_line(i, r) for i, r in enumerate(out.tracks, 1))
@@ -66,6 +57,31 @@ def check_embed(out: CheckOutcome, emotions: EmotionRegistry) -> tuple[discord.E
         embed.set_image(url=f"attachment://{HEATMAP_NAME}")
     embed.set_footer(text=texts.AI_NOTICE)
     return embed, files
+
+
+def reading_body(out: CheckOutcome) -> str:
+    """The top-3 bars, the reason line and what re-weighted the reading (embed and V2 alike)."""
+    main = out.faces[0]
+    top = "\n".join(f"`{bar(p)}` {label} {p:.0%}" for label, p in main.top(3))
+    body = f"{top}\n\n{main.reason}"
+    if out.baseline_applied:
+        body += "\n" + texts.BASELINE_USED
+    if out.prior_applied:
+        body += "\n" + texts.PRIOR_USED
+    return body
+
+
+def _faces_lines(out: CheckOutcome) -> str:
+    lines = [f"{i}. **{f.emotion}** {f.confidence:.0%} — {f.reason}" for i, f in enumerate(out.faces, 1)]
+    more = out.faces_found - len(out.faces)
+    if more > 0:
+        lines.append(texts.MORE_FACES.format(more=texts.plural(more, "more face")))
+    return "\n".join(lines)
+
+
+def faces_text(out: CheckOutcome) -> str:
+    """Every face of a group photo, one line each (largest first)."""
+    return f"**{len(out.faces)} faces (largest first)**\n{_faces_lines(out)}"[:4000]
 
 
 def baseline_text(saved: dict[str, Any], emotions: EmotionRegistry) -> str:

@@ -35,6 +35,9 @@ class BotSettings(QueueSettings):
     consent_version: int = Field(default=1, ge=1)
     mood_map: Path | None = Field(default=None, description="a custom emotion → music mood map (JSON)")
     session_idle_s: int = Field(default=3600, ge=1, description="a session with no activity ends")
+    components_v2: bool = Field(
+        default=True, description="the reading as a Components V2 layout; false: the classic embed"
+    )
     watch_channels: bool = Field(
         default=False,
         description="selfie channels (/moodring watch): needs the privileged Message Content intent, "

@@ -73,6 +73,7 @@ NOT_YOUR_PHOTO = "I only read photos you posted yourself: faces are personal. Tr
 FORGOTTEN = "You asked me to forget you, so this button does nothing now. `/mood check` starts again."
 PRIOR_USED = "*Read with your corrections taken into account.*"
 AI_NOTICE = "AI estimate of a facial expression, not a diagnosis."
+HEATMAP_ALT = "Heatmap: where the model looked to read each face"
 
 SERVER_OFF = (
     "moodring is turned off in this server by its admins. `/mood forget`, `/mood export` and "

@@ -150,6 +150,16 @@ class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:
             return
         message = interaction.message
         await interaction.response.defer(thinking=True)
+        if message is not None and not message.embeds and message.flags.components_v2:
+            heatmap = None
+            if message.attachments:
+                try:
+                    heatmap = await message.attachments[0].read()
+                except discord.HTTPException:
+                    log.info("heatmap of a shared reading could not be re-read; sharing without it")
+            line = texts.SHARED.format(mention=interaction.user.mention)
+            await interaction.followup.send(**public_copy(message, line, heatmap))
+            return
         if message is None or not message.embeds:
             await interaction.followup.send(texts.error("internal"), ephemeral=True)
             return
@@ -320,13 +330,97 @@ def error_reply(services: Services, user_id: int, code: str, retry_after_s: floa
     return {"content": texts.error(code, seconds=retry_after_s, max_mb=max_mb)}
 
 
-def reply_for(services: Services, user_id: int, out: CheckOutcome, share: bool = True) -> dict[str, Any]:
-    """Message arguments for a check's outcome: consent prompt, error sentence or the full answer."""
+def reply_for(
+    services: Services, user_id: int, out: CheckOutcome, share: bool = True, v2: bool | None = None
+) -> dict[str, Any]:
+    """Message arguments for a check's outcome: consent prompt, error sentence or the full answer.
+
+    The answer is a Components V2 layout (:func:`reading_layout`) unless ``v2`` is False or
+    ``MOODRING_COMPONENTS_V2=false``: then the plain embed with buttons, for where V2 isn't
+    allowed (the restart path edits a reply Discord created before the layout existed).
+    """
     if out.error:
         return error_reply(services, user_id, out.error, out.retry_after_s)
+    if services.settings.components_v2 if v2 is None else v2:
+        layout, files = reading_layout(out, services.emotions, user_id, share)
+        return {"view": layout, "files": files}
     embed, files = embeds.check_embed(out, services.emotions)
     view = check_view(user_id, out.entry_id, out.tracks, services.emotions, share=share)
     return {"embed": embed, "files": files, "view": view}
+
+
+V2_MAX_COMPONENTS = 40  # Discord's limit for one Components V2 message
+
+
+def reading_layout(
+    out: CheckOutcome, emotions: EmotionRegistry, owner: int, share: bool
+) -> tuple[discord.ui.LayoutView, list[discord.File]]:
+    """The reading as Components V2: one container (the emotion's colour) with the headline, the
+    top-3 bars and the reason, the heatmap in a media gallery, one section per track with a
+    Listen link, then Share / calm face and the correction menu, and the AI notice."""
+    assert out.faces and out.emotion is not None
+    main = out.faces[0]
+    info = emotions[out.emotion]
+    parts: list[discord.ui.Item[Any]] = [
+        discord.ui.TextDisplay(f"## {info.emoji} You look **{info.adjective}** ({main.confidence:.0%})"),
+        discord.ui.TextDisplay(embeds.reading_body(out)),
+    ]
+    files = []
+    if out.heatmap_png:
+        files.append(discord.File(io.BytesIO(out.heatmap_png), embeds.HEATMAP_NAME))
+        parts.append(_heatmap_gallery())
+    if len(out.faces) > 1:
+        parts.append(discord.ui.TextDisplay(embeds.faces_text(out)))
+    if out.tracks:
+        parts.append(discord.ui.Separator())
+        parts.append(discord.ui.TextDisplay(f"**Music ({out.strategy})**"))
+        for rec in out.tracks[:5]:
+            line = f"**{rec.track.title}** — {', '.join(rec.track.artists)}\n-# {rec.reason}"
+            listen = discord.ui.Button[Any](label="Listen", url=rec.track.url)
+            parts.append(discord.ui.Section(discord.ui.TextDisplay(line[:1000]), accessory=listen))
+    buttons: list[discord.ui.Item[Any]] = []
+    if share:
+        buttons.append(ShareButton(owner))
+    if out.entry_id is not None:
+        buttons.append(CalmButton(owner, out.entry_id))
+    if buttons:
+        parts.append(discord.ui.ActionRow(*buttons))
+    if out.entry_id is not None:
+        parts.append(discord.ui.ActionRow(CorrectSelect(owner, out.entry_id, emotions)))
+    parts.append(discord.ui.TextDisplay(f"-# {texts.AI_NOTICE}"))
+    layout = discord.ui.LayoutView(timeout=None)
+    layout.add_item(discord.ui.Container(*parts, accent_colour=info.colour))
+    if layout.total_children_count > V2_MAX_COMPONENTS:  # cannot happen with 5 tracks; never send one
+        raise ValueError(f"{layout.total_children_count} components (V2 allows {V2_MAX_COMPONENTS})")
+    return layout, files
+
+
+def _heatmap_gallery() -> discord.ui.MediaGallery[Any]:
+    """The heatmap, as the message's attachment of that name, in a one-item media gallery."""
+    item = discord.MediaGalleryItem(f"attachment://{embeds.HEATMAP_NAME}", description=texts.HEATMAP_ALT)
+    return discord.ui.MediaGallery(item)
+
+
+def public_copy(message: discord.Message, shared_by: str, heatmap: bytes | None) -> dict[str, Any]:
+    """A V2 reading re-posted by its owner: the same container without its buttons, with a line
+    naming who shared it, and the heatmap uploaded again (the original was only theirs)."""
+    original = discord.ui.LayoutView.from_message(message, timeout=None)
+    layout = discord.ui.LayoutView(timeout=None)
+    for top in original.children:
+        if not isinstance(top, discord.ui.Container):
+            continue
+        parts: list[discord.ui.Item[Any]] = [discord.ui.TextDisplay(shared_by)]
+        for item in top.children:
+            if isinstance(item, discord.ui.ActionRow):
+                continue  # Share, calm face, correction: the owner's own
+            if isinstance(item, discord.ui.MediaGallery):
+                if heatmap is None:
+                    continue
+                item = _heatmap_gallery()
+            parts.append(item)
+        layout.add_item(discord.ui.Container(*parts, accent_colour=top.accent_colour))
+    files = [discord.File(io.BytesIO(heatmap), embeds.HEATMAP_NAME)] if heatmap is not None else []
+    return {"view": layout, "files": files}
 
 
 def downloader(read: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:

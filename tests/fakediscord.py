@@ -26,6 +26,7 @@ APP_ID = 900_000_000_000_000_001
 GUILD_ID = 910_000_000_000_000_001
 CHANNEL_ID = 920_000_000_000_000_001
 EPHEMERAL = 1 << 6
+IS_COMPONENTS_V2 = 1 << 15
 DEADLINE_S = 3.0
 
 
@@ -454,6 +455,7 @@ class FakeDiscord:
                 # The first follow-up after a defer fills the deferred ("thinking") message.
                 msg = self.messages[ix.original_id]
                 self._fill(msg, body, files)
+                msg["flags"] |= flags & IS_COMPONENTS_V2  # it becomes a V2 message if the body is one
                 return 200, msg
             msg = self._new_message(body, files, flags)
             ix.messages.append(msg)
@@ -468,6 +470,7 @@ class FakeDiscord:
             msg = self.messages[msg_id]
             if method == "PATCH":
                 self._fill(msg, body, files)
+                msg["flags"] |= int(body.get("flags") or 0) & IS_COMPONENTS_V2
                 self.edits.setdefault(msg_id, []).append(time.monotonic())
             return 200, msg
         if path == "/users/@me/channels" and method == "POST":

@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from tests.conftest import face_photo
 from tests.fakediscord import FakeDiscord, Ix
 
+IS_COMPONENTS_V2 = 1 << 15
+
+
+def walk(components: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every component of a message, nested ones (containers, rows, section accessories) included."""
+    for c in components:
+        yield c
+        yield from walk(c.get("components") or [])
+        if c.get("accessory"):
+            yield from walk([c["accessory"]])
+
 
 def custom_ids(msg: dict[str, Any]) -> list[str]:
-    return [c["custom_id"] for row in msg["components"] for c in row["components"] if "custom_id" in c]
+    return [c["custom_id"] for c in walk(msg["components"]) if "custom_id" in c]
 
 
 def links(msg: dict[str, Any]) -> list[str]:
-    return [c["url"] for row in msg["components"] for c in row["components"] if c.get("style") == 5]
+    return [c["url"] for c in walk(msg["components"]) if c.get("type") == 2 and c.get("style") == 5]
+
+
+def reading_text(msg: dict[str, Any]) -> str:
+    """All the text of a reading: its V2 text displays, or its embed's title, text and fields."""
+    if msg["flags"] & IS_COMPONENTS_V2:
+        return "\n".join(c["content"] for c in walk(msg["components"]) if c.get("type") == 10)
+    parts = []
+    for e in msg.get("embeds") or []:
+        parts += [e.get("title", ""), e.get("description", "")]
+        parts += [f"{f['name']}\n{f['value']}" for f in e.get("fields", [])]
+    return "\n".join(parts)
 
 
 async def accept_consent(fake: FakeDiscord, user_id: int) -> None:

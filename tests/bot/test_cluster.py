@@ -20,7 +20,7 @@ from bot.services import build_services
 from bot.settings import BotSettings
 from inference.api.connect import connect
 from tests.bot.conftest import TEST_SALT, BotFactory, uh
-from tests.bot.helpers import accept_consent, check, custom_ids
+from tests.bot.helpers import accept_consent, check, custom_ids, reading_text
 from tests.conftest import Cluster, wait_for_worker
 from tests.fakediscord import CHANNEL_ID, FakeDiscord
 
@@ -93,7 +93,7 @@ async def test_bot_flows_sessions_and_forget_on_a_cluster(
     await cluster_bot()  # a second bot process: interactions alternate between them (shards)
     await accept_consent(fake, ALICE)
     ix, msg = await check(fake, ALICE)
-    assert "You look" in msg["embeds"][0]["title"]
+    assert "You look" in reading_text(msg)
     assert [a["filename"] for a in msg["attachments"]] == ["heatmap.png"]
 
     fix_id = next(c for c in custom_ids(msg) if c.startswith("mr:fix:"))  # a correction: WATCHed write

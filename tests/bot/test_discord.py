@@ -15,7 +15,7 @@ from discord import app_commands
 from redis.asyncio import Redis
 
 from tests.bot.conftest import BotFactory, uh
-from tests.bot.helpers import accept_consent, check, custom_ids, links
+from tests.bot.helpers import IS_COMPONENTS_V2, accept_consent, check, custom_ids, links, reading_text, walk
 from tests.conftest import face_photo
 from tests.fakediscord import CHANNEL_ID, EPHEMERAL, FakeDiscord
 
@@ -51,12 +51,14 @@ async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
     callback = await fake.acked(ix)
     assert callback["type"] == 5 and callback["data"]["flags"] & EPHEMERAL  # deferred, ephemeral
     assert msg["flags"] & EPHEMERAL
-    embed = msg["embeds"][0]
-    assert embed["image"]["url"] == "attachment://heatmap.png"
+    assert msg["flags"] & IS_COMPONENTS_V2 and not msg["embeds"] and not msg["content"]
+    gallery = next(c for c in walk(msg["components"]) if c["type"] == 12)  # the heatmap
+    assert gallery["items"][0]["media"]["url"] == "attachment://heatmap.png"
     assert [a["filename"] for a in msg["attachments"]] == ["heatmap.png"]
     assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\x89PNG")
-    assert "You look" in embed["title"] and "%" in embed["title"]
-    assert "of the evidence)" in embed["description"]  # the Grad-CAM reason line
+    text = reading_text(msg)
+    assert "You look" in text and "%" in text
+    assert "of the evidence)" in text  # the Grad-CAM reason line
     urls = links(msg)
     assert len(urls) == 5 and all(u.startswith("https://open.spotify.com/") for u in urls)
     ids = custom_ids(msg)
@@ -81,7 +83,7 @@ async def test_context_menu_share_and_correction(
     ix = await fake.context_menu(ALICE, "Read mood", target)
     assert (await fake.acked(ix))["type"] == 5
     msg = await fake.reply(ix)
-    assert msg["flags"] & EPHEMERAL and msg["embeds"]
+    assert msg["flags"] & EPHEMERAL and "You look" in reading_text(msg)
 
     # Someone else can't press Alice's buttons.
     nosy = await fake.click(BOB, msg, f"mr:share:{ALICE}")
@@ -92,8 +94,9 @@ async def test_context_menu_share_and_correction(
     await fake.acked(share)
     public = await fake.reply(share)
     assert not public["flags"] & EPHEMERAL
-    assert public["embeds"][0]["title"] == msg["embeds"][0]["title"]
+    assert reading_text(msg) in reading_text(public) and "shared their mood reading" in reading_text(public)
     assert [a["filename"] for a in public["attachments"]] == ["heatmap.png"]
+    assert not [c for c in walk(public["components"]) if "custom_id" in c]  # no buttons of hers
 
     fix_id = next(c for c in custom_ids(msg) if c.startswith("mr:fix:"))
     fix = await fake.click(ALICE, msg, fix_id, values=["surprise"])
@@ -176,7 +179,7 @@ async def test_rate_limited_follow_up_is_retried(
     await accept_consent(fake, ALICE)
     fake.rate_limit("POST", r"^/webhooks/", retry_after=0.4)
     ix, msg = await check(fake, ALICE)
-    assert (await fake.acked(ix))["type"] == 5 and msg["embeds"]
+    assert (await fake.acked(ix))["type"] == 5 and "You look" in reading_text(msg)
     statuses = [c.status for c in fake.calls_to("POST", r"^/webhooks/")]
     assert statuses[:2] == [429, 200]
 
@@ -272,15 +275,17 @@ async def test_photo_by_dm_or_mention_is_answered_by_dm(
     assert "AI model" in first[0]["content"]  # consent first, nothing analysed
     await accept_consent(fake, BOB)
     await fake.post(BOB, [fake.upload(face_photo(size=(160, 160)))], dm=False, mention_bot=True)
-    answers = await fake.wait_for(lambda: [m for m in fake.channel_messages(dm) if m["embeds"]], 60, "result")
-    assert answers[0]["embeds"][0]["image"]["url"] == "attachment://heatmap.png"
+    answers = await fake.wait_for(
+        lambda: [m for m in fake.channel_messages(dm) if reading_text(m)], 60, "result"
+    )
+    assert [a["filename"] for a in answers[0]["attachments"]] == ["heatmap.png"]
     assert not any(c.startswith("mr:share:") for c in custom_ids(answers[0]))
-    in_channel = [m for m in fake.channel_messages(CHANNEL_ID) if m["embeds"] or m["attachments"]]
+    in_channel = [m for m in fake.channel_messages(CHANNEL_ID) if reading_text(m) or m["attachments"]]
     assert in_channel == []  # nothing about the face in the channel
     # A guild message that doesn't mention the bot is ignored.
     await fake.post(BOB, [fake.upload(face_photo(size=(160, 160)))], dm=False)
     await asyncio.sleep(1.0)
-    assert len([m for m in fake.channel_messages(dm) if m["embeds"]]) == 1
+    assert len([m for m in fake.channel_messages(dm) if reading_text(m)]) == 1
 
 
 async def test_calm_face_command_button_and_stale_button_after_forget(
@@ -302,7 +307,7 @@ async def test_calm_face_command_button_and_stale_button_after_forget(
     assert calm is not None and set(calm) == {"probs", "photos", "at"}
 
     _, reading = await check(fake, ALICE)
-    assert "relative to your calm face" in reading["embeds"][0]["description"]
+    assert "relative to your calm face" in reading_text(reading)
     latest = (await bot.services.store.history(ALICE))[0]
     assert latest.baseline and latest.raw is not None
     show = await fake.slash(ALICE, "mood", "baseline show")

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from bot.texts import NEEDS_SERVER_INSTALL
 from tests.bot.conftest import BotFactory
-from tests.bot.helpers import accept_consent, custom_ids
+from tests.bot.helpers import accept_consent, custom_ids, reading_text
 from tests.conftest import face_photo
 from tests.fakediscord import EPHEMERAL, FakeDiscord
 
@@ -38,7 +38,7 @@ async def test_check_and_read_mood_work_where_only_the_user_installed_it(
     ix = await fake.slash(ALICE, "mood", "check", attachments={"photo": att}, where=where)
     await fake.acked(ix)
     msg = await fake.reply(ix)
-    assert "You look" in msg["embeds"][0]["title"] and msg["flags"] & EPHEMERAL
+    assert "You look" in reading_text(msg) and msg["flags"] & EPHEMERAL
     assert [a["filename"] for a in msg["attachments"]] == ["heatmap.png"]
     ids = custom_ids(msg)
     assert any(c.startswith("mr:fix:") for c in ids)
@@ -48,7 +48,7 @@ async def test_check_and_read_mood_work_where_only_the_user_installed_it(
     target = fake.message(ALICE, [fake.upload(face_photo(size=(160, 160)))])
     ix = await fake.context_menu(ALICE, "Read mood", target, where=where)
     await fake.acked(ix)
-    assert "You look" in (await fake.reply(ix))["embeds"][0]["title"]
+    assert "You look" in reading_text(await fake.reply(ix))
 
 
 async def test_sharing_says_it_needs_the_server_install(

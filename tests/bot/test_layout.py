@@ -56,3 +56,21 @@ async def test_the_classic_embed_is_the_fallback(
     assert "You look" in msg["embeds"][0]["title"]
     assert msg["embeds"][0]["image"]["url"] == "attachment://heatmap.png"
     assert len(links(msg)) == 5 and f"mr:share:{ALICE}" in custom_ids(msg)
+
+
+def test_the_docs_mocks_render_from_the_bots_own_payloads() -> None:
+    """docs/render_mocks.py (docs/discord.md) keeps working as the replies change."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "render_mocks.py"
+    spec = importlib.util.spec_from_file_location("render_mocks", path)
+    assert spec is not None and spec.loader is not None
+    mocks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mocks)
+    replies = mocks.payloads()
+    assert {"reading", "reading-classic-embed", "consent-prompt", "session-board"} <= set(replies)
+    reading, _ = replies["reading"]
+    assert reading["flags"] & IS_COMPONENTS_V2 and len(list(walk(reading["components"]))) <= 40
+    for payload, pictures in replies.values():
+        assert mocks.render(payload, pictures).startswith(b"\x89PNG")

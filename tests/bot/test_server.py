@@ -18,7 +18,7 @@ from tests.fakediscord import CHANNEL_ID, EPHEMERAL, GUILD_ID, FakeDiscord
 
 pytestmark = pytest.mark.timeout(180)
 
-ALICE, ADMIN = 4242, 7070
+ALICE, BOB, ADMIN = 4242, 5151, 7070
 MANAGE_GUILD = 1 << 5
 
 
@@ -50,6 +50,7 @@ async def test_switched_off_server_stops_every_command_and_button_but_forget(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
 ) -> None:
     await start_bot()
+    _, prompt = await check(fake, BOB)  # Bob's first check: a consent prompt holding his photo
     await accept_consent(fake, ALICE)
     _, reading = await check(fake, ALICE)  # a reading with its buttons, while moodring is on
     session = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
@@ -83,6 +84,9 @@ async def test_switched_off_server_stops_every_command_and_button_but_forget(
         assert (await _answer(fake, await fake.click(ALICE, message, custom_id)))["content"] == SERVER_OFF
     ix = await fake.click(ALICE, reading, fix, values=["sad"])
     assert (await _answer(fake, ix))["content"] == SERVER_OFF
+    accept = next(c for c in custom_ids(prompt) if c.startswith(f"mr:consent:{BOB}:yes:"))
+    assert (await _answer(fake, await fake.click(BOB, prompt, accept)))["content"] == SERVER_OFF
+    assert [k async for k in redis.scan_iter(match=f"*{uh(BOB)}*:history")] == []  # his photo unread
     assert (await redis.hgetall(f"moodring:user:{{{uh(ALICE)}}}:corrections")) == {}  # nothing ran
 
     # a photo posted with a mention: one line in the channel, nothing read

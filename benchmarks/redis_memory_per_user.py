@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import subprocess
 import tempfile
 import time
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.store import BotHistory, UserStore
 from inference.api.contract import hash_user
-from tests.conftest import _free_port
+from tests.conftest import spawn_redis
 
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
@@ -40,22 +38,10 @@ async def _user(store: UserStore, history: BotHistory, user: int, readings: int)
 
 
 async def main(users: int) -> None:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed"
-    port = _free_port()
     workdir = tempfile.mkdtemp()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-    )
-    redis = Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    server, url = spawn_redis("--save", "", "--appendonly", "no", workdir=workdir)  # waits until it listens
+    redis = Redis.from_url(url)
     try:
-        for _ in range(100):
-            try:
-                await redis.ping()
-                break
-            except RedisConnectionError:
-                await asyncio.sleep(0.05)
         store = UserStore(redis, CLASSES)
         history = BotHistory(store)
         print(f"redis-server {(await redis.info('server'))['redis_version']}, {users} users per row\n")

@@ -328,16 +328,7 @@ class FakeDiscord:
             "version": 1,
             "guild_id": str(GUILD_ID),
             "channel_id": str(CHANNEL_ID),
-            "channel": {
-                "id": str(CHANNEL_ID),
-                "type": 0,
-                "guild_id": str(GUILD_ID),
-                "name": "general",
-                "position": 0,
-                "permission_overwrites": [],
-                "nsfw": False,
-                "parent_id": None,
-            },
+            "channel": _channel(),
             "member": {
                 "user": user(user_id),
                 "roles": [],
@@ -591,9 +582,9 @@ class FakeDiscord:
         msg["edited_timestamp"] = _now_iso()
 
 
-def _guild() -> dict[str, Any]:
-    """The test server with its one text channel, as GUILD_CREATE carries it."""
-    channel = {
+def _channel() -> dict[str, Any]:
+    """The test server's text channel."""
+    return {
         "id": str(CHANNEL_ID),
         "type": 0,
         "guild_id": str(GUILD_ID),
@@ -603,6 +594,10 @@ def _guild() -> dict[str, Any]:
         "nsfw": False,
         "parent_id": None,
     }
+
+
+def _guild() -> dict[str, Any]:
+    """The test server with its one text channel, as GUILD_CREATE carries it."""
     everyone = {
         "id": str(GUILD_ID),
         "name": "@everyone",
@@ -618,7 +613,7 @@ def _guild() -> dict[str, Any]:
         "name": "test server",
         "unavailable": False,
         "owner_id": "1",
-        "channels": [channel],
+        "channels": [_channel()],
         "threads": [],
         "roles": [everyone],
         "members": [],

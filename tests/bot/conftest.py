@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from redis.asyncio import Redis
 from bot.app import MoodringBot, use_api_base
 from bot.services import build_services
 from bot.settings import BotSettings
+from inference.api.connect import connect
 from inference.api.contract import hash_user
 from tests.conftest import wait_for_worker
 from tests.fakediscord import FakeDiscord
@@ -63,9 +66,12 @@ async def worker(redis_server: str, tiny_model_dir: Path) -> AsyncIterator[None]
     predictor.close()
 
 
-@pytest.fixture
-async def start_bot(fake: FakeDiscord, redis_server: str, redis: Redis) -> AsyncIterator[BotFactory]:
-    """Start bot processes' worth of MoodringBot (each with its own Redis client) on the fake."""
+@asynccontextmanager
+async def bot_factory(fake: FakeDiscord, redis_url: str, **defaults: Any) -> AsyncIterator[BotFactory]:
+    """Start bot processes' worth of MoodringBot (each with its own Redis client) on the fake.
+
+    ``defaults`` are settings for every bot (e.g. ``redis_cluster=True``); a call's own win.
+    """
     running: list[tuple[MoodringBot, asyncio.Task[None], Redis]] = []
 
     async def factory(**overrides: Any) -> MoodringBot:
@@ -73,14 +79,13 @@ async def start_bot(fake: FakeDiscord, redis_server: str, redis: Redis) -> Async
             "discord_token": "fake-token",
             "user_salt": TEST_SALT,
             "discord_api_base": fake.api_base,
-            "redis_url": redis_server,
+            "redis_url": redis_url,
             "cooldown_s": 0,
             "job_timeout_s": 60,
         }
-        values.update(overrides)
-        settings = BotSettings(**values)
+        settings = BotSettings(**values | defaults | overrides)
         use_api_base(settings.discord_api_base)
-        client = Redis.from_url(redis_server)
+        client = connect(settings.redis_url, settings.redis_cluster)
         bot = MoodringBot(build_services(settings, {}, client))
         task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
         running.append((bot, task, client))
@@ -88,8 +93,29 @@ async def start_bot(fake: FakeDiscord, redis_server: str, redis: Redis) -> Async
         await fake.wait_for(lambda: bot.is_ready(), 30, "bot ready")
         return bot
 
-    yield factory
-    for bot, task, client in running:
-        await bot.close()
-        await task
-        await client.aclose()
+    try:
+        yield factory
+    finally:
+        for bot, task, client in running:
+            await bot.close()
+            await task
+            await client.aclose()
+
+
+@pytest.fixture
+async def start_bot(fake: FakeDiscord, redis_server: str, redis: Redis) -> AsyncIterator[BotFactory]:
+    async with bot_factory(fake, redis_server) as factory:
+        yield factory
+
+
+def bot_process_env(fake: FakeDiscord, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a real ``python -m bot`` process against the fake and a test Redis."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODRING_", "SPOTIPY_"))}
+    env.update(
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        MOODRING_DISCORD_TOKEN="fake-token",
+        MOODRING_USER_SALT=TEST_SALT,
+        MOODRING_DISCORD_API_BASE=fake.api_base,
+        MOODRING_REDIS_URL=redis_url,
+    )
+    return env | extra

@@ -10,16 +10,11 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from bot.app import MoodringBot, use_api_base
-from bot.services import build_services
-from bot.settings import BotSettings
-from inference.api.connect import connect
-from tests.bot.conftest import TEST_SALT, BotFactory, uh
+from tests.bot.conftest import BotFactory, bot_factory, uh
 from tests.bot.helpers import accept_consent, check, custom_ids, reading_text
 from tests.conftest import Cluster, wait_for_worker
 from tests.fakediscord import CHANNEL_ID, FakeDiscord
@@ -53,33 +48,8 @@ async def cluster_worker(redis_cluster: Cluster, cluster: Redis, tiny_model_dir:
 
 @pytest.fixture
 async def cluster_bot(fake: FakeDiscord, redis_cluster: Cluster, cluster: Redis) -> AsyncIterator[BotFactory]:
-    running: list[tuple[MoodringBot, asyncio.Task[None], Redis]] = []
-
-    async def factory(**overrides: Any) -> MoodringBot:
-        values: dict[str, Any] = {
-            "discord_token": "fake-token",
-            "user_salt": TEST_SALT,
-            "discord_api_base": fake.api_base,
-            "redis_url": redis_cluster.url,
-            "cooldown_s": 0,
-            "job_timeout_s": 60,
-            **ON_CLUSTER,
-        }
-        settings = BotSettings(**values | overrides)
-        use_api_base(settings.discord_api_base)
-        client = connect(settings.redis_url, settings.redis_cluster)
-        bot = MoodringBot(build_services(settings, {}, client))
-        task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
-        running.append((bot, task, client))
-        await fake.wait_ready(len(running))
-        await fake.wait_for(lambda: bot.is_ready(), 30, "bot ready")
-        return bot
-
-    yield factory
-    for bot, task, client in running:
-        await bot.close()
-        await task
-        await client.aclose()
+    async with bot_factory(fake, redis_cluster.url, **ON_CLUSTER) as factory:
+        yield factory
 
 
 async def _keys(redis: Redis, pattern: str) -> list[bytes]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from discord import app_commands
 from redis.asyncio import Redis
 
-from tests.bot.conftest import BotFactory, uh
+from tests.bot.conftest import BotFactory, bot_process_env, uh
 from tests.bot.helpers import IS_COMPONENTS_V2, accept_consent, check, custom_ids, links, reading_text, walk
 from tests.conftest import face_photo
 from tests.fakediscord import CHANNEL_ID, EPHEMERAL, FakeDiscord
@@ -237,15 +236,7 @@ async def test_buttons_work_after_a_restart(
 async def test_python_m_bot_runs_against_discord_and_exits_cleanly_on_sigterm(
     fake: FakeDiscord, redis_server: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODRING_", "SPOTIPY_"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        MOODRING_DISCORD_TOKEN="fake-token",
-        MOODRING_USER_SALT="a-test-deployment-secret",
-        MOODRING_DISCORD_API_BASE=fake.api_base,
-        MOODRING_REDIS_URL=redis_server,
-        MOODRING_LOG_LEVEL="WARNING",
-    )
+    env = bot_process_env(fake, redis_server, MOODRING_LOG_LEVEL="WARNING")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
     )

@@ -5,7 +5,6 @@ privileged intent stays off unless asked for, and its absence is said at start-u
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.texts import MESSAGE_CONTENT_MISSING, WATCH_NEEDS_OPERATOR
-from tests.bot.conftest import BotFactory, uh
+from tests.bot.conftest import BotFactory, bot_process_env, uh
 from tests.bot.helpers import accept_consent, custom_ids, reading_text
 from tests.conftest import face_photo
 from tests.fakediscord import CHANNEL_ID, EPHEMERAL, FakeDiscord
@@ -110,15 +109,7 @@ async def bot_history(redis: Redis, user_id: int) -> list[object]:
 async def test_missing_portal_switch_is_said_at_start_up(
     fake: FakeDiscord, redis_server: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODRING_", "SPOTIPY_"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        MOODRING_DISCORD_TOKEN="fake-token",
-        MOODRING_USER_SALT="a-test-deployment-secret",
-        MOODRING_DISCORD_API_BASE=fake.api_base,
-        MOODRING_REDIS_URL=redis_server,
-        MOODRING_WATCH_CHANNELS="true",
-    )
+    env = bot_process_env(fake, redis_server, MOODRING_WATCH_CHANNELS="true")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
     )

@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,14 +37,9 @@ from inference.api.client import JobClient
 from inference.api.connect import connect
 from inference.api.settings import QueueSettings
 from inference.api.transport import WORKERS_KEY
+from tests.conftest import spawn_cluster, spawn_redis
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -66,28 +60,12 @@ STAGES = ("decode", "detect", "classify_cam", "render")
 
 
 def start_servers(cluster: bool, tmp: str) -> tuple[list[subprocess.Popen[bytes]], str]:
-    """One redis-server, or three cluster masters joined by redis-cli; the processes and a URL."""
-    binary = shutil.which("redis-server") or "redis-server"
-    ports = [free_port()] if not cluster else [20_000 + 7 * i + os.getpid() % 5000 for i in range(3)]
-    procs = []
-    for port in ports:
-        extra = ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"] if cluster else []
-        procs.append(
-            subprocess.Popen(
-                [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp, *extra],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-    time.sleep(0.5)
+    """One redis-server, or three cluster masters joined by redis-cli (the tests' own starters)."""
     if cluster:
-        nodes = [f"127.0.0.1:{p}" for p in ports]
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        time.sleep(2)
-    return procs, f"redis://127.0.0.1:{ports[0]}/0"
+        nodes = spawn_cluster(Path(tmp))
+        return nodes.procs, nodes.url
+    server, url = spawn_redis("--save", "", "--appendonly", "no", workdir=tmp)
+    return [server], url
 
 
 async def run_level(

@@ -15,7 +15,7 @@ from typing import Literal
 import discord
 
 from bot import texts
-from bot.guilds import Guilds
+from bot.guilds import Guilds, ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,13 @@ async def refusal(guilds: Guilds, guild_id: int | None, feature: Feature) -> str
     """The sentence that stops ``feature`` in this server, or None when it may run."""
     if feature == "exempt" or guild_id is None:
         return None
-    settings = await guilds.get(guild_id)
+    return why_not(await guilds.get(guild_id), feature)
+
+
+def why_not(settings: ServerSettings, feature: Feature) -> str | None:
+    """:func:`refusal` for settings already read (a caller that needs them for more)."""
+    if feature == "exempt":
+        return None
     if not settings.enabled:
         return texts.SERVER_OFF
     if feature == "session" and not settings.sessions:

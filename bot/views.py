@@ -150,33 +150,28 @@ class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:
             return
         message = interaction.message
         await interaction.response.defer(thinking=True)
-        if message is not None and not message.embeds and message.flags.components_v2:
-            heatmap = None
-            if message.attachments:
-                try:
-                    heatmap = await message.attachments[0].read()
-                except discord.HTTPException:
-                    log.info("heatmap of a shared reading could not be re-read; sharing without it")
-            line = texts.SHARED.format(mention=interaction.user.mention)
-            await interaction.followup.send(**public_copy(message, line, heatmap))
-            return
-        if message is None or not message.embeds:
+        v2 = message is not None and not message.embeds and message.flags.components_v2
+        if message is None or not (v2 or message.embeds):
             await interaction.followup.send(texts.error("internal"), ephemeral=True)
+            return
+        heatmap = None  # re-read: the original attachment was only the owner's
+        if message.attachments:
+            try:
+                heatmap = await message.attachments[0].read()
+            except discord.HTTPException:
+                log.info("heatmap of a shared reading could not be re-read; sharing without it")
+        line = texts.SHARED.format(mention=interaction.user.mention)
+        if v2:
+            await interaction.followup.send(**public_copy(message, line, heatmap))
             return
         embed = message.embeds[0].copy()
         files = []
-        if message.attachments:
-            try:
-                files.append(
-                    discord.File(io.BytesIO(await message.attachments[0].read()), embeds.HEATMAP_NAME)
-                )
-                embed.set_image(url=f"attachment://{embeds.HEATMAP_NAME}")
-            except discord.HTTPException:
-                log.info("heatmap of a shared reading could not be re-read; sharing without it")
-                embed.set_image(url=None)
-        await interaction.followup.send(
-            texts.SHARED.format(mention=interaction.user.mention), embed=embed, files=files
-        )
+        if heatmap is not None:
+            files.append(discord.File(io.BytesIO(heatmap), embeds.HEATMAP_NAME))
+            embed.set_image(url=f"attachment://{embeds.HEATMAP_NAME}")
+        elif message.attachments:  # it couldn't be re-read
+            embed.set_image(url=None)
+        await interaction.followup.send(line, embed=embed, files=files)
 
 
 class CorrectSelect(

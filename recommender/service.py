@@ -24,7 +24,7 @@ class History(Protocol):
 
 
 class MemoryHistory:
-    """Process-local history for the CLI and tests (the bot uses :class:`RedisHistory`)."""
+    """Process-local history for the CLI and tests (the bot uses ``bot.store.BotHistory``)."""
 
     def __init__(self, size: int = 30) -> None:
         self.size = size

@@ -209,7 +209,8 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         Anyone else gets one short consent prompt (its Accept reads this photo, privately) and
         nothing is analysed. A server that switched moodring or selfie channels off gets silence.
         """
-        if await gate.refusal(self.services.guilds, guild_id, "watch"):
+        server = await self.services.guilds.get(guild_id)
+        if gate.why_not(server, "watch"):
             return
         user_id = message.author.id
         if not await self.services.store.consent(user_id):
@@ -224,8 +225,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         if refusal:
             await message.reply(refusal, mention_author=False)
             return
-        strategy = (await self.services.guilds.get(guild_id)).strategy
-        out = await self._analyse(user_id, photo, strategy)  # type: ignore[arg-type]
+        out = await self._analyse(user_id, photo, server.strategy)  # type: ignore[arg-type]
         # already public: no Share button; the correction and calm-face buttons stay owner-only
         await message.reply(**self._reply(user_id, out, share=False), mention_author=False)
 

@@ -22,6 +22,5 @@ def connect(url: str, cluster: bool = False, **options: Any) -> Redis:
     if cluster:
         from redis.asyncio.cluster import RedisCluster
 
-        options.pop("db", None)
         return cast(Redis, RedisCluster.from_url(url, **options))
     return Redis.from_url(url, **options)

@@ -72,9 +72,9 @@ class Delivery:
 
     entry_id: bytes
     job: Job | None
+    stream: str  # the shard it came from
     deliveries: int = 1
     raw: bytes = b""
-    stream: str = ""  # the shard it came from ("" = the first)
 
 
 class Transport(Protocol):
@@ -86,7 +86,7 @@ class Transport(Protocol):
     async def submit(self, job: Job, image: bytes, ttl_s: int, max_backlog: int) -> bool: ...
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult: ...
     async def cleanup(self, job_id: str, user_hash: str) -> None: ...
-    async def heartbeat(self, consumer: str, ttl_s: int) -> None: ...
+    async def heartbeat(self, consumer: str) -> None: ...
     async def workers_alive(self, within_s: float) -> int: ...
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
     async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]: ...
@@ -212,7 +212,6 @@ class StreamTransport:
             self.dead = {self.streams[0]: dead_letter_stream or f"{settings.stream}:dead"}
         else:  # beside its shard, on its slot
             self.dead = {s: f"{s}:dead" for s in self.streams}
-        self.dead_stream = self.dead[self.streams[0]]
         self._next = 0  # the shard a worker reads first (rotates, so none starves)
         self._add_if_room = redis.register_script(ADD_IF_ROOM)
         self._answer_once = self.blobs.register_script(ANSWER_ONCE)
@@ -308,7 +307,7 @@ class StreamTransport:
             log.warning("could not clean up job %s (keys expire by TTL)", job_id)
 
     # worker side --------------------------------------------------------------------
-    async def heartbeat(self, consumer: str, ttl_s: int) -> None:
+    async def heartbeat(self, consumer: str) -> None:
         """Beat in the workers' sorted set (consumer → time); gone for a day: dropped."""
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:  # one key
@@ -356,7 +355,7 @@ class StreamTransport:
         for stream, entries in resp or []:
             name = stream.decode() if isinstance(stream, bytes) else str(stream)
             out += [
-                Delivery(eid, parse_job(fields.get(b"job")), 1, fields.get(b"job", b""), name)
+                Delivery(eid, parse_job(fields.get(b"job")), name, 1, fields.get(b"job", b""))
                 for eid, fields in entries
                 if fields
             ]
@@ -412,7 +411,7 @@ class StreamTransport:
                 await self.redis.xack(stream, self.s.group, eid)
                 continue
             raw = fields.get(b"job", b"")
-            out.append(Delivery(eid, parse_job(raw), deliveries.get(eid, 1 << 30), raw, stream))
+            out.append(Delivery(eid, parse_job(raw), stream, deliveries.get(eid, 1 << 30), raw))
         return out
 
     async def images(self, jobs: Sequence[Job]) -> list[bytes | None]:
@@ -464,7 +463,7 @@ class StreamTransport:
                 await blob.execute()
         by_shard: dict[str, list[Delivery]] = {}
         for d, _ in done:
-            by_shard.setdefault(d.stream or self.streams[0], []).append(d)
+            by_shard.setdefault(d.stream, []).append(d)
         for stream, entries in by_shard.items():  # one transaction per shard (one slot)
             async with self.redis.pipeline(transaction=True) as pipe:
                 if dead is not None:  # bounded in length and in age (a week)

@@ -212,8 +212,9 @@ class Predictor:
 
         def finish(item: tuple[_Pending | MoodringError, slice | None]) -> Analysis | MoodringError:
             p, part = item
-            if isinstance(p, MoodringError) or part is None:
-                return p if isinstance(p, MoodringError) else NoFaceFound()
+            if isinstance(p, MoodringError):
+                return p
+            assert part is not None  # every prepared photo has its slice of the batch
             return self._finish(p, probs[part], maps[part], native, raw[part])
 
         return self._map(finish, zip(pending, parts, strict=True))
@@ -228,8 +229,8 @@ class Predictor:
         otherwise each photo is detected on its own, on the prepare threads when there are several.
         """
         decoded = self._map(self._decode, items)
-        ok = [i for i, d in enumerate(decoded) if not isinstance(d, MoodringError)]
-        images = [decoded[i][0].image for i in ok]  # type: ignore[index]
+        ok = [(i, d) for i, d in enumerate(decoded) if not isinstance(d, MoodringError)]
+        images = [image.image for _, (image, _) in ok]
         detect_many = getattr(self.detector, "detect_many", None)
         t = time.perf_counter()
         if detect_many is not None and self.batch_detect:
@@ -241,12 +242,11 @@ class Predictor:
             timed = self._map(self._detect_one, images)
             found = [f for f, _ in timed]
             detect_ms = [ms for _, ms in timed]
-        out: list[_Pending | MoodringError] = list(decoded)  # type: ignore[arg-type]
-        for i, faces, ms in zip(ok, found, detect_ms, strict=True):
-            image, timings = decoded[i]  # type: ignore[misc]
+        prepared: dict[int, _Pending | MoodringError] = {}
+        for (i, (image, timings)), faces, ms in zip(ok, found, detect_ms, strict=True):
             timings["detect"] = ms
-            out[i] = self._crop(image, faces, timings, flags[i], people[i] or Personal())
-        return out
+            prepared[i] = self._crop(image, faces, timings, flags[i], people[i] or Personal())
+        return [d if isinstance(d, MoodringError) else prepared[i] for i, d in enumerate(decoded)]
 
     def _decode(self, data: bytes) -> tuple[DecodedImage, dict[str, float]] | MoodringError:
         t = time.perf_counter()

@@ -129,7 +129,7 @@ class Worker:
                 await asyncio.sleep(0.5)
 
     async def _beat(self) -> None:
-        await self.queue.heartbeat(self.name, int(self.s.heartbeat_s * 3) + 1)
+        await self.queue.heartbeat(self.name)
         if self.metrics.enabled:
             self.metrics.depth.set((await self.queue.backlog()).total)
 
@@ -159,7 +159,7 @@ class Worker:
             d.job.job_id if d.job else d.entry_id.decode(),
             reason,
             d.deliveries,
-            self.queue.dead_stream,
+            self.queue.dead[d.stream],
         )
         res = None
         if d.job is not None and answer:

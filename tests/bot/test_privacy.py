@@ -257,7 +257,7 @@ async def test_a_check_survives_its_bot_process_dying(
     from inference.worker.settings import WorkerSettings
 
     await UserStore(redis, CLASSES, salt=TEST_SALT).set_consent(ALICE, True)
-    await open_transport(redis, QueueSettings()).heartbeat("w-busy-elsewhere", 60)  # a worker is "up"
+    await open_transport(redis, QueueSettings()).heartbeat("w-busy-elsewhere")  # a worker is "up"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODRING_", "SPOTIPY_"))}
     env.update(
         PYTHONPATH=str(ROOT),

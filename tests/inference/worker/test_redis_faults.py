@@ -104,7 +104,7 @@ async def test_the_backlog_cap_holds_when_many_submit_at_once(server: Server) ->
     settings = QueueSettings(redis_url=server.url, max_backlog=200, job_timeout_s=1)
     queue = open_transport(server.redis, settings)
     await queue.ensure_group()
-    await queue.heartbeat("w-alive-but-slow", 60)
+    await queue.heartbeat("w-alive-but-slow")
     photo = face_photo(size=(64, 64))
     clients = [Redis.from_url(server.url) for _ in range(8)]
     outcomes: list[str] = []

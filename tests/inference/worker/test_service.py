@@ -200,7 +200,7 @@ async def test_backlog_over_cap_is_refused_immediately(redis: Redis, redis_serve
     settings = QueueSettings(redis_url=redis_server, max_backlog=5)
     queue = open_transport(redis, settings)
     await queue.ensure_group()
-    await queue.heartbeat("w-busy", 60)  # a worker is up, the queue is full
+    await queue.heartbeat("w-busy")  # a worker is up, the queue is full
     for i in range(5):
         await redis.xadd(settings.stream, {"job": f"{i}"})
     client = JobClient(redis, settings)
@@ -221,7 +221,7 @@ async def test_one_job_in_flight_per_user(redis: Redis, redis_server: str) -> No
     with pytest.raises(Unavailable):  # nobody consumes the queue: said at once, not after 2 s
         await client.analyze(7, face_photo(), timeout_s=2)
     assert time.monotonic() - t0 < 2
-    await queue.heartbeat("w-that-never-reads", 60)  # a worker that is alive but stuck
+    await queue.heartbeat("w-that-never-reads")  # a worker that is alive but stuck
     first = asyncio.create_task(client.analyze(7, face_photo(), timeout_s=2))
     await asyncio.sleep(0.3)
     with pytest.raises(Busy):

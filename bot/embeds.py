@@ -15,7 +15,7 @@ from bot.store import BASELINE_PHOTOS, MoodEntry, summarize
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
-HEATMAP_NAME = "heatmap.png"
+HEATMAP_NAME = "heatmap.jpg"
 CHART_NAME = "moods.png"
 
 
@@ -52,8 +52,8 @@ def check_embed(out: CheckOutcome, emotions: EmotionRegistry) -> tuple[discord.E
         music = "\n".join(_track_line(i, r) for i, r in enumerate(out.tracks, 1))
         embed.add_field(name=f"Music ({out.strategy})", value=music[:1024], inline=False)
     files = []
-    if out.heatmap_png:
-        files.append(discord.File(io.BytesIO(out.heatmap_png), HEATMAP_NAME))
+    if out.heatmap_jpeg:
+        files.append(discord.File(io.BytesIO(out.heatmap_jpeg), HEATMAP_NAME))
         embed.set_image(url=f"attachment://{HEATMAP_NAME}")
     embed.set_footer(text=texts.AI_NOTICE)
     return embed, files

@@ -53,7 +53,7 @@ class CheckOutcome:
     retry_after_s: float = 0.0
     faces: tuple[FaceResult, ...] = ()
     faces_found: int = 0
-    heatmap_png: bytes | None = None
+    heatmap_jpeg: bytes | None = None
     tracks: tuple[Recommendation, ...] = ()
     strategy: str | None = None
     entry_id: str | None = None
@@ -184,11 +184,11 @@ async def finish_check(
     )
     chosen = strategy or recommender.mood_map.default_strategy(emotion)
     tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=store.hash(user_id))
-    png = base64.b64decode(result.heatmap_png_b64) if result.heatmap_png_b64 else None
+    heatmap = base64.b64decode(result.heatmap_jpeg_b64) if result.heatmap_jpeg_b64 else None
     return CheckOutcome(
         faces=faces,
         faces_found=result.faces_found,
-        heatmap_png=png,
+        heatmap_jpeg=heatmap,
         tracks=tuple(tracks),
         strategy=chosen,
         entry_id=entry_id,

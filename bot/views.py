@@ -361,8 +361,8 @@ def reading_layout(
         discord.ui.TextDisplay(embeds.reading_body(out)),
     ]
     files = []
-    if out.heatmap_png:
-        files.append(discord.File(io.BytesIO(out.heatmap_png), embeds.HEATMAP_NAME))
+    if out.heatmap_jpeg:
+        files.append(discord.File(io.BytesIO(out.heatmap_jpeg), embeds.HEATMAP_NAME))
         parts.append(_heatmap_gallery())
     if len(out.faces) > 1:
         parts.append(discord.ui.TextDisplay(embeds.faces_text(out)))

@@ -198,11 +198,11 @@ def _sample() -> tuple[Any, Image.Image]:
     heatmap = Image.composite(heat, photo, mask)
     ImageDraw.Draw(heatmap).rectangle(face.box, outline=(255, 215, 0), width=3)
     buf = io.BytesIO()
-    heatmap.save(buf, format="PNG")
+    heatmap.save(buf, format="JPEG", quality=90)
     recommender = Recommender(load_mood_map(), [load_offline_catalog()], MemoryHistory())
     tracks = asyncio.run(recommender.recommend("happy", probs=probs, strategy="match"))
     out = CheckOutcome(
-        faces=(face, other), faces_found=2, heatmap_png=buf.getvalue(), tracks=tuple(tracks[:5]),
+        faces=(face, other), faces_found=2, heatmap_jpeg=buf.getvalue(), tracks=tuple(tracks[:5]),
         strategy="match", entry_id="1764590000000-0", emotion="happy", probs=probs,
     )  # fmt: skip
     return out, heatmap

@@ -19,7 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Jobs are still version 2; results became version 3 when the heatmap turned from a PNG into a
+# JPEG (``heatmap_jpeg_b64``). Upgrade bots and workers together (docs/scaling.md).
 SCHEMA_VERSION = 2
+RESULT_SCHEMA_VERSION = 3
 
 ErrorCode = Literal["no_face", "bad_image", "too_large", "timeout", "internal", "busy"]
 
@@ -103,13 +106,13 @@ class JobError(_Frozen):
 
 
 class JobResult(_Frozen):
-    """What a worker answers: faces (largest first) and the heatmap PNG, or a typed error."""
+    """What a worker answers: faces (largest first) and the heatmap JPEG, or a typed error."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     job_id: str
     faces: tuple[FaceResult, ...] = ()
     faces_found: int = 0  # every face the detector saw; ``faces`` keeps the largest few
-    heatmap_png_b64: str | None = None
+    heatmap_jpeg_b64: str | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
     error: JobError | None = None
     worker: str = ""

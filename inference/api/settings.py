@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 EXIT_CONFIG = 2
 
 # Working resolution: the long side photos are decoded (and queued) at. The face
-# detector runs at this scale and the heatmap PNG users see has this size; more
+# detector runs at this scale and the heatmap JPEG users see has this size; more
 # costs decoding, queue transfer and rendering time without finding more faces
 # (faces under ~40 px at this scale are below MTCNN's minimum anyway).
 WORKING_SIDE = 640

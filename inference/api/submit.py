@@ -21,6 +21,7 @@ from inference.api.client import JobClient
 from inference.api.connect import connect
 from inference.api.contract import JobResult
 from inference.api.errors import MoodringError, exit_status, user_message
+from inference.api.heatmap import write_heatmap
 from inference.api.logsetup import configure_logging
 from inference.api.settings import QueueSettings, load_settings
 from inference.api.transport import connect_blobs
@@ -69,10 +70,10 @@ def submit_command(photo: Path, as_json: bool, heatmap: Path | None, timeout_s: 
         )
         click.echo(f"{photo}: {exc.code}: {user_message(exc.code)}{hint}", err=True)
         sys.exit(status)
-    if heatmap is not None and result.heatmap_png_b64:
-        heatmap.write_bytes(base64.b64decode(result.heatmap_png_b64))
+    if heatmap is not None and result.heatmap_jpeg_b64:
+        write_heatmap(heatmap, base64.b64decode(result.heatmap_jpeg_b64))
     if as_json:
-        payload = result.model_dump(mode="json", exclude={"heatmap_png_b64"})
+        payload = result.model_dump(mode="json", exclude={"heatmap_jpeg_b64"})
         payload["heatmap"] = str(heatmap) if heatmap else None
         click.echo(json.dumps(payload, indent=2))
         return

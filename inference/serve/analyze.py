@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from inference.api.errors import ImageError, ModelError, NoFaceFound, exit_status, user_message
+from inference.api.heatmap import write_heatmap
 from inference.serve.faces import DETECTORS
 from inference.serve.settings import engine_settings
 
@@ -27,7 +28,7 @@ def sample_photo() -> Path:
     "--heatmap",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the Grad-CAM explanation PNG here.",
+    help="Write the Grad-CAM explanation here (JPEG; a .png or .webp name converts).",
 )
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--detector", type=click.Choice(sorted(DETECTORS)), default=None)
@@ -106,8 +107,8 @@ def analyze_command(
         sys.exit(exit_status(exc.code))
     finally:
         predictor.close()
-    if heatmap is not None and result.heatmap_png is not None:
-        heatmap.write_bytes(result.heatmap_png)
+    if heatmap is not None and result.heatmap_jpeg is not None:
+        write_heatmap(heatmap, result.heatmap_jpeg)
     music: list = []  # type: ignore[type-arg]
     if not no_music:
         import asyncio

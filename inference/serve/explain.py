@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,23 +14,50 @@ from torch import nn
 
 from inference.serve.device import autocast_dtype
 from inference.serve.faces import Crop, Face, Landmarks
-from inference.serve.model import resolve_layer
+from inference.serve.model import fold_batchnorm, resolve_layer
 from inference.serve.personal import reweight
 
 
 class _FloatLogits(nn.Module):
-    """Run the network (under autocast if asked) but hand Grad-CAM float32 tensors (numpy has no bf16)."""
+    """Run the network (under autocast if asked) but hand Grad-CAM float32 tensors (numpy has no bf16).
+
+    The network is held outside the module tree on purpose: Grad-CAM calls ``zero_grad()`` on
+    the model it is given before every backward, which walked all 161 parameters of ResNet50
+    (none of which takes a gradient here) on every call.
+    """
 
     def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> None:
         super().__init__()
-        self.model = model
+        self.__dict__["net"] = model  # not a submodule (see above)
+        # Grad-CAM reads the model's device from its first parameter: one empty one, there.
+        self.device_marker = nn.Parameter(torch.empty(0, device=device), requires_grad=False)
         self.device_type = device.type
         self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
-            out: torch.Tensor = self.model(x)
+            out: torch.Tensor = self.__dict__["net"](x)
             return out.float()
+
+
+def _gradient_starts_here(_module: nn.Module, _inputs: object, out: torch.Tensor) -> torch.Tensor:
+    """Forward hook on the target layer: its output as a float32 leaf that requires grad.
+
+    No parameter takes a gradient, so everything before the target layer builds no graph,
+    and the backward pass ends at the target layer's output (all Grad-CAM needs) instead of
+    also computing weight gradients for its last block, as it did before.
+    """
+    return out.float().detach().requires_grad_(True)
+
+
+def _cast_weights(model: nn.Module, dtype: torch.dtype) -> None:
+    """Store conv and linear weights in ``dtype`` once, instead of autocast casting all 25 M of
+    them on every call (norm layers stay float32, which autocast also keeps them in)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +114,17 @@ class CamClassifier:
         self._target = target
         self.device = device or torch.device("cpu")
         self.dtype = autocast_dtype(self.device, bf16)
-        model.eval().to(self.device)
+        # Our own copy, prepared for serving: norms folded into the convs, weights stored in the
+        # autocast dtype; the caller's network is left as it was.
+        model = fold_batchnorm(copy.deepcopy(model).eval()).to(self.device)
+        self.model = model  # the serving copy (read-only for callers)
         layer = resolve_layer(model, target_layer)
-        # Gradients are only needed from the output back to the target layer: freeze
-        # everything, then re-enable the last block of the target layer so its output
-        # requires grad (Grad-CAM hooks it) and backward stops right there.
+        # Gradients are only needed from the output back to the target layer's output.
         for p in model.parameters():
             p.requires_grad_(False)
-        last = list(layer.children())[-1] if list(layer.children()) else layer
-        for p in last.parameters():
-            p.requires_grad_(True)
-        self._hook = layer.register_forward_hook(lambda _m, _i, out: out.float())
+        if self.dtype is not None:
+            _cast_weights(model, self.dtype)
+        self._hook = layer.register_forward_hook(_gradient_starts_here)
         self._wrapped = _FloatLogits(model, self.device, self.dtype)
         self._cam = GradCAM(model=self._wrapped, target_layers=[layer])
 
@@ -119,8 +147,6 @@ class CamClassifier:
         native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])
         self._cam.activations_and_grads.clear()
         self._cam.outputs = None
-        for p in self._wrapped.parameters():
-            p.grad = None
         native_size = (int(native[0]), int(native[1]))
         return CamBatch(probs, np.nan_to_num(maps.astype(np.float32)), native_size, raw)
 
@@ -163,7 +189,7 @@ def landmarks_in_crop(face: Face, crop: Crop, size: int) -> Landmarks | None:
 def map_is_empty(cam: np.ndarray) -> bool:
     """True when a Grad-CAM map has no positive evidence anywhere (all zero after the ReLU).
 
-    The one test for "empty" that the PNG label and the faithfulness benchmark share;
+    The one test for "empty" that the heatmap caption and the faithfulness benchmark share;
     :func:`reason_text` sees the same thing as region shares that sum to zero.
     """
     return not float(np.max(cam, initial=0.0)) > 0.0

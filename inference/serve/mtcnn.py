@@ -81,17 +81,22 @@ def detect_many(
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
     factor: float = 0.709,
     device: torch.device | None = None,
+    min_face_fraction: float = 0.0,
 ) -> list[Found]:
     """:func:`detect` for several images: P-Net per image (each has its own pyramid), then ONE
     R-Net and ONE O-Net pass over the candidates of all of them (their crops are all 24 / 48 px).
 
     The networks must already be on ``device`` (default: the CPU). Each image's boxes and
     landmarks are what :func:`detect` alone gives (the nets see each crop on its own).
+    ``min_face_fraction`` raises an image's smallest face to that share of its short side
+    (never below ``min_face_size``): the pyramid then skips its largest, costliest levels.
     """
     device = device or torch.device("cpu")
     none = np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+    smallest = [max(min_face_size, min_face_fraction * min(im.size)) for im in images]
     boxes: list[torch.Tensor | None] = [
-        _pnet_stage(im, pnet, min_face_size, thresholds[0], factor, device) for im in images
+        _pnet_stage(im, pnet, least, thresholds[0], factor, device)
+        for im, least in zip(images, smallest, strict=True)
     ]
 
     # Stage 2: R-Net refines every candidate of every image at 24 px, in one batch.
@@ -150,7 +155,7 @@ def _split(
 def _pnet_stage(
     image: Image.Image,
     pnet: nn.Module,
-    min_face_size: int,
+    min_face_size: float,
     threshold: float,
     factor: float,
     device: torch.device,
@@ -160,8 +165,13 @@ def _pnet_stage(
     scale = 12.0 / min_face_size
     minl = min(h, w) * scale
     found, picks, offset = [], [], 0
+    source = image
     while minl >= 12:
-        level = _tensor(image.resize((int(w * scale + 1), int(h * scale + 1)), Image.Resampling.BOX))
+        # Each level is area-averaged from the one before, not from the full image: every
+        # resize from 640 px cost as much as the first (~0.4 ms x 8 levels); the chain costs
+        # about one. Boxes and recall: docs/performance.md, inference/MODEL_CARD.md.
+        source = source.resize((int(w * scale + 1), int(h * scale + 1)), Image.Resampling.BOX)
+        level = _tensor(source)
         reg, probs = pnet(level.to(device))
         boxes_s, _ = generateBoundingBox(reg, probs[:, 1], scale, threshold)
         found.append(boxes_s)

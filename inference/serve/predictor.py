@@ -27,7 +27,7 @@ from inference.serve.explain import CamClassifier, landmarks_in_crop, reason_tex
 from inference.serve.faces import Crop, Face, FaceDetector, build_detector, crop_face
 from inference.serve.personal import Personal, personal_weights
 from inference.serve.preprocess import faces_to_batch
-from inference.serve.render import Overlay, render_png
+from inference.serve.render import Overlay, render_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,10 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
-    """Every face in a photo (largest first), the explanation PNG and per-stage timings."""
+    """Every face in a photo (largest first), the explanation JPEG and per-stage timings."""
 
     faces: tuple[FaceResult, ...]
-    heatmap_png: bytes | None
+    heatmap_jpeg: bytes | None
     image_size: tuple[int, int]
     cam_size: tuple[int, int]
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -308,10 +308,10 @@ class Predictor:
                 )
             )
             overlays.append(Overlay(face, crop, cam, self.emotions[label], float(prob[idx])))
-        png = None
+        jpeg = None
         if p.want_heatmap:
             t = time.perf_counter()
-            png = render_png(p.decoded.image, overlays)
+            jpeg = render_jpeg(p.decoded.image, overlays)
             p.timings["render"] = (time.perf_counter() - t) * 1000
         p.timings["total"] = sum(p.timings.values())
-        return Analysis(tuple(results), png, p.decoded.image.size, native, p.timings, p.found)
+        return Analysis(tuple(results), jpeg, p.decoded.image.size, native, p.timings, p.found)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import click
 import numpy as np
@@ -25,6 +26,18 @@ from inference.training.metrics import Report, classification_report
 log = logging.getLogger(__name__)
 
 Tta = Literal["none", "flip", "ten"]
+T = TypeVar("T")
+
+
+def _bar(items: Iterable[T], label: str | None, **kw: Any) -> Iterable[T]:
+    """``items`` with a tqdm progress bar on stderr when ``label`` is given and stderr is a
+    terminal; as they are otherwise (CI, pipes, ``--json`` runs read by scripts, tests)."""
+    if label is None or not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+
+    bar: Iterable[T] = tqdm(items, desc=label, file=sys.stderr, leave=False, dynamic_ncols=True, **kw)
+    return bar
 
 
 def _views(x: torch.Tensor, tta: Tta) -> list[torch.Tensor]:
@@ -54,12 +67,14 @@ def predict_probs(
     batch_size: int = 256,
     bf16: bool = True,
     temperature: float | None = None,
+    progress: str | None = None,
 ) -> np.ndarray:
     """Softmax probabilities (N, classes) for grey uint8 face crops, averaged over TTA views.
 
     Each view's logits are divided by ``temperature`` (default: the manifest's, else 1)
     before the softmax; that never changes a single view's prediction, only its confidence
     (averaged over TTA views it can flip a near-tie).
+    ``progress`` names a progress bar drawn on stderr, only when stderr is a terminal.
     """
     from inference.serve.preprocess import faces_to_batch
 
@@ -73,7 +88,7 @@ def predict_probs(
     dev = next(iter(model.parameters()), torch.empty(0)).device
     out = []
     n = len(faces)
-    for start in range(0, n, batch_size):
+    for start in _bar(range(0, n, batch_size), progress, unit_scale=batch_size, unit="face"):
         x = faces_to_batch(faces[start : start + batch_size], size, mean, std).to(dev)
         acc = None
         views = _views(x, tta)
@@ -138,7 +153,7 @@ def evaluate_dir(
         if baseline_by:
             raise DatasetError("--baseline-by needs --detect (it reads whole photos of people)")
         data = load_faces(root, manifest.input_size, classes)
-        probs = predict_probs(model, data.images, manifest, tta=tta, bf16=bf16)
+        probs = predict_probs(model, data.images, manifest, tta=tta, bf16=bf16, progress="classifying")
         return classification_report(probs, data.labels.numpy(), classes), None, None
     groups = read_groups(root, baseline_by) if baseline_by else {}  # a bad table fails before any work
     photos = photo_probs(model, manifest, root, detector, tta=tta, bf16=bf16)
@@ -214,7 +229,7 @@ def photo_probs(
     crops: list[np.ndarray] = []
     has_face = np.zeros(len(items), dtype=bool)
     unreadable = 0
-    for i, (path, _) in enumerate(items):
+    for i, (path, _) in enumerate(_bar(items, "detecting faces", unit="photo")):
         try:
             decoded = decode_image(path.read_bytes(), limits)
         except MoodringError:
@@ -228,7 +243,7 @@ def photo_probs(
         has_face[i] = True
     probs = np.full((len(items), len(classes)), 1.0 / len(classes), dtype=np.float32)
     if crops:
-        probs[has_face] = predict_probs(model, crops, manifest, tta=tta, bf16=bf16)
+        probs[has_face] = predict_probs(model, crops, manifest, tta=tta, bf16=bf16, progress="classifying")
     labels = np.array([label for _, label in items])
     stats = DetectStats(len(items), int(has_face.sum()), unreadable)
     paths = tuple(p.relative_to(root).as_posix() for p, _ in items)
@@ -308,6 +323,7 @@ def evaluate_command(
     """Evaluate on DIRECTORY: folders named after the model's classes (any subset of them)."""
     from inference.serve.checkpoint import load_model
     from inference.serve.faces import build_detector
+    from inference.serve.model import fold_batchnorm
     from inference.serve.precision import resolve_bf16
     from inference.serve.settings import engine_settings
     from inference.training.data import DatasetError
@@ -315,6 +331,7 @@ def evaluate_command(
 
     settings = engine_settings(model_dir, detector)
     model, manifest = load_model(settings.model_dir)
+    model = fold_batchnorm(model.eval())  # the network exactly as the worker serves it
     det = build_detector(settings.face_detector) if detect else None
     try:
         report, stats, calm = evaluate_dir(

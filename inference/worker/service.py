@@ -236,12 +236,12 @@ class Worker:
     def _to_result(self, job: Job, out: Any, batch_ms: float, batch: int) -> JobResult:
         if isinstance(out, MoodringError):
             return self._error(job, out.code, str(out), batch)
-        png = base64.b64encode(out.heatmap_png).decode() if out.heatmap_png else None
+        heatmap = base64.b64encode(out.heatmap_jpeg).decode() if out.heatmap_jpeg else None
         return JobResult(
             job_id=job.job_id,
             faces=out.faces,
             faces_found=out.faces_found,
-            heatmap_png_b64=png,
+            heatmap_jpeg_b64=heatmap,
             timings_ms=dict(out.timings_ms) | {"batch": batch_ms},
             worker=self.name,
             batch_size=batch,

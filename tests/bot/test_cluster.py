@@ -64,7 +64,7 @@ async def test_bot_flows_sessions_and_forget_on_a_cluster(
     await accept_consent(fake, ALICE)
     ix, msg = await check(fake, ALICE)
     assert "You look" in reading_text(msg)
-    assert [a["filename"] for a in msg["attachments"]] == ["heatmap.png"]
+    assert [a["filename"] for a in msg["attachments"]] == ["heatmap.jpg"]
 
     fix_id = next(c for c in custom_ids(msg) if c.startswith("mr:fix:"))  # a correction: WATCHed write
     fix = await fake.click(ALICE, msg, fix_id, values=["surprise"])

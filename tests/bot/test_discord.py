@@ -52,9 +52,9 @@ async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
     assert msg["flags"] & EPHEMERAL
     assert msg["flags"] & IS_COMPONENTS_V2 and not msg["embeds"] and not msg["content"]
     gallery = next(c for c in walk(msg["components"]) if c["type"] == 12)  # the heatmap
-    assert gallery["items"][0]["media"]["url"] == "attachment://heatmap.png"
-    assert [a["filename"] for a in msg["attachments"]] == ["heatmap.png"]
-    assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\x89PNG")
+    assert gallery["items"][0]["media"]["url"] == "attachment://heatmap.jpg"
+    assert [a["filename"] for a in msg["attachments"]] == ["heatmap.jpg"]
+    assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\xff\xd8\xff")
     text = reading_text(msg)
     assert "You look" in text and "%" in text
     assert "of the evidence)" in text  # the Grad-CAM reason line
@@ -69,7 +69,7 @@ async def test_check_defers_then_answers_with_embed_heatmap_and_buttons(
         blob = repr(await redis.xrange(key)) if kind == "stream" else repr(await redis.dump(key))
         raw = await redis.dump(key) or b""
         assert f"127.0.0.1:{fake.port}" not in blob and "/cdn/" not in blob
-        assert photo[100:140] not in raw and b"PNG" not in raw
+        assert photo[100:140] not in raw and b"\xff\xd8\xff" not in raw and b"/9j/" not in raw
     assert [k async for k in redis.scan_iter(match="moodring:job:*:img")] == []
 
 
@@ -94,7 +94,7 @@ async def test_context_menu_share_and_correction(
     public = await fake.reply(share)
     assert not public["flags"] & EPHEMERAL
     assert reading_text(msg) in reading_text(public) and "shared their mood reading" in reading_text(public)
-    assert [a["filename"] for a in public["attachments"]] == ["heatmap.png"]
+    assert [a["filename"] for a in public["attachments"]] == ["heatmap.jpg"]
     assert not [c for c in walk(public["components"]) if "custom_id" in c]  # no buttons of hers
 
     fix_id = next(c for c in custom_ids(msg) if c.startswith("mr:fix:"))
@@ -123,7 +123,7 @@ async def test_history_chart_export_and_forget(
     msg = await fake.reply(ix)
     assert msg["flags"] & EPHEMERAL
     assert [a["filename"] for a in msg["attachments"]] == ["moods.png"]
-    assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\x89PNG")
+    assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\xff\xd8\xff")
     fields = {f["name"]: f["value"] for f in msg["embeds"][0]["fields"]}
     assert "2 readings" in fields["This week"] and fields["Most frequent"]
 
@@ -269,7 +269,7 @@ async def test_photo_by_dm_or_mention_is_answered_by_dm(
     answers = await fake.wait_for(
         lambda: [m for m in fake.channel_messages(dm) if reading_text(m)], 60, "result"
     )
-    assert [a["filename"] for a in answers[0]["attachments"]] == ["heatmap.png"]
+    assert [a["filename"] for a in answers[0]["attachments"]] == ["heatmap.jpg"]
     assert not any(c.startswith("mr:share:") for c in custom_ids(answers[0]))
     in_channel = [m for m in fake.channel_messages(CHANNEL_ID) if reading_text(m) or m["attachments"]]
     assert in_channel == []  # nothing about the face in the channel

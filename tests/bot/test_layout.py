@@ -54,7 +54,7 @@ async def test_the_classic_embed_is_the_fallback(
     _, msg = await check(fake, ALICE)
     assert not msg["flags"] & IS_COMPONENTS_V2
     assert "You look" in msg["embeds"][0]["title"]
-    assert msg["embeds"][0]["image"]["url"] == "attachment://heatmap.png"
+    assert msg["embeds"][0]["image"]["url"] == "attachment://heatmap.jpg"
     assert len(links(msg)) == 5 and f"mr:share:{ALICE}" in custom_ids(msg)
 
 

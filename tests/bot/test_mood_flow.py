@@ -23,7 +23,7 @@ PROBS = {
     "sad": 0.65,
     "surprise": 0.05,
 }
-PNG = b"\x89PNG\r\n\x1a\nfake"
+JPEG = b"\xff\xd8\xff\xe0fake"
 
 
 class FakeAnalyzer:
@@ -58,7 +58,7 @@ class FakeAnalyzer:
             probs=PROBS,
             reason="sad: mostly the mouth (40% of the evidence)",
         )
-        return JobResult(job_id="abcdefgh12", faces=(face,), heatmap_png_b64=base64.b64encode(PNG).decode())
+        return JobResult(job_id="abcdefgh12", faces=(face,), heatmap_jpeg_b64=base64.b64encode(JPEG).decode())
 
 
 async def _photo() -> bytes:
@@ -82,13 +82,13 @@ async def test_flow_requires_consent_and_stores_only_labels(redis: Redis) -> Non
     out = await check_mood(10, _photo, store=store, analyzer=analyzer, recommender=_rec(redis))
     assert out.error is None
     assert out.faces[0].emotion == "sad" and out.faces[0].top(1)[0] == ("sad", 0.65)
-    assert out.heatmap_png == PNG
+    assert out.heatmap_jpeg == JPEG
     assert len(out.tracks) == 5 and out.strategy == "lift"
     assert [e.emotion for e in await store.history(10)] == ["sad"]
     for key in [k async for k in redis.scan_iter(match="*")]:
         kind = (await redis.type(key)).decode()
         blob = repr(await redis.xrange(key)) if kind == "stream" else repr(await redis.dump(key))
-        assert "photo-bytes" not in blob and "PNG" not in blob and "http" not in blob
+        assert "photo-bytes" not in blob and "/9j/" not in blob and "http" not in blob
 
     again = await check_mood(10, _photo, store=store, analyzer=analyzer, recommender=_rec(redis))
     assert again.error == "cooldown" and again.retry_after_s > 0

@@ -39,7 +39,7 @@ async def test_check_and_read_mood_work_where_only_the_user_installed_it(
     await fake.acked(ix)
     msg = await fake.reply(ix)
     assert "You look" in reading_text(msg) and msg["flags"] & EPHEMERAL
-    assert [a["filename"] for a in msg["attachments"]] == ["heatmap.png"]
+    assert [a["filename"] for a in msg["attachments"]] == ["heatmap.jpg"]
     ids = custom_ids(msg)
     assert any(c.startswith("mr:fix:") for c in ids)
     assert not any(c.startswith("mr:share:") for c in ids)  # no server to share to

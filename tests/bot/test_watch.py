@@ -70,7 +70,7 @@ async def test_a_watched_channel_reads_consenting_members_and_asks_the_others(
     posted = await fake.post(ALICE, [fake.upload(photo)], dm=False)
     reading = await _replies_to(fake, posted)
     assert "You look" in reading_text(reading)  # type: ignore[arg-type]
-    assert [a["filename"] for a in reading["attachments"]] == ["heatmap.png"]  # type: ignore[union-attr]
+    assert [a["filename"] for a in reading["attachments"]] == ["heatmap.jpg"]  # type: ignore[union-attr]
     ids = custom_ids(reading)  # type: ignore[arg-type]
     assert not any(c.startswith("mr:share:") for c in ids)  # already public
     assert any(c.startswith(f"mr:fix:{ALICE}:") for c in ids)

@@ -51,7 +51,7 @@ def _submit(env: dict[str, str], photo: Path, heatmap: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert heatmap.read_bytes().startswith(b"\x89PNG")
+    assert heatmap.read_bytes().startswith(b"\xff\xd8\xff")
 
 
 def _leaks(directory: Path) -> list[str]:

@@ -56,7 +56,7 @@ async def test_submit_goes_through_the_queue_to_a_worker(
     result = json.loads(ok.stdout)
     assert len(result["faces"]) == 1 and result["error"] is None and result["worker"]
     assert result["faces"][0]["emotion"] in result["faces"][0]["probs"]
-    assert heatmap.read_bytes().startswith(b"\x89PNG")
+    assert heatmap.read_bytes().startswith(b"\x89PNG")  # the JPEG, converted for a .png name
 
     bad = _submit(redis_server, str(junk))
     assert bad.returncode == 4 and "Traceback" not in bad.stderr

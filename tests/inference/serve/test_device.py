@@ -90,7 +90,7 @@ def test_prepare_threads_give_the_same_results_in_order_with_one_batched_pass(ti
     for a, b in zip(single, threaded, strict=True):
         if isinstance(a, BadImage):
             continue
-        assert a.image_size == b.image_size and a.heatmap_png is not None and b.heatmap_png is not None
+        assert a.image_size == b.image_size and a.heatmap_jpeg is not None and b.heatmap_jpeg is not None
         assert [f.emotion for f in a.faces] == [f.emotion for f in b.faces]
         assert np.allclose([f.confidence for f in a.faces], [f.confidence for f in b.faces], atol=1e-4)
 

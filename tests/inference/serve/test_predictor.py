@@ -59,8 +59,8 @@ def test_all_faces_returned_largest_first(predictor: Predictor) -> None:
         assert sum(f.probs.values()) == pytest.approx(1.0, abs=1e-4)
         assert f.emotion == max(f.probs, key=f.probs.__getitem__)
         assert f.reason.startswith(f.emotion)
-    assert result.heatmap_png is not None
-    assert Image.open(io.BytesIO(result.heatmap_png)).format == "PNG"
+    assert result.heatmap_jpeg is not None
+    assert Image.open(io.BytesIO(result.heatmap_jpeg)).format == "JPEG"
     assert {"decode", "detect", "classify_cam", "render", "total"} <= set(result.timings_ms)
 
 
@@ -76,9 +76,9 @@ def test_batch_keeps_per_photo_errors_in_place(predictor: Predictor) -> None:
     results = predictor.analyze_many(
         [face_photo(size=(480, 360)), b"not an image", face_photo(size=(480, 360))], [False, False, True]
     )
-    assert not isinstance(results[0], Exception) and results[0].heatmap_png is None
+    assert not isinstance(results[0], Exception) and results[0].heatmap_jpeg is None
     assert isinstance(results[1], BadImage)
-    assert not isinstance(results[2], Exception) and results[2].heatmap_png is not None
+    assert not isinstance(results[2], Exception) and results[2].heatmap_jpeg is not None
 
 
 def test_gradcam_map_shape_and_range(tiny_model_dir: Path) -> None:
@@ -112,14 +112,26 @@ def test_gradcam_target_defaults_to_the_predicted_class_score(tiny_model_dir: Pa
     assert not np.allclose(default.maps, other.maps, atol=1e-3)
 
 
-def test_gradcam_hooks_released(tiny_model_dir: Path) -> None:
+def test_gradcam_hooks_released_and_the_callers_model_untouched(tiny_model_dir: Path) -> None:
     model, manifest = load_model(tiny_model_dir)
-    layer = model.layer3
-    before = len(layer._forward_hooks)
-    cam = CamClassifier(model, manifest.target_layer, bf16=False)
-    assert len(layer._forward_hooks) > before
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    cam = CamClassifier(model, manifest.target_layer, bf16=True)
+    layer = cam.model.layer3
+    assert len(layer._forward_hooks) > 0 and not model.layer3._forward_hooks
     cam.close()
-    assert len(layer._forward_hooks) == before
+    assert len(layer._forward_hooks) == 0
+    # the serving copy folds norms and casts weights; the caller's network keeps its own
+    assert isinstance(model.bn1, torch.nn.BatchNorm2d) and model.conv1.weight.dtype == torch.float32
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_serving_copy_gives_the_networks_own_answers(tiny_model_dir: Path) -> None:
+    """Folded norms (float32 here) compute what the unfolded network computes."""
+    model, manifest = load_model(tiny_model_dir)
+    x = torch.randn(4, 1, manifest.input_size, manifest.input_size)
+    with CamClassifier(model, manifest.target_layer, bf16=False) as cam, torch.no_grad():
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in cam.model.modules())
+        torch.testing.assert_close(cam.model(x), model.eval()(x), atol=1e-4, rtol=1e-4)
 
 
 def test_region_shares_sum_to_one_and_follow_the_map() -> None:

@@ -7,7 +7,7 @@ from PIL import Image
 
 from inference.api.emotions import EmotionRegistry
 from inference.serve.faces import Crop, Face
-from inference.serve.render import Overlay, caption, render_png
+from inference.serve.render import Overlay, caption, draw_overlays, render_jpeg
 
 
 def _overlay(cam: np.ndarray) -> Overlay:
@@ -30,11 +30,11 @@ def test_caption_says_when_the_map_is_empty() -> None:
 
 def test_heat_is_drawn_only_where_the_map_has_evidence() -> None:
     photo = Image.new("RGB", (200, 200), (128, 128, 128))
-    empty = _face_region(render_png(photo, [_overlay(np.zeros((48, 48), np.float32))]))
+    empty = _face_region(render_jpeg(photo, [_overlay(np.zeros((48, 48), np.float32))]))
     hot_map = np.zeros((48, 48), np.float32)
     hot_map[24:, :] = 1.0  # lower half of the face
-    hot = _face_region(render_png(photo, [_overlay(hot_map)]))
-    assert np.abs(empty - 128).max() <= 2  # grey photo untouched (palette rounding aside)
+    hot = _face_region(render_jpeg(photo, [_overlay(hot_map)]))
+    assert np.abs(empty - 128).max() <= 2  # grey photo untouched (JPEG rounding aside)
     top, bottom = hot[:20], hot[-20:]
     assert np.abs(top - 128).mean() < 5
     assert np.abs(bottom - 128).mean() > 40
@@ -51,8 +51,8 @@ def _at(box: tuple[float, float, float, float], cam: np.ndarray) -> Overlay:
 def test_labels_stay_inside_the_image_and_colour_inside_the_face_box() -> None:
     photo = Image.new("RGB", (200, 200), (128, 128, 128))
     box = (140.0, 4.0, 198.0, 70.0)  # top-right corner: no room above, little to the right
-    png = render_png(photo, [_at(box, np.ones((48, 48), np.float32))])
-    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    # the drawing itself, before JPEG's ringing blurs its edges
+    img = np.asarray(draw_overlays(photo, [_at(box, np.ones((48, 48), np.float32))]), dtype=np.int16)
     dark = img.max(axis=2) < 70  # the caption's black backing
     assert dark.any() and np.nonzero(dark)[1].max() < 199, "the caption runs off the right edge"
     changed = np.abs(img - 128).max(axis=2) > 12
@@ -60,3 +60,13 @@ def test_labels_stay_inside_the_image_and_colour_inside_the_face_box() -> None:
     ys, xs = np.nonzero(dark)
     changed[ys.min() - 1 : ys.max() + 2, xs.min() - 1 : xs.max() + 2] = False  # the caption itself
     assert not changed.any(), "heat colour spilled outside the face box"
+
+
+def test_render_is_a_jpeg_and_leaves_the_callers_image_alone() -> None:
+    photo = Image.new("RGB", (200, 200), (128, 128, 128))
+    before = photo.tobytes()
+    out = render_jpeg(photo, [_overlay(np.ones((48, 48), np.float32))])
+    assert out.startswith(b"\xff\xd8\xff")
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.format == "JPEG" and im.size == (200, 200)
+    assert photo.tobytes() == before

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +147,24 @@ def test_evaluate_baseline_by_reads_labels_csv(tmp_path: Path) -> None:
         evaluate_dir(
             BrightnessModel(), _manifest(), root, detector=FullFrameDetector(), baseline_by="performer"
         )
+
+
+class _Stderr(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch, tty: bool) -> None:
+    """`moodring evaluate` runs for minutes: a bar on a terminal, nothing in CI, pipes or tests."""
+    err = _Stderr(tty)
+    monkeypatch.setattr(sys, "stderr", err)
+    faces = [np.full((48, 48), v, np.uint8) for v in range(0, 250, 10)]
+    model = BrightnessModel()
+    probs = predict_probs(model, faces, _manifest(), bf16=False, batch_size=4, progress="classifying")  # type: ignore[arg-type]
+    assert probs.shape == (25, 7)
+    assert ("classifying" in err.getvalue()) is tty

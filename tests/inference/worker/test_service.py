@@ -91,7 +91,7 @@ async def test_200_jobs_20_submitters_2_workers(
             res = await client.analyze(user, photo, want_heatmap=(i % 3 == 0))
             answered.append((user, i, res.job_id))
             assert len(res.faces) == 1
-            assert (res.heatmap_png_b64 is not None) == (i % 3 == 0)
+            assert (res.heatmap_jpeg_b64 is not None) == (i % 3 == 0)
 
     await asyncio.gather(*(submitter(u) for u in range(20)))
     assert len(answered) == 200

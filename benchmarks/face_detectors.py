@@ -4,9 +4,11 @@ Recall: FER2013 val faces (48 px, upscaled 3x and padded with edge pixels so the
 detector sees some context). Framing: where MTCNN puts its box inside the FER
 crop (used to frame our crops like FER). False positives: face-free sample
 photos shipped with matplotlib plus synthetic noise. Latency: the 1-face
-grace_hopper photo at working resolution.
+grace_hopper photo at working resolution. Small faces: the same FER faces pasted
+into a 640x480 photo at a given share of its short side (a group photo's faces),
+found with the served smallest face (``MIN_FACE_FRACTION``) and without it.
 
-    python benchmarks/face_detectors.py [--per-class 50] [--threads 1]
+    python benchmarks/face_detectors.py [--per-class 50] [--threads 1] [--small 0.08 0.1 0.12 0.15]
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from matplotlib import cbook
 from PIL import Image, ImageOps
 
-from inference.serve.faces import Face, HaarDetector, Landmarks, MtcnnDetector
+from inference.serve.faces import MIN_FACE_FRACTION, Face, HaarDetector, Landmarks, MtcnnDetector
 from inference.training.data import list_imagefolder
 
 
@@ -62,11 +64,43 @@ def padded_fer(path: Path) -> Image.Image:
     return Image.fromarray(arr).convert("RGB")
 
 
+def in_photo(padded: Image.Image, share: float, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A padded FER face (its face 144 of 240 px) pasted so the face spans ``share`` of the short side."""
+    scale = share * min(size) / 144
+    side = max(1, round(padded.width * scale))
+    small = padded.resize((side, side), Image.Resampling.BOX)
+    fill = tuple(int(v) for v in np.median(np.asarray(padded).reshape(-1, 3), axis=0))
+    canvas = Image.new("RGB", size, fill)  # type: ignore[arg-type]
+    canvas.paste(small, ((size[0] - side) // 2, (size[1] - side) // 2))
+    return canvas
+
+
+def small_faces(faces: list[Image.Image], shares: list[float]) -> None:
+    """Recall on FER faces pasted small into a 640x480 photo, with and without the smallest-face floor."""
+    if not shares:
+        return
+    print(f"\nsmall faces: {len(faces)} FER faces pasted into a 640x480 photo, recall by face share")
+    detectors = {
+        f"min face {MIN_FACE_FRACTION:.0%} of short side (served)": MtcnnDetector(),
+        "min face 40 px only": MtcnnDetector(min_face_fraction=0.0),
+    }
+    print(f"{'face share of short side':26} " + " ".join(f"{s:>7.0%}" for s in shares))
+    for label, det in detectors.items():
+        cells = []
+        for share in shares:
+            found = sum(1 for img in faces if det.detect(in_photo(img, share)))
+            cells.append(f"{found / len(faces):7.1%}")
+        print(f"{label:26} " + " ".join(cells))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--val", type=Path, default=Path("../shared/datasets/fer2013/val"))
     ap.add_argument("--per-class", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--small", type=float, nargs="*", default=[0.06, 0.08, 0.10, 0.12, 0.15, 0.25], metavar="SHARE"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = random.Random(0)
@@ -119,6 +153,7 @@ def main() -> None:
                 f"         framing: box side / FER crop side median {statistics.median(fractions):.3f}, "
                 f"box centre above crop centre by {statistics.median(shifts):.3f} of the side"
             )
+    small_faces(faces, args.small)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, ResponseError, TryAgainError
@@ -37,7 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inference.api.connect import connect
 from inference.api.contract import Job, JobResult, image_key, inflight_key, job_key, result_key
-from inference.api.errors import JobTimeout
+from inference.api.errors import JobFailed, JobTimeout
 from inference.api.settings import QueueSettings
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,12 @@ class StreamTransport:
                 await asyncio.sleep(0.5)
                 continue
             if item is not None:
-                return JobResult.model_validate_json(item[1])
+                try:
+                    return JobResult.model_validate_json(item[1])
+                except ValidationError as exc:
+                    # e.g. a worker of another result version during an upgrade (docs/architecture.md)
+                    log.warning("job %s: its answer doesn't fit this contract (%s)", job_id, exc.title)
+                    raise JobFailed("internal", "the worker answered in another contract version") from None
 
     async def cleanup(self, job_id: str, user_hash: str) -> None:
         """The caller is done with a job: its photo, answer and waiting mark go, and its lock."""

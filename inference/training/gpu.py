@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mix", type=float, default=0.0, help="moodring train --mix")
     ap.add_argument("--ema", type=float, default=0.0, help="moodring train --ema")
+    ap.add_argument("--photo-aug", type=float, default=0.0, help="moodring train --photo-aug")
     ap.add_argument(
         "--packed", type=Path, default=None, help="FER2013 archive from inference/training/pack.py"
     )
@@ -152,6 +153,7 @@ def main() -> None:
         seed=args.seed,
         bf16=not args.no_bf16,
         mix_p=args.mix,
+        photo_p=args.photo_aug,
         ema_decay=args.ema,
     )
     numbers: dict[str, object] = {
@@ -174,6 +176,7 @@ def main() -> None:
         "--seed", str(args.seed),
         "--mix", str(args.mix),
         "--ema", str(args.ema),
+        "--photo-aug", str(args.photo_aug),
         "--threads", "4",
         "--save-every", "25",
         "--fresh",

@@ -27,6 +27,7 @@ from inference.serve.model import STEM_FER, build_resnet50, param_groups
 from inference.serve.precision import cpu_has_native_bf16
 from inference.serve.preprocess import normalize
 from inference.training.data import FER2013_CLASSES, FaceSet, load_faces
+from inference.training.degrade import degrade
 from inference.training.evaluate import predict_probs
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class TrainConfig:
     jitter: float = 0.2
     erase_p: float = 0.5
     mix_p: float = 0.0
+    photo_p: float = 0.0  # each photo-path degradation's probability (inference.training.degrade)
     ema_decay: float = 0.0
     threads: int = 2
     seed: int = 0
@@ -112,6 +114,7 @@ def augment(
     )
     grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = degrade(x, cfg.photo_p, gen)
     if cfg.jitter > 0:
         contrast = 1 + (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter
         bright = (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter * 0.5
@@ -569,6 +572,14 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
     help="Share of faces mixed with another (half mixup, half CutMix; soft targets). 0 = off.",
 )
 @click.option(
+    "--photo-aug",
+    "photo_p",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Probability of each photo-path degradation (resolution, blur, JPEG, exposure). 0 = off.",
+)
+@click.option(
     "--ema",
     "ema_decay",
     type=click.FloatRange(0.0, 1.0, max_open=True),
@@ -598,6 +609,7 @@ def train_command(
     device: str,
     save_every: int,
     mix_p: float,
+    photo_p: float,
     ema_decay: float,
     init_from: Path | None,
 ) -> None:
@@ -617,6 +629,7 @@ def train_command(
         seed=seed,
         bf16=not no_bf16,
         mix_p=mix_p,
+        photo_p=photo_p,
         ema_decay=ema_decay,
         init_from=str(init_from) if init_from else None,
         command="moodring train " + shlex.join(subcommand_args()),

@@ -123,7 +123,7 @@ async def test_history_chart_export_and_forget(
     msg = await fake.reply(ix)
     assert msg["flags"] & EPHEMERAL
     assert [a["filename"] for a in msg["attachments"]] == ["moods.png"]
-    assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\xff\xd8\xff")
+    assert fake.cdn[int(msg["attachments"][0]["id"])].startswith(b"\x89PNG")
     fields = {f["name"]: f["value"] for f in msg["embeds"][0]["fields"]}
     assert "2 readings" in fields["This week"] and fields["Most frequent"]
 

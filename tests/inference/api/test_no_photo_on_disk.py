@@ -88,7 +88,7 @@ async def _run(
     submit_env = {k: v for k, v in env.items() if not k.startswith("MOODRING_FACE")}
     for i in range(2):
         await asyncio.to_thread(
-            _submit, submit_env | {"MOODRING_JOB_TIMEOUT_S": "60"}, photo, tmp_path / f"h{i}.png"
+            _submit, submit_env | {"MOODRING_JOB_TIMEOUT_S": "60"}, photo, tmp_path / f"h{i}.jpg"
         )
     await asyncio.sleep(1.5)  # appendfsync everysec
     return durable_dir, blob_dir

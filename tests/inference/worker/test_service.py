@@ -400,3 +400,18 @@ async def test_a_stalled_worker_resumed_after_the_claim_answers_no_one(
     await asyncio.sleep(3)
     assert [k async for k in redis.scan_iter(match="moodring:job:*:res")] == []  # no late heatmap left
     assert [k async for k in redis.scan_iter(match="moodring:job:*:img")] == []
+
+
+async def test_an_answer_in_another_contract_version_fails_typed(redis: Redis, redis_server: str) -> None:
+    """A worker still on results v2 (a PNG heatmap) during an upgrade: the caller gets "internal",
+    the bot says "try again", nothing crashes."""
+    settings = QueueSettings(redis_url=redis_server)
+    queue = open_transport(redis, settings)
+    old = '{"schema_version": 2, "job_id": "abcdefgh12", "heatmap_png_b64": "iVBORw0KGgo="}'
+    await redis.rpush(result_key("abcdefgh12"), old)
+    with pytest.raises(JobFailed) as failed:
+        await queue.wait_result("abcdefgh12", 2.0)
+    assert failed.value.code == "internal"
+    current = JobResult(job_id="abcdefgh12", heatmap_jpeg_b64="/9j/")
+    await redis.rpush(result_key("abcdefgh12"), current.model_dump_json())
+    assert await queue.wait_result("abcdefgh12", 2.0) == current

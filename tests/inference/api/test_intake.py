@@ -72,6 +72,19 @@ def test_exif_orientation_is_applied() -> None:
     assert decoded.image.size == (100, 200)
 
 
+@pytest.mark.parametrize(("size", "decoded"), [((4000, 3000), (500, 375)), ((1152, 864), (576, 432))])
+def test_big_jpegs_decode_reduced_to_at_least_three_quarters_of_the_working_side(
+    size: tuple[int, int], decoded: tuple[int, int]
+) -> None:
+    """The DCT-scaled decode is used as it is when it keeps 3/4 of 640 px: no decode-then-shrink."""
+    photo = Image.new("RGB", size, (120, 110, 100))
+    out = decode_image(_encode(photo, "JPEG", quality=80), IntakeLimits(max_side=640))
+    assert out.image.size == decoded and out.source_size == size
+    # other formats (no reduced decode) come out at the working side
+    png = decode_image(_encode(photo, "PNG"), IntakeLimits(max_side=640))
+    assert max(png.image.size) == 640
+
+
 def test_huge_jpeg_is_bounded_by_the_working_size() -> None:
     big = Image.new("RGB", (4000, 3000), (120, 110, 100))
     decoded = decode_image(_encode(big, "JPEG", quality=60), IntakeLimits(max_side=1280))

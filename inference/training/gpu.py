@@ -17,6 +17,12 @@ measurement instead of by guess:
    into parts of at most 15 MiB (the lease returns files of at most 16 MiB) next to
    the manifest, the train log and ``probe.json`` in OUT.
 
+With ``--teachers N`` (issue 19's distillation) step 2 runs in two phases: N teachers of seeds
+seed+1..seed+N train at once on the one GPU in ``--teacher-share`` of the time, then the served
+student trains on their averaged probabilities (``moodring train --teacher DIR ... --distill``)
+in the rest; the teachers' 10-view ensemble accuracy (the ceiling) is reported beside the
+student's. A teacher that misses its deadline is left out.
+
 Join the parts with ``cat model.safetensors.part* > model.safetensors``; the manifest's
 sha256 checks the result. The lent machine gets the checkout only: send FER2013 as one
 archive made by ``inference/training/pack.py`` and name it with ``--packed``.
@@ -29,11 +35,13 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from inference.serve.checkpoint import load_model
 from inference.serve.model import build_resnet50, param_groups
 from inference.training.data import FER2013_CLASSES, FaceSet, load_faces
 from inference.training.evaluate import Tta, predict_probs
@@ -102,6 +110,56 @@ def split(path: Path, out: Path) -> list[Path]:
     return parts
 
 
+def run_teachers(
+    args: argparse.Namespace,
+    train_cmd: Callable[[int, int, Path, list[str]], list[str]],
+    epoch_s: float,
+    deadline: float,
+    numbers: dict[str, object],
+) -> list[Path]:
+    """Train ``args.teachers`` seeds at once; return the directories of those that exported."""
+    n = args.teachers
+    left = deadline - args.export_reserve_s - time.perf_counter() - 2 * args.startup_s
+    budget = left * args.teacher_share
+    # n runs share the GPU: plan as if each ran n times slower (a GPU busy with one small model
+    # usually does better, so this errs towards finishing early)
+    epochs = max(1, min(args.max_epochs, int(args.fit * budget / (epoch_s * n))))
+    numbers["teacher_epochs"] = epochs
+    until = time.perf_counter() + budget + args.startup_s
+    procs = []
+    for k in range(1, n + 1):
+        out_dir = args.run_dir.with_name(f"{args.run_dir.name}-teacher{k}")
+        log_file = (args.out / f"teacher{k}.log").open("w")
+        cmd = train_cmd(epochs, args.seed + k, out_dir, [])
+        print("teacher " + " ".join(cmd), flush=True)
+        procs.append((out_dir, subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT), log_file))
+    done = []
+    for out_dir, proc, log_file in procs:
+        try:
+            proc.wait(timeout=max(1.0, until - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+        if proc.returncode == 0 and (out_dir / "manifest.json").exists():
+            done.append(out_dir)
+        else:
+            print(f"teacher {out_dir.name} did not finish: left out", flush=True)
+    numbers["teachers_finished"] = len(done)
+    return done
+
+
+def ensemble_accuracy(dirs: list[Path], val_set: FaceSet, dev: torch.device, bf16: bool) -> float:
+    """10-view accuracy of the teachers' averaged probabilities on ``val_set`` (the distillation ceiling)."""
+    total = None
+    for d in dirs:
+        model, manifest = load_model(d)
+        probs = predict_probs(model.to(dev), val_set.images, manifest, tta="ten", bf16=bf16)
+        total = probs if total is None else total + probs
+    assert total is not None
+    return float((total.argmax(1) == val_set.labels.numpy()).mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget-s", type=float, required=True, help="wall seconds from start to files in OUT")
@@ -115,6 +173,9 @@ def main() -> None:
     ap.add_argument("--mix", type=float, default=0.0, help="moodring train --mix")
     ap.add_argument("--ema", type=float, default=0.0, help="moodring train --ema")
     ap.add_argument("--photo-aug", type=float, default=0.0, help="moodring train --photo-aug")
+    ap.add_argument("--teachers", type=int, default=0, help="distil the served model from N seed teachers")
+    ap.add_argument("--teacher-share", type=float, default=0.5, help="training time share of the teachers")
+    ap.add_argument("--distill", type=float, default=0.7, help="moodring train --distill")
     ap.add_argument(
         "--packed", type=Path, default=None, help="FER2013 archive from inference/training/pack.py"
     )
@@ -162,28 +223,41 @@ def main() -> None:
     }
     if dev.type == "cuda":
         torch.cuda.empty_cache()  # the probe's model and batches are gone; give the run their memory
-    left = deadline - args.export_reserve_s - time.perf_counter() - args.startup_s
-    epochs = max(1, min(args.max_epochs, int(args.fit * left / float(numbers["epoch_s"]))))  # type: ignore[arg-type]
-    numbers["epochs"] = epochs
+    epoch_s = float(numbers["epoch_s"])  # type: ignore[arg-type]
     print("probe " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in numbers.items()}))
 
-    cmd = [
-        sys.executable, "-m", "inference.training.train",
-        "--device", args.device,
-        "--schedule", f"48:{epochs}",
-        "--batch-size", str(args.batch_size),
-        "--lr", str(args.lr),
-        "--seed", str(args.seed),
-        "--mix", str(args.mix),
-        "--ema", str(args.ema),
-        "--photo-aug", str(args.photo_aug),
-        "--threads", "4",
-        "--save-every", "25",
-        "--fresh",
-        "--data", str(args.data),
-        "--val", str(args.val),
-        "--out-dir", str(args.run_dir),
-    ] + (["--no-bf16"] if args.no_bf16 else [])  # fmt: skip
+    def train_cmd(epochs: int, seed: int, out_dir: Path, extra: list[str]) -> list[str]:
+        return [
+            sys.executable, "-m", "inference.training.train",
+            "--device", args.device,
+            "--schedule", f"48:{epochs}",
+            "--batch-size", str(args.batch_size),
+            "--lr", str(args.lr),
+            "--seed", str(seed),
+            "--mix", str(args.mix),
+            "--ema", str(args.ema),
+            "--photo-aug", str(args.photo_aug),
+            "--threads", "4",
+            "--save-every", "25",
+            "--fresh",
+            "--data", str(args.data),
+            "--val", str(args.val),
+            "--out-dir", str(out_dir),
+            *extra,
+        ] + (["--no-bf16"] if args.no_bf16 else [])  # fmt: skip
+
+    teacher_dirs: list[Path] = []
+    if args.teachers > 0:
+        teacher_dirs = run_teachers(args, train_cmd, epoch_s, deadline, numbers)
+    # The student (or the one run): N teachers' forward passes cost about a third of a step each.
+    slowdown = 1 + 0.35 * len(teacher_dirs)
+    left = deadline - args.export_reserve_s - time.perf_counter() - args.startup_s
+    epochs = max(1, min(args.max_epochs, int(args.fit * left / (epoch_s * slowdown))))
+    numbers["epochs"] = epochs
+    extra = [a for d in teacher_dirs for a in ("--teacher", str(d))]
+    if teacher_dirs:
+        extra += ["--distill", str(args.distill)]
+    cmd = train_cmd(epochs, args.seed, args.run_dir, extra)
     print("run " + " ".join(cmd), flush=True)
     log_path = args.out / "train.log"
     with log_path.open("w") as log_file:
@@ -224,6 +298,10 @@ def main() -> None:
         export_model(model, args.run_dir, cfg, mean, std, acc)
     tta = accuracy("ten")
     numbers.update(val_accuracy=round(acc, 4), val_accuracy_tta=round(tta, 4))
+    if teacher_dirs:
+        numbers["ensemble_val_accuracy_tta"] = round(
+            ensemble_accuracy(teacher_dirs, val_set, dev, not args.no_bf16), 4
+        )
     manifest = json.loads((args.run_dir / "manifest.json").read_text())
     manifest["val_accuracy_tta"] = round(tta, 4)
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

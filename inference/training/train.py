@@ -11,6 +11,7 @@ import math
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class TrainConfig:
     limit: int | None = None
     bf16: bool = True
     init_from: str | None = None
+    # knowledge distillation (issue 19): exported model directories whose averaged probabilities
+    # on each augmented batch are mixed into the targets with weight ``distill``
+    teachers: tuple[str, ...] = ()
+    distill: float = 0.0
     command: str = field(default="")
 
     @property
@@ -221,9 +226,13 @@ def training_step(
     std: tuple[float, ...],
     gen: torch.Generator,
     ema: Ema | None = None,
+    teachers: Sequence[nn.Module] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment (and mix, if ``cfg.mix_p``) one batch of uint8 faces, step, update the EMA.
 
+    With ``teachers``, the target becomes (1 - cfg.distill) x the usual target + cfg.distill x
+    the teachers' mean probabilities on the same augmented faces (cross-entropy is linear in
+    its target, so that is the weighted sum of the label loss and the distillation loss).
     The whole step the training loop runs, so a benchmark that times it times the real
     thing. Returns (loss, logits), detached, never synced.
     """
@@ -231,10 +240,35 @@ def training_step(
     target: torch.Tensor = labels
     if cfg.mix_p > 0:
         x, target = mix(x, labels, len(FER2013_CLASSES), cfg.mix_p, gen)
+    if teachers:
+        soft = teacher_probs(teachers, x, cfg.bf16)
+        hard = target if target.is_floating_point() else F.one_hot(target, soft.shape[1]).float()
+        target = (1 - cfg.distill) * hard + cfg.distill * soft
     out = train_step(model, opt, criterion, x, target, cfg.bf16)
     if ema is not None:
         ema.update()
     return out
+
+
+@torch.no_grad()
+def teacher_probs(teachers: Sequence[nn.Module], x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """The teachers' softmax probabilities on ``x``, averaged (float32, (B, classes))."""
+    total = None
+    for t in teachers:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            p = torch.softmax(t(x).float(), dim=1)
+        total = p if total is None else total + p
+    assert total is not None
+    return total / len(teachers)
+
+
+def load_teachers(dirs: Sequence[str], dev: torch.device) -> list[nn.Module]:
+    """Exported model directories as frozen eval-mode networks on ``dev``."""
+    nets = []
+    for d in dirs:
+        net, _ = load_model(Path(d))
+        nets.append(net.eval().requires_grad_(False).to(dev).to(memory_format=torch.channels_last))
+    return nets
 
 
 def _subset(data: FaceSet, limit: int | None, seed: int) -> FaceSet:
@@ -368,6 +402,9 @@ def train(
     )
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     ema = Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    teachers = load_teachers(cfg.teachers, dev)
+    if teachers:
+        log.info("distilling from %d teachers (weight %.2f): %s", len(teachers), cfg.distill, cfg.teachers)
     start_epoch, best_acc = 0, -1.0
     ckpt_path = out_dir / "last.pt"
     if resume and ckpt_path.exists():
@@ -412,7 +449,7 @@ def train(
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             y = labels[idx]
             loss, logits = training_step(
-                model, opt, criterion, images[idx], y, size, cfg, mean, std, gen, ema
+                model, opt, criterion, images[idx], y, size, cfg, mean, std, gen, ema, teachers
             )
             sched.step()
             loss_sum += loss * y.shape[0]
@@ -499,6 +536,7 @@ def config_from_checkpoint(plain: dict[str, object], command: str = "") -> Train
     values = dict(plain)
     values["schedule"] = tuple((int(a), int(b)) for a, b in values["schedule"])  # type: ignore[attr-defined]
     values["scale"] = tuple(values["scale"])  # type: ignore[arg-type]
+    values["teachers"] = tuple(values.get("teachers", ()))  # type: ignore[arg-type]
     # Checkpoints from before a field existed get its default, which is what they ran with.
     return TrainConfig(**values, command=command)  # type: ignore[arg-type]
 
@@ -509,6 +547,7 @@ def _plain(cfg: TrainConfig) -> dict[str, object]:
     plain.pop("command")
     plain["schedule"] = [list(s) for s in cfg.schedule]
     plain["scale"] = list(cfg.scale)
+    plain["teachers"] = list(cfg.teachers)
     return plain
 
 
@@ -580,6 +619,21 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
     help="Probability of each photo-path degradation (resolution, blur, JPEG, exposure). 0 = off.",
 )
 @click.option(
+    "--teacher",
+    "teachers",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="An exported model directory to distil from (repeat for an ensemble; their probabilities "
+    "are averaged).",
+)
+@click.option(
+    "--distill",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.7,
+    show_default=True,
+    help="With --teacher: the teachers' share of the target (the labels keep the rest).",
+)
+@click.option(
     "--ema",
     "ema_decay",
     type=click.FloatRange(0.0, 1.0, max_open=True),
@@ -610,6 +664,8 @@ def train_command(
     save_every: int,
     mix_p: float,
     photo_p: float,
+    teachers: tuple[Path, ...],
+    distill: float,
     ema_decay: float,
     init_from: Path | None,
 ) -> None:
@@ -632,6 +688,8 @@ def train_command(
         photo_p=photo_p,
         ema_decay=ema_decay,
         init_from=str(init_from) if init_from else None,
+        teachers=tuple(str(t) for t in teachers),
+        distill=distill if teachers else 0.0,
         command="moodring train " + shlex.join(subcommand_args()),
     )
     log.info("config %s", _plain(cfg))

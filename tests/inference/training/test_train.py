@@ -23,6 +23,7 @@ from inference.training.train import (
     resolve_device,
     subcommand_args,
     train,
+    training_step,
 )
 
 
@@ -211,3 +212,52 @@ def test_average_run_exports_the_mean_of_the_last_epochs_with_fresh_bn(
     assert torch.isfinite(state["bn1.running_var"]).all() and (state["bn1.running_var"] > 0).all()
     with pytest.raises(click.UsageError, match="--last 4 needs more"):
         average_run(out, tmp_path / "avg4", last=4)
+
+
+class _Fixed(torch.nn.Module):
+    """A 'teacher' that always gives the same logits."""
+
+    def __init__(self, logits: list[float]) -> None:
+        super().__init__()
+        self.logits = torch.tensor(logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(x.shape[0], -1)
+
+
+def test_distillation_mixes_the_teachers_mean_probabilities_into_the_target() -> None:
+    """The step's loss is (1 - a) x label loss + a x cross-entropy to the teachers' mean."""
+    cfg = TrainConfig(data="", val="", out_dir="", distill=0.7, bf16=False, jitter=0.0, erase_p=0.0)
+    n = len(EMOTIONS)
+    teachers = [_Fixed([2.0] + [0.0] * (n - 1)), _Fixed([0.0, 2.0] + [0.0] * (n - 2))]
+    soft = (torch.softmax(teachers[0].logits, 0) + torch.softmax(teachers[1].logits, 0)) / 2
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, n))
+    faces = torch.randint(0, 256, (4, 48, 48), dtype=torch.uint8)
+    labels = torch.tensor([3, 4, 5, 6])
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the loss is of the model as it is
+    criterion = torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+    loss, logits = training_step(
+        model, opt, criterion, faces, labels, 48, cfg, (0.5,), (0.25,), gen, None, teachers
+    )
+    logp = torch.log_softmax(logits, dim=1)
+    label_loss = -logp[torch.arange(4), labels].mean()
+    teacher_loss = -(soft * logp).sum(1).mean()
+    assert float(loss) == pytest.approx(float(0.3 * label_loss + 0.7 * teacher_loss), rel=1e-5)
+    assert float(teacher_loss) != pytest.approx(float(label_loss), rel=1e-2)  # the two terms differ
+
+
+def test_a_student_trains_from_a_teacher_and_resumes_with_the_same_config(
+    run: tuple[TrainConfig, Path], tmp_path: Path
+) -> None:
+    base, teacher_dir = run
+    out = tmp_path / "student"
+    cfg = replace(base, out_dir=str(out), schedule=((16, 1),), teachers=(str(teacher_dir),), distill=0.7)
+    train(cfg)
+    load_model(out)  # exported and loadable
+    stored = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["config"]
+    assert stored["teachers"] == [str(teacher_dir)] and stored["distill"] == 0.7
+    train(cfg)  # the stored config (teachers included) equals this one: resumes instead of refusing
+    with pytest.raises(click.UsageError):
+        train(replace(cfg, distill=0.5))

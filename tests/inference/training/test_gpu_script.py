@@ -8,24 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from inference.serve.checkpoint import load_model
-from inference.training.data import FER2013_CLASSES as EMOTIONS
+from tests.inference.training.test_train import _folder
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _folder(root: Path, per_class: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    for i, name in enumerate(EMOTIONS):
-        (root / name).mkdir(parents=True)
-        for j in range(per_class):
-            pixels = rng.integers(0, 256, (48, 48), dtype=np.uint8) // 2 + i * 16
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{j}.jpg")
-    return root
 
 
 @pytest.mark.timeout(600)

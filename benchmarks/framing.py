@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from inference.api.intake import decode_image
 from inference.serve.checkpoint import load_model
@@ -40,7 +41,7 @@ def main() -> None:
     detector = build_detector("mtcnn")
     bf16 = resolve_bf16(None)
     items = list_imagefolder(args.data, classes)
-    found: list[tuple[object, Face, int]] = []
+    found: list[tuple[Image.Image, Face, int]] = []
     for path, label in items:
         image = decode_image(path.read_bytes()).image
         faces = detector.detect(image)
@@ -51,21 +52,26 @@ def main() -> None:
         f"{args.data}: {len(items)} photos, a face in {len(found)}; served framing: box "
         f"{FER_FRAMING.box_fraction} of the crop, centre shift {FER_FRAMING.center_shift}"
     )
+    accuracy: dict[tuple[float, float, str], float] = {}
+    for frac in args.fractions:
+        for shift in args.shifts:
+            framing = Framing(box_fraction=frac, center_shift=shift)
+            crops = [  # cut once per framing, scored with every TTA
+                crop_face(image, Face(f.box, f.score, f.landmarks, framing), manifest.input_size).pixels
+                for image, f, _ in found
+            ]
+            for tta in args.tta:
+                probs = predict_probs(model, crops, manifest, tta=tta, bf16=bf16)
+                accuracy[frac, shift, tta] = float((probs.argmax(1) == labels).mean())
     for tta in args.tta:
         print(f"\naccuracy, tta={tta} (rows: box side / crop side; columns: centre shift, - = up)")
         print(f"{'':>6} " + " ".join(f"{s:>7.2f}" for s in args.shifts))
         for frac in args.fractions:
             cells = []
             for shift in args.shifts:
-                framing = Framing(box_fraction=frac, center_shift=shift)
-                crops = [
-                    crop_face(image, Face(f.box, f.score, f.landmarks, framing), manifest.input_size).pixels  # type: ignore[arg-type]
-                    for image, f, _ in found
-                ]
-                probs = predict_probs(model, crops, manifest, tta=tta, bf16=bf16)  # type: ignore[arg-type]
                 served = frac == FER_FRAMING.box_fraction and shift == FER_FRAMING.center_shift
-                cell = f"{float((probs.argmax(1) == labels).mean()):.1%}"
-                cells.append(f"{cell + ('*' if served else ''):>7}")
+                cell = f"{accuracy[frac, shift, tta]:.1%}" + ("*" if served else "")
+                cells.append(f"{cell:>7}")
             print(f"{frac:>6.2f} " + " ".join(cells))
     print("\n* the served framing")
 

@@ -60,9 +60,24 @@ def why_not(settings: ServerSettings, feature: Feature) -> str | None:
     return None
 
 
+# where an interaction keeps the server settings it has read (discord.py's ``Interaction.extras``)
+_SETTINGS = "moodring.server_settings"
+
+
+async def server_settings(interaction: discord.Interaction, guilds: Guilds) -> ServerSettings:
+    """The settings of the interaction's server, read from Redis once per interaction: the gate
+    reads them, and a command that needs them too (``/mood check``'s default strategy) reuses them."""
+    cached = interaction.extras.get(_SETTINGS)
+    if not isinstance(cached, ServerSettings):
+        cached = interaction.extras[_SETTINGS] = await guilds.get(interaction.guild_id)
+    return cached
+
+
 async def allowed(interaction: discord.Interaction, guilds: Guilds, feature: Feature) -> bool:
     """True when ``feature`` may run; otherwise the user is told why (ephemeral) and it's False."""
-    why = await refusal(guilds, interaction.guild_id, feature)
+    why = None
+    if feature != "exempt" and interaction.guild_id is not None:
+        why = why_not(await server_settings(interaction, guilds), feature)
     if why is None:
         return True
     log.info("refused %s in guild %s: switched off", feature, interaction.guild_id)

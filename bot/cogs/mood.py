@@ -242,7 +242,8 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         if strategy is None and interaction.guild_id is not None:  # the server's default, if it set one
-            strategy = (await self.services.guilds.get(interaction.guild_id)).strategy  # type: ignore[assignment]
+            server = await gate.server_settings(interaction, self.services.guilds)  # read by the gate already
+            strategy = server.strategy  # type: ignore[assignment]
         # In the ledger until answered: if this process dies meanwhile, another one finishes it.
         job_id = uuid.uuid4().hex
         ledger = self.services.ledger

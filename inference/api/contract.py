@@ -19,10 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Jobs are still version 2; results became version 3 when the heatmap turned from a PNG into a
-# JPEG (``heatmap_jpeg_b64``). Upgrade bots and workers together (docs/scaling.md).
+# Jobs are still version 2; results (``JobResult.schema_version``) became version 3 when the
+# heatmap turned from a PNG into a JPEG (``heatmap_jpeg_b64``). Upgrade bots and workers
+# together (docs/architecture.md).
 SCHEMA_VERSION = 2
-RESULT_SCHEMA_VERSION = 3
 
 ErrorCode = Literal["no_face", "bad_image", "too_large", "timeout", "internal", "busy"]
 

@@ -37,32 +37,6 @@ class MemoryHistory:
         self._data.setdefault(user, deque(maxlen=self.size)).extend(keys)
 
 
-class RedisHistory:
-    """History as a capped Redis list under the user's hash tag (deleted by /mood forget)."""
-
-    def __init__(self, redis: object, size: int = 30, ttl_s: int = 90 * 86400) -> None:
-        self.redis = redis
-        self.size = size
-        self.ttl_s = ttl_s
-
-    @staticmethod
-    def key(user: str) -> str:
-        return f"moodring:user:{{{user}}}:recs"
-
-    async def recent(self, user: str) -> list[str]:
-        raw = await self.redis.lrange(self.key(user), 0, self.size - 1)  # type: ignore[attr-defined]
-        return [k.decode() if isinstance(k, bytes) else str(k) for k in raw]
-
-    async def add(self, user: str, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:  # type: ignore[attr-defined]
-            pipe.lpush(self.key(user), *keys)
-            pipe.ltrim(self.key(user), 0, self.size - 1)
-            pipe.expire(self.key(user), self.ttl_s)
-            await pipe.execute()
-
-
 class Recommender:
     """Turns a mood into a list of tracks from the first catalog that can serve it."""
 

@@ -35,10 +35,7 @@ StrategyChoice = Literal["match", "lift", "calm"]
 # Installable to a server and to a user's own account; usable in servers, DMs with the bot and
 # group DMs (discord.py 2.4+). A user install works where the bot isn't a member: the replies
 # go through the interaction's webhook, ephemeral, at most 2 follow-ups (Discord allows 5).
-INSTALLS = app_commands.AppInstallationType(guild=True, user=True)
-CONTEXTS = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
-
-
+# The "Read mood" context menu takes the same from the group these decorators make.
 @app_commands.allowed_installs(guilds=True, users=True)
 @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class Mood(commands.GroupCog, group_name="mood", group_description="Read the mood of a selfie"):
@@ -46,8 +43,14 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         self.bot = bot
         self.services = bot.services
         self._slots = asyncio.Semaphore(bot.services.settings.max_concurrent_checks)
+        group = self.app_command  # made from the class's decorators (a GroupCog always has one)
+        if group is None:
+            raise RuntimeError("the mood cog has no command group")
         self._menu = app_commands.ContextMenu(
-            name="Read mood", callback=self.read_mood, allowed_installs=INSTALLS, allowed_contexts=CONTEXTS
+            name="Read mood",
+            callback=self.read_mood,
+            allowed_installs=group.allowed_installs,
+            allowed_contexts=group.allowed_contexts,
         )
 
     async def cog_load(self) -> None:

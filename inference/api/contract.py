@@ -19,10 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Jobs are still version 2; results (``JobResult.schema_version``) became version 3 when the
-# heatmap turned from a PNG into a JPEG (``heatmap_jpeg_b64``). Upgrade bots and workers
-# together (docs/architecture.md).
-SCHEMA_VERSION = 2
+# The versions are the ``schema_version`` literals of ``Job`` (still 2) and ``JobResult`` (3
+# since the heatmap turned from a PNG into a JPEG, ``heatmap_jpeg_b64``): a message of another
+# version fails validation instead of being half-read. Upgrade bots and workers together
+# (docs/architecture.md).
 
 ErrorCode = Literal["no_face", "bad_image", "too_large", "timeout", "internal", "busy"]
 

@@ -21,7 +21,10 @@ With ``--teachers N`` (issue 19's distillation) step 2 runs in two phases: N tea
 seed+1..seed+N train at once on the one GPU in ``--teacher-share`` of the time, then the served
 student trains on their averaged probabilities (``moodring train --teacher DIR ... --distill``)
 in the rest; the teachers' 10-view ensemble accuracy (the ceiling) is reported beside the
-student's. A teacher that misses its deadline is left out.
+student's. A teacher that misses its deadline is left out. ``--teacher-dir DIR`` adds an exported
+model that already exists (the committed weights, say: "born-again" self-distillation needs no
+teacher phase, so the student gets the whole lease), and ``--teacher-view clean`` shows the
+teachers each face before the ``--photo-aug`` degradations.
 
 Join the parts with ``cat model.safetensors.part* > model.safetensors``; the manifest's
 sha256 checks the result. The lent machine gets the checkout only: send FER2013 as one
@@ -177,6 +180,16 @@ def main() -> None:
     ap.add_argument("--teacher-share", type=float, default=0.5, help="training time share of the teachers")
     ap.add_argument("--distill", type=float, default=0.7, help="moodring train --distill")
     ap.add_argument(
+        "--teacher-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="an exported model to distil from as well (repeatable; e.g. inference/weights)",
+    )
+    ap.add_argument(
+        "--teacher-view", choices=["same", "clean"], default="same", help="moodring train --teacher-view"
+    )
+    ap.add_argument(
         "--packed", type=Path, default=None, help="FER2013 archive from inference/training/pack.py"
     )
     ap.add_argument(
@@ -246,9 +259,9 @@ def main() -> None:
             *extra,
         ] + (["--no-bf16"] if args.no_bf16 else [])  # fmt: skip
 
-    teacher_dirs: list[Path] = []
+    teacher_dirs: list[Path] = list(args.teacher_dir)
     if args.teachers > 0:
-        teacher_dirs = run_teachers(args, train_cmd, epoch_s, deadline, numbers)
+        teacher_dirs += run_teachers(args, train_cmd, epoch_s, deadline, numbers)
     # The student (or the one run): N teachers' forward passes cost about a third of a step each.
     slowdown = 1 + 0.35 * len(teacher_dirs)
     left = deadline - args.export_reserve_s - time.perf_counter() - args.startup_s
@@ -256,7 +269,7 @@ def main() -> None:
     numbers["epochs"] = epochs
     extra = [a for d in teacher_dirs for a in ("--teacher", str(d))]
     if teacher_dirs:
-        extra += ["--distill", str(args.distill)]
+        extra += ["--distill", str(args.distill), "--teacher-view", args.teacher_view]
     cmd = train_cmd(epochs, args.seed, args.run_dir, extra)
     print("run " + " ".join(cmd), flush=True)
     log_path = args.out / "train.log"

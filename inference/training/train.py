@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import click
 import torch
@@ -67,6 +68,10 @@ class TrainConfig:
     # on each augmented batch are mixed into the targets with weight ``distill``
     teachers: tuple[str, ...] = ()
     distill: float = 0.0
+    # "clean": the teachers see each face before the photo-path degradations (same geometry,
+    # jitter, erasing and mixing), so the student learns to read a degraded face as the teachers
+    # read the clean one; "same": the teachers see exactly the student's input
+    teacher_view: Literal["same", "clean"] = "same"
     command: str = field(default="")
 
     @property
@@ -90,8 +95,12 @@ def augment(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     gen: torch.Generator,
+    clean_copy: bool = False,
 ) -> torch.Tensor:
     """Random flip/rotate/scale/shift, resize to ``size``, jitter, erase, normalise.
+
+    With ``clean_copy`` the result has two channels: the augmented face, and the same face
+    without the photo-path degradations (every other draw shared).
 
     All in one batched ``grid_sample``; with no randomness (identity theta,
     size 48) it reduces to :func:`inference.serve.preprocess.faces_to_batch`. Every random
@@ -119,7 +128,10 @@ def augment(
     )
     grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    clean = x
     x = degrade(x, cfg.photo_p, gen)
+    if clean_copy:
+        x = torch.cat([x, clean], dim=1)
     if cfg.jitter > 0:
         contrast = 1 + (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter
         bright = (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter * 0.5
@@ -232,16 +244,22 @@ def training_step(
 
     With ``teachers``, the target becomes (1 - cfg.distill) x the usual target + cfg.distill x
     the teachers' mean probabilities on the same augmented faces (cross-entropy is linear in
-    its target, so that is the weighted sum of the label loss and the distillation loss).
+    its target, so that is the weighted sum of the label loss and the distillation loss);
+    with ``cfg.teacher_view == "clean"`` the teachers see those faces before the photo-path
+    degradations.
     The whole step the training loop runs, so a benchmark that times it times the real
     thing. Returns (loss, logits), detached, never synced.
     """
-    x = augment(faces, size, cfg, mean, std, gen)
+    clean_view = bool(teachers) and cfg.teacher_view == "clean"
+    x = augment(faces, size, cfg, mean, std, gen, clean_copy=clean_view)
     target: torch.Tensor = labels
-    if cfg.mix_p > 0:
+    if cfg.mix_p > 0:  # per pixel and channel-blind: both views get the same mixing
         x, target = mix(x, labels, len(FER2013_CLASSES), cfg.mix_p, gen)
+    seen = x
+    if clean_view:
+        x, seen = (v.contiguous(memory_format=torch.channels_last) for v in (x[:, :1], x[:, 1:]))
     if teachers:
-        soft = teacher_probs(teachers, x, cfg.bf16)
+        soft = teacher_probs(teachers, seen, cfg.bf16)
         hard = target if target.is_floating_point() else F.one_hot(target, soft.shape[1]).float()
         target = (1 - cfg.distill) * hard + cfg.distill * soft
     out = train_step(model, opt, criterion, x, target, cfg.bf16)
@@ -634,6 +652,14 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
     help="With --teacher: the teachers' share of the target (the labels keep the rest).",
 )
 @click.option(
+    "--teacher-view",
+    type=click.Choice(["same", "clean"]),
+    default="same",
+    show_default=True,
+    help="With --teacher: what the teachers see, the student's input or the same face before the "
+    "--photo-aug degradations.",
+)
+@click.option(
     "--ema",
     "ema_decay",
     type=click.FloatRange(0.0, 1.0, max_open=True),
@@ -666,6 +692,7 @@ def train_command(
     photo_p: float,
     teachers: tuple[Path, ...],
     distill: float,
+    teacher_view: Literal["same", "clean"],
     ema_decay: float,
     init_from: Path | None,
 ) -> None:
@@ -690,6 +717,7 @@ def train_command(
         init_from=str(init_from) if init_from else None,
         teachers=tuple(str(t) for t in teachers),
         distill=distill if teachers else 0.0,
+        teacher_view=teacher_view,
         command="moodring train " + shlex.join(subcommand_args()),
     )
     log.info("config %s", _plain(cfg))

@@ -7,12 +7,12 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.mood_flow import check_mood, set_calm_face
-from bot.store import UserStore
+from bot.store import BotHistory, UserStore
 from inference.api.contract import FaceResult, JobResult
 from inference.api.errors import MoodringError, NoFaceFound
 from recommender.catalogs import load_offline_catalog
 from recommender.mood import load_mood_map
-from recommender.service import Recommender, RedisHistory
+from recommender.service import Recommender
 
 PROBS = {
     "angry": 0.05,
@@ -66,7 +66,7 @@ async def _photo() -> bytes:
 
 
 def _rec(redis: Redis) -> Recommender:
-    return Recommender(load_mood_map(), [load_offline_catalog()], RedisHistory(redis))
+    return Recommender(load_mood_map(), [load_offline_catalog()], BotHistory(UserStore(redis, tuple(PROBS))))
 
 
 async def test_flow_requires_consent_and_stores_only_labels(redis: Redis) -> None:

@@ -6,9 +6,8 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from bot.store import NoConsent, UserStore, summarize
+from bot.store import BotHistory, NoConsent, UserStore, summarize
 from inference.api.contract import hash_user
-from recommender.service import RedisHistory
 
 FER2013 = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
@@ -45,7 +44,7 @@ async def test_consent_decline_stores_nothing_and_forget_is_complete(redis: Redi
     await store.set_consent(2, True)
     entry = await store.record(2, "happy", PROBS)
     await store.correct(2, entry, "neutral")
-    await RedisHistory(redis).add(hash_user(2), ["t1", "t2"])
+    await BotHistory(store).add(hash_user(2), ["t1", "t2"])
     await store.take_cooldown(2, 30)
     exported = await store.export(2)
     assert exported["history"][0]["corrected"] == "neutral"

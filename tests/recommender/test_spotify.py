@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from recommender.catalogs import load_offline_catalog
 from recommender.mood import load_mood_map
-from recommender.service import Recommender, RedisHistory
+from recommender.service import MemoryHistory, Recommender
 from recommender.sources import build_catalogs
 from recommender.sources.spotify import BACKOFF_KEY, TOKEN_KEY, SpotifySettings, build_spotify_catalog
 
@@ -99,7 +99,7 @@ def _settings(fake: FakeSpotify, **kw: object) -> SpotifySettings:
 
 def _recommender(fake: FakeSpotify, redis: Redis, redis_url: str, **kw: object) -> Recommender:
     catalogs = [build_spotify_catalog(_settings(fake, **kw), redis, redis_url), load_offline_catalog()]
-    return Recommender(load_mood_map(), catalogs, RedisHistory(redis))
+    return Recommender(load_mood_map(), catalogs, MemoryHistory())
 
 
 async def test_search_results_become_tracks_cached_in_redis(

@@ -27,6 +27,7 @@ def test_teachers_then_a_distilled_student_export_in_parts(tmp_path: Path) -> No
         "--val", str(_folder(tmp_path / "val", 2, 1)),
         "--batch-size", "16", "--max-epochs", "1",
         "--teachers", "2", "--photo-aug", "0.5",
+        "--teacher-dir", str(ROOT / "inference" / "weights"), "--teacher-view", "clean",
         "--out", str(out), "--run-dir", str(run),
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -38,7 +39,9 @@ def test_teachers_then_a_distilled_student_export_in_parts(tmp_path: Path) -> No
     for k in (1, 2):  # each teacher is a model of its own seed
         assert (tmp_path / f"run-teacher{k}" / "manifest.json").exists()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "--teacher" in manifest["train_command"] and "--distill" in manifest["train_command"]
+    command = manifest["train_command"]
+    assert command.count("--teacher ") == 3 and "--distill" in command  # the committed model + 2 seeds
+    assert str(ROOT / "inference" / "weights") in command and "--teacher-view clean" in command
     joined = b"".join(p.read_bytes() for p in sorted(out.glob("model.safetensors.part*")))
     assert joined == (run / "model.safetensors").read_bytes()
     load_model(run)

@@ -261,3 +261,65 @@ def test_a_student_trains_from_a_teacher_and_resumes_with_the_same_config(
     train(cfg)  # the stored config (teachers included) equals this one: resumes instead of refusing
     with pytest.raises(click.UsageError):
         train(replace(cfg, distill=0.5))
+
+
+def test_augment_clean_copy_shares_every_draw_but_the_photo_degradations() -> None:
+    faces = torch.randint(0, 256, (6, 48, 48), dtype=torch.uint8)
+    for photo_p in (0.0, 1.0):
+        cfg = TrainConfig(data="", val="", out_dir="", photo_p=photo_p)
+        plain = augment(faces, 48, cfg, (0.5,), (0.25,), torch.Generator().manual_seed(4))
+        pair = augment(faces, 48, cfg, (0.5,), (0.25,), torch.Generator().manual_seed(4), clean_copy=True)
+        assert pair.shape == (6, 2, 48, 48)
+        assert torch.equal(pair[:, :1], plain)  # the student's view is unchanged by the copy
+        # same geometry, jitter and erasing: the views differ only where faces were degraded
+        assert torch.equal(pair[:, 1:], pair[:, :1]) == (photo_p == 0.0)
+
+
+class _Spy(torch.nn.Module):
+    """Records its input; with ``n`` classes, answers fixed logits (a teacher)."""
+
+    def __init__(self, n: int = 0) -> None:
+        super().__init__()
+        self.n = n
+        self.seen = torch.empty(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x.detach().clone()
+        return torch.zeros(x.shape[0], self.n) if self.n else x
+
+
+@pytest.mark.parametrize("view", ["same", "clean"])
+def test_the_teacher_sees_the_face_before_the_degradations_when_asked(view: str) -> None:
+    n = len(EMOTIONS)
+    cfg = TrainConfig(
+        data="", val="", out_dir="", distill=0.7, bf16=False, photo_p=1.0, mix_p=0.5, teacher_view=view
+    )
+    teacher, student_input = _Spy(n), _Spy()
+    model = torch.nn.Sequential(student_input, torch.nn.Flatten(), torch.nn.Linear(48 * 48, n))
+    faces = torch.randint(0, 256, (8, 48, 48), dtype=torch.uint8)
+    labels = torch.arange(8) % n
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    training_step(
+        model,
+        opt,
+        torch.nn.CrossEntropyLoss(),
+        faces,
+        labels,
+        48,
+        cfg,
+        (0.5,),
+        (0.25,),
+        torch.Generator().manual_seed(0),
+        None,
+        [teacher],
+    )
+    # the same draws by hand: both views augmented together, then mixed together
+    gen = torch.Generator().manual_seed(0)
+    pair = augment(faces, 48, cfg, (0.5,), (0.25,), gen, clean_copy=True)
+    pair, _ = mix(pair, labels, n, cfg.mix_p, gen)
+    degraded, clean = pair[:, :1], pair[:, 1:]
+    assert not torch.equal(degraded, clean)
+    if view == "clean":
+        assert torch.equal(student_input.seen, degraded) and torch.equal(teacher.seen, clean)
+    else:
+        assert torch.equal(teacher.seen, student_input.seen)

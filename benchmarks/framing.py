@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inference.api.intake import decode_image
 from inference.serve.checkpoint import load_model
 from inference.serve.faces import FER_FRAMING, Face, Framing, build_detector, crop_face
 from inference.serve.precision import resolve_bf16
 from inference.training.data import list_imagefolder
-from inference.training.evaluate import predict_probs
+from inference.training.evaluate import largest_faces, predict_probs
 
 
 def main() -> None:
@@ -41,12 +40,13 @@ def main() -> None:
     detector = build_detector("mtcnn")
     bf16 = resolve_bf16(None)
     items = list_imagefolder(args.data, classes)
-    found: list[tuple[Image.Image, Face, int]] = []
-    for path, label in items:
-        image = decode_image(path.read_bytes()).image
-        faces = detector.detect(image)
-        if faces:
-            found.append((image, max(faces, key=lambda f: f.area), label))
+    found: list[tuple[Image.Image, Face, int]] = [
+        (image, face, label)
+        for (image, face), (_, label) in zip(
+            largest_faces([p for p, _ in items], detector), items, strict=True
+        )
+        if image is not None and face is not None
+    ]
     labels = np.array([label for _, _, label in found])
     print(
         f"{args.data}: {len(items)} photos, a face in {len(found)}; served framing: box "

@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from inference.api.intake import decode_image
 from inference.serve.checkpoint import load_model
 from inference.serve.faces import build_detector, crop_face
 from inference.serve.precision import resolve_bf16
 from inference.training.data import list_imagefolder
-from inference.training.evaluate import predict_probs
+from inference.training.evaluate import largest_faces, predict_probs
 
 Fix = Callable[[np.ndarray], np.ndarray]
 
@@ -67,11 +66,10 @@ def main() -> None:
     bf16 = resolve_bf16(None)
     detector = build_detector("mtcnn")
     crops, labels = [], []
-    for path, label in list_imagefolder(args.photos, classes):
-        image = decode_image(path.read_bytes()).image
-        faces = detector.detect(image)
-        if faces:
-            crops.append(crop_face(image, max(faces, key=lambda f: f.area), manifest.input_size).pixels)
+    items = list_imagefolder(args.photos, classes)
+    for (image, face), (_, label) in zip(largest_faces([p for p, _ in items], detector), items, strict=True):
+        if image is not None and face is not None:
+            crops.append(crop_face(image, face, manifest.input_size).pixels)
             labels.append(label)
     fer_items = list_imagefolder(args.fer, classes)
     fer = [np.asarray(Image.open(p).convert("L")) for p, _ in fer_items]

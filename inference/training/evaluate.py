@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -14,12 +14,13 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from inference.api.errors import MoodringError
 from inference.api.intake import IntakeLimits, decode_image
 from inference.api.manifest import ModelManifest
-from inference.serve.faces import DETECTORS, FaceDetector, crop_face
+from inference.serve.faces import DETECTORS, Face, FaceDetector, crop_face
 from inference.training.data import DatasetError, list_imagefolder, load_faces
 from inference.training.metrics import Report, classification_report
 
@@ -214,6 +215,22 @@ def apply_calm_baselines(
     return probs, keep, stats
 
 
+def largest_faces(
+    paths: Sequence[Path], detector: FaceDetector
+) -> Iterator[tuple[Image.Image | None, Face | None]]:
+    """Per photo, as served: (decoded photo, its largest face); (photo, None) where no face is
+    found, (None, None) where the file can't be read."""
+    limits = IntakeLimits()
+    for path in _bar(paths, "detecting faces", unit="photo"):
+        try:
+            image = decode_image(path.read_bytes(), limits).image
+        except MoodringError:
+            yield None, None
+            continue
+        faces = detector.detect(image)
+        yield image, max(faces, key=lambda f: f.area) if faces else None
+
+
 def photo_probs(
     model: nn.Module,
     manifest: ModelManifest,
@@ -225,22 +242,15 @@ def photo_probs(
     """Decode → detect (largest face) → FER crop → probabilities, for every photo under ``root``."""
     classes = tuple(str(c) for c in manifest.classes)
     items = list_imagefolder(root, classes)
-    limits = IntakeLimits()
     crops: list[np.ndarray] = []
     has_face = np.zeros(len(items), dtype=bool)
     unreadable = 0
-    for i, (path, _) in enumerate(_bar(items, "detecting faces", unit="photo")):
-        try:
-            decoded = decode_image(path.read_bytes(), limits)
-        except MoodringError:
+    for i, (image, face) in enumerate(largest_faces([path for path, _ in items], detector)):
+        if image is None:
             unreadable += 1
-            continue
-        faces = detector.detect(decoded.image)
-        if not faces:
-            continue
-        face = max(faces, key=lambda f: f.area)
-        crops.append(crop_face(decoded.image, face, manifest.input_size).pixels)
-        has_face[i] = True
+        elif face is not None:
+            crops.append(crop_face(image, face, manifest.input_size).pixels)
+            has_face[i] = True
     probs = np.full((len(items), len(classes)), 1.0 / len(classes), dtype=np.float32)
     if crops:
         probs[has_face] = predict_probs(model, crops, manifest, tta=tta, bf16=bf16, progress="classifying")

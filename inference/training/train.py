@@ -717,7 +717,7 @@ def train_command(
         init_from=str(init_from) if init_from else None,
         teachers=tuple(str(t) for t in teachers),
         distill=distill if teachers else 0.0,
-        teacher_view=teacher_view,
+        teacher_view=teacher_view if teachers else "same",
         command="moodring train " + shlex.join(subcommand_args()),
     )
     log.info("config %s", _plain(cfg))

@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "inference.training.average:average_command",
         "Average a run's last epochs' weights (SWA-style).",
     ),
+    "interpolate": (
+        "inference.training.average:interpolate_command",
+        "Export a model between two others' weights (WiSE-FT).",
+    ),
     "calibrate": (
         "inference.training.calibrate:calibrate_command",
         "Fit the softmax temperature on labelled faces.",

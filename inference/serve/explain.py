@@ -97,6 +97,7 @@ class CamClassifier:
         temperature: float = 1.0,
         target: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: torch.device | None = None,
+        in_place: bool = False,
     ) -> None:
         """``temperature`` only scales the reported probabilities (Grad-CAM uses the raw class score).
 
@@ -107,6 +108,9 @@ class CamClassifier:
         ``target`` maps one face's logits (a 1-D tensor) to the scalar Grad-CAM explains;
         the default, ``None``, is the predicted class's raw score, the most faithful of the
         targets measured (``benchmarks/cam_faithfulness.py --target``; model card).
+
+        ``in_place``: prepare ``model`` itself for serving instead of a copy; the caller gives it
+        up (``Predictor.load``, which loaded it for this alone), so start-up never holds two.
         """
         if temperature <= 0:
             raise ValueError("temperature must be positive")
@@ -114,9 +118,9 @@ class CamClassifier:
         self._target = target
         self.device = device or torch.device("cpu")
         self.dtype = autocast_dtype(self.device, bf16)
-        # Our own copy, prepared for serving: norms folded into the convs, weights stored in the
-        # autocast dtype; the caller's network is left as it was.
-        model = fold_batchnorm(copy.deepcopy(model).eval()).to(self.device)
+        # Prepared for serving: norms folded into the convs, weights stored in the autocast dtype.
+        # On our own copy unless the caller gave the network up: then theirs is left as it was.
+        model = fold_batchnorm((model if in_place else copy.deepcopy(model)).eval()).to(self.device)
         self.model = model  # the serving copy (read-only for callers)
         layer = resolve_layer(model, target_layer)
         # Gradients are only needed from the output back to the target layer's output.

@@ -72,6 +72,7 @@ class Predictor:
     at once (PIL and torch release the GIL), so a GPU isn't left waiting for one CPU core; the
     batched detection (on a GPU) and the one batched classify + Grad-CAM pass stay on the
     calling thread.
+    ``in_place``: serve ``model`` itself (norms folded, weights cast) instead of a copy of it.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class Predictor:
         device: torch.device | None = None,
         prepare_threads: int = 1,
         batch_detect: bool | None = None,
+        in_place: bool = False,
     ) -> None:
         self.manifest = manifest
         self.emotions = emotions or EmotionRegistry(manifest.classes)
@@ -98,7 +100,12 @@ class Predictor:
         # photo at a time (on the prepare threads when there are several).
         self.batch_detect = self.device.type != "cpu" if batch_detect is None else batch_detect
         self._cam = CamClassifier(
-            model, manifest.target_layer, bf16=bf16, temperature=manifest.temperature, device=self.device
+            model,
+            manifest.target_layer,
+            bf16=bf16,
+            temperature=manifest.temperature,
+            device=self.device,
+            in_place=in_place,
         )
         self._pool = (
             ThreadPoolExecutor(prepare_threads, thread_name_prefix="prepare") if prepare_threads > 1 else None
@@ -125,7 +132,10 @@ class Predictor:
         threads = prepare_threads or (1 if where.type == "cpu" else os.cpu_count() or 1)
         model, manifest = load_model(model_dir)
         detect = build_detector(detector, where)
-        return cls(model, manifest, detect, limits, bf16=bf16, device=where, prepare_threads=threads)
+        # the network loaded here is served itself: no second copy at start-up
+        return cls(
+            model, manifest, detect, limits, bf16=bf16, device=where, prepare_threads=threads, in_place=True
+        )
 
     def close(self) -> None:
         """Release the Grad-CAM hooks and the prepare threads."""

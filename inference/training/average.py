@@ -1,4 +1,4 @@
-"""Average the weights of a run's last epochs (SWA-style) and re-estimate BatchNorm statistics.
+"""Weight averaging: a run's last epochs (SWA-style), or two models along the line between them.
 
 ``moodring average RUN_DIR --last K`` reads the per-epoch weights that
 ``moodring train --keep-epochs`` kept in ``RUN_DIR/epochs/``, averages the last K,
@@ -6,6 +6,12 @@ recomputes every BatchNorm's running mean/variance with one pass over the (augme
 training set, measures val accuracy and exports weights + manifest like ``train`` does.
 Averaging the tail of a decaying schedule lands nearer the centre of the minimum the
 run was circling, which often generalises a little better than any single epoch.
+
+``moodring interpolate BASE TUNED --alpha A`` exports (1 - A) x BASE + A x TUNED, every
+weight and BatchNorm statistic (WiSE-FT, Wortsman et al. 2022: a fine-tune interpolated
+with the model it started from often keeps the base's accuracy and much of the fine-tune's
+robustness to a shifted input). BASE is an exported model directory; TUNED is another, or
+one epoch's weights kept by ``moodring train --keep-epochs`` (``RUN/epochs/epoch-N.pt``).
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import click
 import torch
 from torch import nn
 
-from inference.api.manifest import MANIFEST_FILE, ModelManifest
+from inference.api.manifest import MANIFEST_FILE, ModelManifest, sha256_file
+from inference.serve.checkpoint import load_model
 from inference.serve.model import build_resnet50
-from inference.training.data import FER2013_CLASSES
+from inference.serve.precision import resolve_bf16
+from inference.training.data import FER2013_CLASSES, load_faces
 from inference.training.evaluate import predict_probs
 from inference.training.train import (
     TrainConfig,
@@ -33,6 +41,7 @@ from inference.training.train import (
     load_sets,
     norm_stats,
     subcommand_args,
+    write_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -51,14 +60,23 @@ def kept_epochs(run_dir: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Mean of the floating-point tensors; integer buffers (BN batch counters) from the last state."""
+def average_states(
+    states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float] | None = None
+) -> dict[str, torch.Tensor]:
+    """Mean (or ``weights``-weighted sum) of the floating-point tensors; integer buffers (BN
+    batch counters) from the last state."""
     if not states:
         raise ValueError("nothing to average")
+    if weights is None:
+        weights = [1.0 / len(states)] * len(states)
+    if len(weights) != len(states):
+        raise ValueError(f"{len(weights)} weights for {len(states)} states")
+    w = torch.tensor(weights, dtype=torch.float32)
     out = {}
     for key, last in states[-1].items():
         if last.is_floating_point():
-            out[key] = torch.stack([s[key].float() for s in states]).mean(dim=0)
+            stacked = torch.stack([s[key].float() for s in states])
+            out[key] = torch.tensordot(w, stacked, dims=1)
         else:
             out[key] = last.clone()
     return out
@@ -155,3 +173,85 @@ def average_command(run_dir: Path, last: int, out_dir: Path | None) -> None:
     configure_logging()
     argv = subcommand_args()
     average_run(run_dir, out_dir or run_dir / "averaged", last, "moodring average " + shlex.join(argv))
+
+
+# What two models must share for their weights to be mixed and served with one manifest.
+_SAME_INPUT = ("architecture", "stem", "classes", "input_size", "in_channels", "mean", "std")
+
+
+def load_state(source: Path, base: ModelManifest) -> dict[str, torch.Tensor]:
+    """The weights of an exported model directory (same inputs as ``base``) or a kept epoch file."""
+    if source.is_dir():
+        model, manifest = load_model(source)
+        differ = [f for f in _SAME_INPUT if getattr(manifest, f) != getattr(base, f)]
+        if differ:
+            raise click.UsageError(f"{source} differs from the base model in {', '.join(differ)}")
+        return model.state_dict()
+    state: dict[str, torch.Tensor] = torch.load(source, map_location="cpu", weights_only=True)
+    return state
+
+
+def interpolate_models(
+    base_dir: Path, tuned: Path, alpha: float, out_dir: Path, val: Path, command: str = ""
+) -> ModelManifest:
+    """Export (1 - alpha) x base + alpha x tuned to ``out_dir``, with its single-view accuracy on ``val``.
+
+    The manifest is the base's (temperature and calm-face alpha included) with the new
+    weights, accuracy, command and a note; 10-view accuracy is left to ``moodring evaluate``.
+    """
+    model, manifest = load_model(base_dir)
+    state = average_states([model.state_dict(), load_state(tuned, manifest)], [1.0 - alpha, alpha])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise click.UsageError(f"{tuned} does not fit the base model: {exc}") from exc
+    val_set = load_faces(val, manifest.input_size, manifest.classes)
+    probs = predict_probs(model, val_set.images, manifest, bf16=resolve_bf16(None), temperature=1.0)
+    val_acc = float((probs.argmax(1) == val_set.labels.numpy()).mean())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = write_weights(model, out_dir)
+    manifest = manifest.model_copy(
+        update={
+            "weights_file": weights.name,
+            "weights_sha256": sha256_file(weights),
+            "train_command": command,
+            "val_accuracy": round(val_acc, 4),
+            "val_accuracy_tta": None,
+            "notes": f"weights interpolated: {1.0 - alpha:g} x {base_dir} + {alpha:g} x {tuned} "
+            f"(base: {manifest.train_command})",
+        }
+    )
+    manifest.dump(out_dir / MANIFEST_FILE)
+    log.info("interpolated %s -> %s at alpha %.2f: val %.4f -> %s", base_dir, tuned, alpha, val_acc, out_dir)
+    return manifest
+
+
+@click.command("interpolate")
+@click.argument("base", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("tuned", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="The tuned model's share: 0 = BASE, 1 = TUNED.",
+)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--val",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("../shared/datasets/fer2013/val"),
+    show_default=True,
+    help="ImageFolder tree whose single-view accuracy goes into the manifest.",
+)
+@click.option("--threads", default=2, show_default=True, help="torch intra-op threads.")
+def interpolate_command(
+    base: Path, tuned: Path, alpha: float, out_dir: Path, val: Path, threads: int
+) -> None:
+    """Export a model between BASE (an exported model) and TUNED (a model or a kept epoch's weights)."""
+    from inference.api.logsetup import configure_logging
+
+    configure_logging()
+    torch.set_num_threads(threads)
+    argv = subcommand_args()
+    interpolate_models(base, tuned, alpha, out_dir, val, "moodring interpolate " + shlex.join(argv))

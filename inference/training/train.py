@@ -309,6 +309,17 @@ def load_sets(cfg: TrainConfig) -> tuple[FaceSet, FaceSet]:
     return train_set, val_set
 
 
+def write_weights(model: nn.Module, out_dir: Path) -> Path:
+    """Write the network's state as fp16 safetensors (``out_dir/model.safetensors``)."""
+    weights = out_dir / "model.safetensors"
+    state = {
+        k: (v.half() if v.is_floating_point() else v).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
+    save_file(state, str(weights))
+    return weights
+
+
 def export_model(
     model: nn.Module,
     out_dir: Path,
@@ -318,12 +329,7 @@ def export_model(
     val_accuracy: float,
 ) -> ModelManifest:
     """Write fp16 safetensors weights and their manifest into ``out_dir``."""
-    weights = out_dir / "model.safetensors"
-    state = {
-        k: (v.half() if v.is_floating_point() else v).contiguous().cpu()
-        for k, v in model.state_dict().items()
-    }
-    save_file(state, str(weights))
+    weights = write_weights(model, out_dir)
     cam_size = cfg.eval_size
     for _ in range(3):  # stem max-pool, layer2 and layer3 each halve the map
         cam_size = (cam_size + 1) // 2

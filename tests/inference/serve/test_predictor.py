@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+import inference.serve.predictor as predictor_module
 from inference.api.errors import BadImage, NoFaceFound
 from inference.serve.checkpoint import load_model
 from inference.serve.explain import CamClassifier, map_is_empty, reason_text, region_shares
@@ -123,6 +124,41 @@ def test_gradcam_hooks_released_and_the_callers_model_untouched(tiny_model_dir: 
     # the serving copy folds norms and casts weights; the caller's network keeps its own
     assert isinstance(model.bn1, torch.nn.BatchNorm2d) and model.conv1.weight.dtype == torch.float32
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_in_place_serves_the_callers_network_itself(tiny_model_dir: Path) -> None:
+    """``in_place`` prepares the given network (no second one in memory) with the same answers."""
+    model, manifest = load_model(tiny_model_dir)
+    x = torch.randn(
+        4, 1, manifest.input_size, manifest.input_size, generator=torch.Generator().manual_seed(5)
+    )
+    with CamClassifier(model, manifest.target_layer, bf16=False) as cam:
+        copied = cam(x)
+    with CamClassifier(model, manifest.target_layer, bf16=False, in_place=True) as cam:
+        assert cam.model is model
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        served = cam(x)
+    np.testing.assert_allclose(served.probs, copied.probs, atol=1e-5)
+    np.testing.assert_allclose(served.maps, copied.maps, atol=1e-4)
+
+
+def test_predictor_load_serves_the_network_it_loaded(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded: list[torch.nn.Module] = []
+
+    def load_and_keep(model_dir: Path | None = None) -> tuple[torch.nn.Module, object]:
+        model, manifest = load_model(model_dir)
+        loaded.append(model)
+        return model, manifest
+
+    monkeypatch.setattr(predictor_module, "load_model", load_and_keep)
+    predictor = Predictor.load(tiny_model_dir, detector="full", bf16=False)
+    try:
+        assert len(loaded) == 1 and predictor._cam.model is loaded[0]
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded[0].modules())
+    finally:
+        predictor.close()
 
 
 def test_serving_copy_gives_the_networks_own_answers(tiny_model_dir: Path) -> None:

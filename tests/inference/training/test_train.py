@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from inference.serve.checkpoint import load_model
-from inference.training.average import average_run, average_states, kept_epochs
+from inference.training.average import average_run, average_states, interpolate_models, kept_epochs
 from inference.training.data import FER2013_CLASSES as EMOTIONS
 from inference.training.train import (
     Ema,
@@ -212,6 +212,42 @@ def test_average_run_exports_the_mean_of_the_last_epochs_with_fresh_bn(
     assert torch.isfinite(state["bn1.running_var"]).all() and (state["bn1.running_var"] > 0).all()
     with pytest.raises(click.UsageError, match="--last 4 needs more"):
         average_run(out, tmp_path / "avg4", last=4)
+
+
+def test_interpolate_exports_the_line_between_two_models_and_refuses_other_inputs(
+    run: tuple[TrainConfig, Path], tmp_path: Path
+) -> None:
+    cfg, out = run
+    base, base_manifest = load_model(out)
+    # the exported model is the best epoch: mix in the kept epoch furthest from it
+    epochs = {e: torch.load(epoch_path(out, e), map_location="cpu", weights_only=True) for e in (1, 2, 3)}
+    tuned = max(
+        epochs, key=lambda e: float((epochs[e]["fc.weight"] - base.state_dict()["fc.weight"]).abs().sum())
+    )
+    tuned_state = epochs[tuned]
+    manifest = interpolate_models(out, epoch_path(out, tuned), 0.25, tmp_path / "mid", Path(cfg.val))
+    mid, loaded = load_model(tmp_path / "mid")
+    assert loaded == manifest and "0.75 x" in manifest.notes and "0.25 x" in manifest.notes
+    assert manifest.val_accuracy is not None and manifest.val_accuracy_tta is None
+    # inputs, temperature and calm-face alpha are the base's; the weights are new
+    for field in ("classes", "mean", "std", "input_size", "temperature", "baseline_alpha"):
+        assert getattr(manifest, field) == getattr(base_manifest, field)
+    assert manifest.weights_sha256 != base_manifest.weights_sha256
+    # every weight and BatchNorm statistic is (1 - a) x base + a x tuned (fp16 storage)
+    for key in ("conv1.weight", "fc.weight", "bn1.running_mean", "layer4.2.bn3.running_var"):
+        expected = 0.75 * base.state_dict()[key] + 0.25 * tuned_state[key].float()
+        assert torch.allclose(mid.state_dict()[key], expected, atol=2e-3, rtol=1e-3), key
+    # an exported model works as TUNED too: alpha 1 is that model
+    interpolate_models(out, tmp_path / "mid", 1.0, tmp_path / "end", Path(cfg.val))
+    end, _ = load_model(tmp_path / "end")
+    assert torch.allclose(end.state_dict()["fc.weight"], mid.state_dict()["fc.weight"], atol=1e-3)
+    # a model fed other inputs can't be mixed in
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / loaded.weights_file).write_bytes((tmp_path / "mid" / loaded.weights_file).read_bytes())
+    loaded.model_copy(update={"mean": (0.1,)}).dump(other / "manifest.json")
+    with pytest.raises(click.UsageError, match="mean"):
+        interpolate_models(out, other, 0.5, tmp_path / "bad", Path(cfg.val))
 
 
 class _Fixed(torch.nn.Module):

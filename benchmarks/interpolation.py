@@ -1,0 +1,83 @@
+"""Weight interpolation between the served model and a fine-tune of it (WiSE-FT), measured.
+
+python -m benchmarks.interpolation TUNED [--base DIR] [--alphas 0 0.25 0.5 0.75 1]
+    [--fer ../shared/datasets/fer2013/val] [--photos ../shared/datasets/taiwanese_dev] [--tta none ten]
+
+For each alpha the network (1 - alpha) x BASE + alpha x TUNED (every weight and BatchNorm
+statistic; ``inference.training.average``, as ``moodring interpolate`` exports it) is scored on
+FER2013 PublicTest and on taiwanese_dev through the full pipeline (MTCNN once per photo, largest
+face, the served FER framing), with the number of photos called neutral. TUNED is an exported
+model directory or one kept epoch (``RUN/epochs/epoch-N.pt``). taiwanese_dev is a dev set: an
+alpha picked on it is optimistic by that choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.serve.checkpoint import load_model
+from inference.serve.faces import build_detector, crop_face
+from inference.serve.precision import resolve_bf16
+from inference.training.average import average_states, load_state
+from inference.training.data import list_imagefolder, load_faces
+from inference.training.evaluate import largest_faces, predict_probs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("tuned", type=Path)
+    ap.add_argument("--base", type=Path, default=None, help="default: the shipped model")
+    ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    ap.add_argument("--fer", type=Path, default=Path("../shared/datasets/fer2013/val"))
+    ap.add_argument("--photos", type=Path, default=Path("../shared/datasets/taiwanese_dev"))
+    ap.add_argument("--tta", nargs="+", default=["none", "ten"], choices=["none", "flip", "ten"])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, manifest = load_model(args.base)
+    classes = tuple(str(c) for c in manifest.classes)
+    neutral = classes.index("neutral")
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned_state = load_state(args.tuned, manifest)
+    bf16 = resolve_bf16(None)
+
+    fer = load_faces(args.fer, manifest.input_size, classes)
+    fer_labels = fer.labels.numpy()
+    items = list_imagefolder(args.photos, classes)
+    crops, labels = [], []
+    for (image, face), (_, label) in zip(
+        largest_faces([p for p, _ in items], build_detector("mtcnn")), items, strict=True
+    ):
+        if image is not None and face is not None:
+            crops.append(crop_face(image, face, manifest.input_size).pixels)
+            labels.append(label)
+    photo_labels = np.array(labels)
+    print(
+        f"base {args.base or 'shipped model'}, tuned {args.tuned}; {fer.labels.shape[0]} FER2013 faces "
+        f"({args.fer}), {len(items)} photos, a face in {len(crops)} ({args.photos}); bf16 {bf16}"
+    )
+    head = " | ".join(f"FER {t} | photos {t}" for t in args.tta)
+    print(f"\n| alpha | {head} | photos called neutral ({args.tta[0]}) |")
+    print("|---" * (2 * len(args.tta) + 2) + "|")
+    for alpha in args.alphas:
+        model.load_state_dict(average_states([base_state, tuned_state], [1.0 - alpha, alpha]))
+        cells = []
+        called_neutral = 0
+        for i, tta in enumerate(args.tta):
+            fer_probs = predict_probs(model, fer.images, manifest, tta=tta, bf16=bf16)
+            photo_probs = predict_probs(model, crops, manifest, tta=tta, bf16=bf16)
+            cells += [
+                f"{(fer_probs.argmax(1) == fer_labels).mean():.2%}",
+                f"{(photo_probs.argmax(1) == photo_labels).mean():.2%}",
+            ]
+            if i == 0:
+                called_neutral = int((photo_probs.argmax(1) == neutral).sum())
+        print(f"| {alpha:g} | " + " | ".join(cells) + f" | {called_neutral} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

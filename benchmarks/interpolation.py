@@ -1,7 +1,8 @@
 """Weight interpolation between the served model and a fine-tune of it (WiSE-FT), measured.
 
 python -m benchmarks.interpolation TUNED [--base DIR] [--alphas 0 0.25 0.5 0.75 1]
-    [--fer ../shared/datasets/fer2013/val] [--photos ../shared/datasets/taiwanese_dev] [--tta none ten]
+    [--fer ../shared/datasets/fer2013/val] [--photos ../shared/datasets/taiwanese_dev]
+    [--fer-tta none] [--photo-tta none ten]
 
 For each alpha the network (1 - alpha) x BASE + alpha x TUNED (every weight and BatchNorm
 statistic; ``inference.training.average``, as ``moodring interpolate`` exports it) is scored on
@@ -34,7 +35,9 @@ def main() -> None:
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     ap.add_argument("--fer", type=Path, default=Path("../shared/datasets/fer2013/val"))
     ap.add_argument("--photos", type=Path, default=Path("../shared/datasets/taiwanese_dev"))
-    ap.add_argument("--tta", nargs="+", default=["none", "ten"], choices=["none", "flip", "ten"])
+    views = ["none", "flip", "ten"]
+    ap.add_argument("--fer-tta", nargs="+", default=["none"], choices=views, help="views on PublicTest")
+    ap.add_argument("--photo-tta", nargs="+", default=["none", "ten"], choices=views, help="views on photos")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,20 +63,19 @@ def main() -> None:
         f"base {args.base or 'shipped model'}, tuned {args.tuned}; {fer.labels.shape[0]} FER2013 faces "
         f"({args.fer}), {len(items)} photos, a face in {len(crops)} ({args.photos}); bf16 {bf16}"
     )
-    head = " | ".join(f"FER {t} | photos {t}" for t in args.tta)
-    print(f"\n| alpha | {head} | photos called neutral ({args.tta[0]}) |")
-    print("|---" * (2 * len(args.tta) + 2) + "|")
+    head = " | ".join([f"FER {t}" for t in args.fer_tta] + [f"photos {t}" for t in args.photo_tta])
+    print(f"\n| alpha | {head} | photos called neutral ({args.photo_tta[0]}) |")
+    print("|---" * (len(args.fer_tta) + len(args.photo_tta) + 2) + "|")
     for alpha in args.alphas:
         model.load_state_dict(average_states([base_state, tuned_state], [1.0 - alpha, alpha]))
         cells = []
         called_neutral = 0
-        for i, tta in enumerate(args.tta):
+        for tta in args.fer_tta:
             fer_probs = predict_probs(model, fer.images, manifest, tta=tta, bf16=bf16)
+            cells.append(f"{(fer_probs.argmax(1) == fer_labels).mean():.2%}")
+        for i, tta in enumerate(args.photo_tta):
             photo_probs = predict_probs(model, crops, manifest, tta=tta, bf16=bf16)
-            cells += [
-                f"{(fer_probs.argmax(1) == fer_labels).mean():.2%}",
-                f"{(photo_probs.argmax(1) == photo_labels).mean():.2%}",
-            ]
+            cells.append(f"{(photo_probs.argmax(1) == photo_labels).mean():.2%}")
             if i == 0:
                 called_neutral = int((photo_probs.argmax(1) == neutral).sum())
         print(f"| {alpha:g} | " + " | ".join(cells) + f" | {called_neutral} |", flush=True)

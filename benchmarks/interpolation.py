@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from inference.serve.checkpoint import load_model
-from inference.serve.faces import build_detector, crop_face
+from inference.serve.faces import build_detector
 from inference.serve.precision import resolve_bf16
 from inference.training.average import average_states, load_state
-from inference.training.data import list_imagefolder, load_faces
-from inference.training.evaluate import largest_faces, predict_probs
+from inference.training.data import load_faces
+from inference.training.evaluate import photo_crops, predict_probs
 
 
 def main() -> None:
@@ -50,18 +49,11 @@ def main() -> None:
 
     fer = load_faces(args.fer, manifest.input_size, classes)
     fer_labels = fer.labels.numpy()
-    items = list_imagefolder(args.photos, classes)
-    crops, labels = [], []
-    for (image, face), (_, label) in zip(
-        largest_faces([p for p, _ in items], build_detector("mtcnn")), items, strict=True
-    ):
-        if image is not None and face is not None:
-            crops.append(crop_face(image, face, manifest.input_size).pixels)
-            labels.append(label)
-    photo_labels = np.array(labels)
+    photos = photo_crops(args.photos, classes, build_detector("mtcnn"), manifest.input_size)
+    crops, photo_labels = photos.crops, photos.labels[photos.has_face]
     print(
         f"base {args.base or 'shipped model'}, tuned {args.tuned}; {fer.labels.shape[0]} FER2013 faces "
-        f"({args.fer}), {len(items)} photos, a face in {len(crops)} ({args.photos}); bf16 {bf16}"
+        f"({args.fer}), {photos.stats.images} photos, a face in {len(crops)} ({args.photos}); bf16 {bf16}"
     )
     head = " | ".join([f"FER {t}" for t in args.fer_tta] + [f"photos {t}" for t in args.photo_tta])
     print(f"\n| alpha | {head} | photos called neutral ({args.photo_tta[0]}) |")

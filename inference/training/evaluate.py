@@ -132,6 +132,17 @@ class PhotoProbs:
     stats: DetectStats
 
 
+@dataclass(frozen=True, slots=True)
+class PhotoCrops:
+    """The served crop of every photo of an ImageFolder tree in which a face was found."""
+
+    paths: tuple[str, ...]  # every photo, relative to the root, POSIX
+    labels: np.ndarray  # every photo's
+    has_face: np.ndarray
+    crops: list[np.ndarray]  # one per photo with a face, in order
+    stats: DetectStats
+
+
 def evaluate_dir(
     model: nn.Module,
     manifest: ModelManifest,
@@ -231,6 +242,24 @@ def largest_faces(
         yield image, max(faces, key=lambda f: f.area) if faces else None
 
 
+def photo_crops(root: Path, classes: tuple[str, ...], detector: FaceDetector, size: int) -> PhotoCrops:
+    """Decode → detect (largest face) → FER crop, as served, for every photo under ``root``."""
+    items = list_imagefolder(root, classes)
+    crops: list[np.ndarray] = []
+    has_face = np.zeros(len(items), dtype=bool)
+    unreadable = 0
+    for i, (image, face) in enumerate(largest_faces([path for path, _ in items], detector)):
+        if image is None:
+            unreadable += 1
+        elif face is not None:
+            crops.append(crop_face(image, face, size).pixels)
+            has_face[i] = True
+    labels = np.array([label for _, label in items])
+    stats = DetectStats(len(items), int(has_face.sum()), unreadable)
+    paths = tuple(p.relative_to(root).as_posix() for p, _ in items)
+    return PhotoCrops(paths, labels, has_face, crops, stats)
+
+
 def photo_probs(
     model: nn.Module,
     manifest: ModelManifest,
@@ -241,23 +270,13 @@ def photo_probs(
 ) -> PhotoProbs:
     """Decode → detect (largest face) → FER crop → probabilities, for every photo under ``root``."""
     classes = tuple(str(c) for c in manifest.classes)
-    items = list_imagefolder(root, classes)
-    crops: list[np.ndarray] = []
-    has_face = np.zeros(len(items), dtype=bool)
-    unreadable = 0
-    for i, (image, face) in enumerate(largest_faces([path for path, _ in items], detector)):
-        if image is None:
-            unreadable += 1
-        elif face is not None:
-            crops.append(crop_face(image, face, manifest.input_size).pixels)
-            has_face[i] = True
-    probs = np.full((len(items), len(classes)), 1.0 / len(classes), dtype=np.float32)
-    if crops:
-        probs[has_face] = predict_probs(model, crops, manifest, tta=tta, bf16=bf16, progress="classifying")
-    labels = np.array([label for _, label in items])
-    stats = DetectStats(len(items), int(has_face.sum()), unreadable)
-    paths = tuple(p.relative_to(root).as_posix() for p, _ in items)
-    return PhotoProbs(paths, labels, probs, has_face, stats)
+    found = photo_crops(root, classes, detector, manifest.input_size)
+    probs = np.full((len(found.paths), len(classes)), 1.0 / len(classes), dtype=np.float32)
+    if found.crops:
+        probs[found.has_face] = predict_probs(
+            model, found.crops, manifest, tta=tta, bf16=bf16, progress="classifying"
+        )
+    return PhotoProbs(found.paths, found.labels, probs, found.has_face, found.stats)
 
 
 def write_json(

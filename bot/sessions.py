@@ -188,11 +188,9 @@ class Sessions:
             pipe.srem(self._k(channel_id, "members"), str(user_id))
             pipe.hdel(self._k(channel_id, "moods"), str(user_id))
             pipe.srem(self._k(channel_id, "votes"), str(user_id))
-            # SCARD, not SMEMBERS: redis-py's cluster MULTI can't parse SMEMBERS (8.1)
-            pipe.scard(self._k(channel_id, "members"))
-            removed, _, _, left = await pipe.execute()
+            pipe.smembers(self._k(channel_id, "members"))  # who is left, read in the same MULTI
+            removed, _, _, rest = await pipe.execute()
         await self.redis.srem(self._user_key(user_id), str(channel_id))
-        rest = await self.redis.smembers(self._k(channel_id, "members")) if left else set()
         if not rest:
             await self._delete(channel_id)
         else:
@@ -306,8 +304,7 @@ class Sessions:
 
     async def view(self, channel_id: int) -> SessionView:
         state = await self._state(channel_id)
-        # not MULTI: redis-py's cluster transactions can't parse SMEMBERS (8.1); one slot either way
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:  # one snapshot (one slot, cluster too)
             pipe.smembers(self._k(channel_id, "members"))
             pipe.lrange(self._k(channel_id, "queue"), 0, -1)
             pipe.scard(self._k(channel_id, "votes"))

@@ -48,6 +48,19 @@ async def accept_consent(fake: FakeDiscord, user_id: int) -> None:
     assert (await fake.acked(click))["type"] == 7
 
 
+async def start_session(fake: FakeDiscord, host_id: int, length: int = 5, shard: int = 0) -> dict[str, Any]:
+    """``/session start`` (lift), waited for until the bot says it started; the session board.
+
+    The command defers first and posts the board after: a test that clicks or reads before the
+    reply races the bot (a click on a message without the board's buttons gets no callback).
+    """
+    options = {"strategy": "lift", "length": length}
+    ix = await fake.slash(host_id, "session", "start", options=options, shard=shard)
+    await fake.acked(ix)
+    assert "Session started" in (await fake.reply(ix))["content"]
+    return fake.messages[int(max(fake.messages))]
+
+
 async def check(fake: FakeDiscord, user_id: int, photo: bytes | None = None) -> tuple[Ix, dict[str, Any]]:
     att = fake.upload(photo or face_photo(size=(160, 160)))
     ix = await fake.slash(user_id, "mood", "check", attachments={"photo": att})

@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.bot.conftest import BotFactory, bot_factory, uh
-from tests.bot.helpers import accept_consent, check, custom_ids, reading_text
+from tests.bot.helpers import accept_consent, check, custom_ids, reading_text, start_session
 from tests.conftest import Cluster, wait_for_worker
 from tests.fakediscord import CHANNEL_ID, FakeDiscord
 
@@ -84,10 +84,7 @@ async def test_bot_flows_sessions_and_forget_on_a_cluster(
     assert exported["consent"] and len(exported["history"]) == 1 and exported["calm_face_baseline"]
 
     # a listening session: its keys on one slot, each member's index on theirs
-    ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
-    await fake.acked(ix)
-    assert "Session started" in (await fake.reply(ix))["content"]
-    board = fake.messages[int(max(fake.messages))]
+    board = await start_session(fake, ALICE)
     join = await fake.click(BOB, board, f"mr:sess:{CHANNEL_ID}:join")
     await fake.acked(join)
     assert "You joined" in (await fake.reply(join))["content"]

@@ -18,7 +18,7 @@ from bot.store import UserStore
 from inference.api.contract import hash_user
 from inference.api.errors import NoFaceFound
 from tests.bot.conftest import TEST_SALT, BotFactory, uh
-from tests.bot.helpers import accept_consent, check, custom_ids, reading_text
+from tests.bot.helpers import accept_consent, check, custom_ids, reading_text, start_session
 from tests.bot.test_mood_flow import PROBS, FakeAnalyzer, _photo, _rec
 from tests.conftest import face_photo
 from tests.fakediscord import BOT_USER, CHANNEL_ID, EPHEMERAL, FakeDiscord
@@ -83,9 +83,7 @@ async def test_forget_leaves_sessions_hands_on_the_host_and_says_what_went(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
 ) -> None:
     bot = await start_bot()
-    ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
-    await fake.acked(ix)
-    board = fake.messages[int(max(fake.messages))]
+    board = await start_session(fake, ALICE)
     join = await fake.click(BOB, board, f"mr:sess:{CHANNEL_ID}:join")
     await fake.acked(join)
     assert await bot.services.sessions.is_host(CHANNEL_ID, ALICE)
@@ -100,8 +98,7 @@ async def test_declining_consent_leaves_sessions_too(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis
 ) -> None:
     bot = await start_bot()
-    ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
-    await fake.acked(ix)
+    await start_session(fake, ALICE)
     ix = await fake.slash(ALICE, "mood", "privacy")
     await fake.acked(ix)
     prompt = await fake.reply(ix)
@@ -205,8 +202,7 @@ async def test_keys_use_the_deployments_secret_salt_and_session_indexes_expire(
     assert keys and all(uh(ALICE) in k for k in keys)
     public = hash_user(ALICE)  # the old constant salt: anyone could compute it from a Discord id
     assert not [k async for k in redis.scan_iter(match=f"*{public}*")]
-    ix = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
-    await fake.acked(ix)
+    await start_session(fake, ALICE)
     index = f"moodring:user:{{{uh(ALICE)}}}:sessions"
     ttl = await redis.ttl(index)
     assert 0 < ttl <= bot.services.settings.session_idle_s + 60  # the index never outlives its sessions

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from bot.guilds import guild_prefix
 from bot.texts import SERVER_OFF, SESSIONS_OFF
 from tests.bot.conftest import BotFactory, uh
-from tests.bot.helpers import accept_consent, check, custom_ids, reading_text
+from tests.bot.helpers import accept_consent, check, custom_ids, reading_text, start_session
 from tests.conftest import face_photo
 from tests.fakediscord import CHANNEL_ID, EPHEMERAL, GUILD_ID, FakeDiscord
 
@@ -53,9 +53,7 @@ async def test_switched_off_server_stops_every_command_and_button_but_forget(
     _, prompt = await check(fake, BOB)  # Bob's first check: a consent prompt holding his photo
     await accept_consent(fake, ALICE)
     _, reading = await check(fake, ALICE)  # a reading with its buttons, while moodring is on
-    session = await fake.slash(ALICE, "session", "start", options={"strategy": "lift", "length": 5})
-    await _answer(fake, session)
-    board = fake.messages[int(max(fake.messages))]
+    board = await start_session(fake, ALICE)
     assert "off" in await _server(fake, ADMIN, enabled=False)
 
     photo = fake.upload(face_photo(size=(160, 160)))

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from bot.app import MoodringBot
 from tests.bot.conftest import BotFactory, uh
-from tests.bot.helpers import accept_consent, check, custom_ids
+from tests.bot.helpers import accept_consent, check, custom_ids, start_session
 from tests.fakediscord import CHANNEL_ID, FakeDiscord
 
 pytestmark = pytest.mark.timeout(180)
@@ -22,14 +22,10 @@ MANAGE_CHANNELS = 1 << 4
 
 
 async def _start(fake: FakeDiscord, length: int = 5, shard: int = 0) -> dict[str, Any]:
-    ix = await fake.slash(
-        HOST, "session", "start", options={"strategy": "lift", "length": length}, shard=shard
-    )
-    await fake.acked(ix)
-    assert "Session started" in (await fake.reply(ix))["content"]
+    board = await start_session(fake, HOST, length, shard)
     posts = fake.calls_to("POST", rf"^/channels/{CHANNEL_ID}/messages$")
     assert posts, "the session message is a channel message the bot can keep editing"
-    return fake.messages[int(max(fake.messages))]
+    return board
 
 
 async def _press(fake: FakeDiscord, user: int, board: dict[str, Any], action: str, **kw: Any) -> str:

@@ -111,10 +111,13 @@ def history_embed(
     embed = discord.Embed(title=f"Your moods, last {days} days", colour=emotions[top].colour)
     recent = []
     for e in entries[:5]:
-        label = e.corrected or e.emotion
-        fixed = f" (you said {e.corrected})" if e.corrected and e.corrected != e.emotion else ""
+        # the model's label with its own emoji; what the user said, with its emoji, beside it
+        fixed = ""
+        if e.corrected and e.corrected != e.emotion:
+            fixed = f" (you said {emotions[e.corrected].emoji} {e.corrected})"
         fixed += " · calm-relative" if e.baseline else ""
-        recent.append(f"<t:{int(e.at)}:R> {emotions[label].emoji} **{e.emotion}** {e.confidence:.0%}{fixed}")
+        said = f"{emotions[e.emotion].emoji} **{e.emotion}** {e.confidence:.0%}"
+        recent.append(f"<t:{int(e.at)}:R> {said}{fixed}")
     embed.add_field(name="Latest", value="\n".join(recent), inline=False)
     embed.add_field(name="Most frequent", value=f"{emotions[top].emoji} {top} ({counts[top]}×)", inline=True)
     embed.add_field(name="This week", value=weekly_line(week), inline=False)
@@ -132,7 +135,7 @@ def weekly_line(week: dict[str, Any]) -> str:
     if not counts:
         return "No readings this week."
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    line = f"{week['entries']} readings: mostly {ranked[0][0]} ({ranked[0][1]})"
+    line = f"{texts.plural(week['entries'], 'reading')}: mostly {ranked[0][0]} ({ranked[0][1]})"
     if len(ranked) > 1:
         line += ", then " + ", ".join(f"{k} ({v})" for k, v in ranked[1:3])
     return line + "."

@@ -59,6 +59,7 @@ class CheckOutcome:
     entry_id: str | None = None
     emotion: str | None = None  # the sender's face after their prior: what was stored
     probs: dict[str, float] | None = None
+    asked: bool = False  # the reply asks "Did I get it right?" (Yes / No instead of "Spot on")
 
     @property
     def prior_applied(self) -> bool:
@@ -111,7 +112,8 @@ async def set_calm_face(
         await store.release_cooldown(user_id)
         return BaselineOutcome(error=exc.code)
     face = result.faces[0]  # the largest: the sender's
-    return BaselineOutcome(saved=await store.add_baseline(user_id, face.probs))
+    # the network's own reading (before any community adapter): the worker adapts it when used
+    return BaselineOutcome(saved=await store.add_baseline(user_id, face.raw_probs or face.probs))
 
 
 async def _gate(user_id: int, store: UserStore, cooldown_s: float) -> tuple[str, float] | None:
@@ -179,8 +181,13 @@ async def finish_check(
     took over a check whose bot process died)."""
     faces = result.faces
     emotion, probs = faces[0].emotion, dict(faces[0].probs)
-    entry_id = await store.record(
-        user_id, emotion, probs, raw=faces[0].raw_probs or None, baseline=faces[0].baseline_applied
+    recorded = await store.record_reading(
+        user_id,
+        emotion,
+        probs,
+        raw=faces[0].raw_probs or None,
+        baseline=faces[0].baseline_applied,
+        features=faces[0].features,
     )
     chosen = strategy or recommender.mood_map.default_strategy(emotion)
     tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=store.hash(user_id))
@@ -191,7 +198,8 @@ async def finish_check(
         heatmap_jpeg=heatmap,
         tracks=tuple(tracks),
         strategy=chosen,
-        entry_id=entry_id,
+        entry_id=recorded.entry_id,
         emotion=emotion,
         probs=probs,
+        asked=recorded.asked,
     )

@@ -55,6 +55,11 @@ class PendingChecks:
         if old is not None:
             await self.blobs.delete(self._key(old.decode() if isinstance(old, bytes) else str(old)))
 
+    async def holds(self, token: str, user_id: int) -> bool:
+        """Whether ``token`` still holds a photo of this user (without taking it)."""
+        raw = await self.blobs.get(self._key(token))
+        return raw is not None and int(json.loads(raw)["user"]) == user_id
+
     async def take(self, token: str, user_id: int) -> PendingPhoto | None:
         """The held photo, once, and only for the user it belongs to."""
         raw = await self.blobs.getdel(self._key(token))

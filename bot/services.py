@@ -58,6 +58,7 @@ def build_services(
         max_entries=settings.history_max_entries,
         consent_version=settings.consent_version,
         salt=settings.user_salt.get_secret_value(),
+        ask_share=settings.ask_share,
     )
     catalogs = build_catalogs(sources, redis, settings.redis_url)
     recommender = Recommender(mood_map, catalogs, BotHistory(store, session_ttl_s=settings.session_idle_s))

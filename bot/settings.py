@@ -46,3 +46,13 @@ class BotSettings(QueueSettings):
     session_vote_ratio: float = Field(
         default=0.5, gt=0, le=1, description="skip when more than this share votes"
     )
+    ask_share: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="of the readings of users who help improve readings, the random share whose reply "
+        "asks 'Did I get it right?' (the unbiased labels the community adapter is weighted and judged by)",
+    )
+    # the same variables the workers read (inference.worker.settings), for what /mood privacy says
+    adapt_min_people: int = Field(default=20, ge=1)
+    adapt_withdrawn_s: float = Field(default=3_600.0, gt=0)

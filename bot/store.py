@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -22,19 +23,40 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from inference.api import community
+from inference.api.community import ASKED, SHOWN, LabelRecord
 from inference.api.contract import hash_user
 from inference.api.errors import MoodringError
 
 DAY = 86_400
 BASELINE_PHOTOS = 5  # calm readings averaged into a user's baseline, at most
-# Every key a user can have (bot.sessions keeps the "sessions" index, recommender history "recs").
-USER_KEYS = ("consent", "history", "corrections", "prior", "recs", "cooldown", "baseline", "sessions")
+# Every key a user can have (bot.sessions keeps the "sessions" index, recommender history "recs";
+# "contribute" and "labels" are the community calibration's: inference.api.community).
+USER_KEYS = (
+    "consent",
+    "history",
+    "corrections",
+    "prior",
+    "recs",
+    "cooldown",
+    "baseline",
+    "sessions",
+    "contribute",
+    "labels",
+)
+CONTRIBUTE_VERSION = 1  # bump when what contributing means changes: everyone is asked again
 
 
 class NoConsent(MoodringError):
     """The user has not (or no longer) agreed: nothing of theirs may be written."""
 
     code = "forgotten"
+
+
+class ReadingGone(MoodringError):
+    """The history entry a button names is no longer stored (trimmed, or forgotten)."""
+
+    code = "reading_gone"
 
 
 def as_text(value: bytes | str | None) -> str:
@@ -53,7 +75,28 @@ class MoodEntry:
     probs: dict[str, float]
     corrected: str | None = None
     baseline: bool = False  # read relative to the user's calm face
-    raw: dict[str, float] | None = None  # the model's own probabilities when a prior/baseline changed them
+    raw: dict[str, float] | None = None  # the model's own probabilities when something changed them
+    contributing: bool = False  # recorded while the user contributed labels (its label may be learnt from)
+    asked: bool = False  # the reply asked "Did I get it right?" (a random share of contributors' readings)
+    features: str = ""  # the face's projected features, kept only while contributing
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A reading just stored: its id, and whether its reply asks "Did I get it right?"."""
+
+    entry_id: str
+    asked: bool = False
+    contributing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """What a label under a reading did: the user's own prior changed, a contribution stored."""
+
+    label: str | None
+    kind: str
+    contributed: bool
 
 
 def summarize(entries: Sequence[MoodEntry], days: int) -> dict[str, Any]:
@@ -74,8 +117,12 @@ class UserStore:
         max_entries: int = 1000,
         consent_version: int = 1,
         salt: str = "moodring",
+        ask_share: float = 0.2,
+        rng: random.Random | None = None,
     ) -> None:
         self.redis = redis
+        self.ask_share = ask_share  # of contributors' readings, the share that asks "Did I get it right?"
+        self._rng = rng or random.Random()
         self.salt = salt
         self.classes = tuple(classes)
         self.retention_s = retention_days * DAY
@@ -98,15 +145,39 @@ class UserStore:
         The consent key is WATCHed: a forget or decline between the check and the write aborts
         the transaction. Raises :class:`NoConsent` when there is no current consent.
         """
-        consent_key = f"{user_prefix(user_hash)}:consent"
+        return await self.watched_write(user_hash, (), lambda pipe, _seen: fill(pipe))
+
+    async def watched_write(
+        self,
+        user_hash: str,
+        names: Sequence[str],
+        fill: Callable[[Any, dict[str, Any]], None],
+    ) -> list[Any]:
+        """:meth:`consented_write` that also WATCHes and reads the user's keys ``names`` first.
+
+        ``fill(pipe, seen)`` gets each key's value (GET for strings, HGETALL for hashes) as read
+        under the watch, so a decision taken on them (contributing or not; the label a reading
+        had) is made on what the transaction writes over.
+        """
+        prefix = user_prefix(user_hash)
+        consent_key = f"{prefix}:consent"
+        keys = {name: f"{prefix}:{name}" for name in names}
         for _ in range(5):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(consent_key)
+                    await pipe.watch(consent_key, *keys.values())
                     if not self._consent_ok(await pipe.get(consent_key)):
                         raise NoConsent("no current consent")
+                    seen: dict[str, Any] = {}
+                    for name, key in keys.items():
+                        kind = as_text(await pipe.type(key))
+                        if kind == "hash":
+                            raw = await pipe.hgetall(key)
+                            seen[name] = {as_text(k): as_text(v) for k, v in raw.items()}
+                        else:
+                            seen[name] = await pipe.get(key)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    fill(pipe)
+                    fill(pipe, seen)
                     return list(await pipe.execute())
                 except WatchError:
                     continue  # consent changed meanwhile: look again
@@ -132,6 +203,53 @@ class UserStore:
             ex=self.retention_s,
         )
 
+    # contributing labels to the community adapter (a consent of its own) ----------------------
+    def _contribute_ok(self, raw: bytes | str | None) -> bool:
+        return raw is not None and json.loads(raw).get("version") == CONTRIBUTE_VERSION
+
+    async def contributing(self, user_id: int | str) -> bool:
+        """Whether the user chose to let their labelled readings improve readings for everyone."""
+        return self._contribute_ok(await self.redis.get(self._key(user_id, "contribute")))
+
+    async def set_contributing(self, user_id: int | str, on: bool) -> int:
+        """Opt in (needs the main consent) or withdraw; withdrawing deletes every contribution.
+
+        Returns how many labelled readings were deleted. A withdrawal is counted, so the next
+        refit of the adapter (within ``MOODRING_ADAPT_WITHDRAWN_S``) leaves them out.
+
+        Raises:
+            NoConsent: opting in without the main consent.
+        """
+        user_hash = self.hash(user_id)
+        key = self._key(user_id, "contribute")
+        if on:
+            value = json.dumps({"version": CONTRIBUTE_VERSION, "at": time.time()})
+            await self.consented_write(user_hash, lambda pipe: pipe.set(key, value, ex=self.retention_s))
+            await self.redis.sadd(community.PEOPLE, user_hash)  # type: ignore[misc]
+            return 0
+        return await self._withdraw(user_id, (key,))
+
+    async def _withdraw(self, user_id: int | str, also: Sequence[str] = ()) -> int:
+        """Delete the user's contributions (and ``also`` keys); count it for the next refit."""
+        user_hash = self.hash(user_id)
+        labels = self._key(user_id, "labels")
+        fields = await self.redis.hkeys(labels)  # type: ignore[misc]
+        given = len([f for f in fields if not as_text(f).startswith("#")])
+        await self.redis.delete(labels, *also)
+        left = await self.redis.srem(community.PEOPLE, user_hash)  # type: ignore[misc]
+        if left or given:
+            await self.redis.incr(community.WITHDRAWN)
+        return given
+
+    async def contributions(self, user_id: int | str) -> dict[str, Any]:
+        """The user's contributions as JSON-ready data (for export)."""
+        raw = await self._hash(user_id, "labels")
+        return {
+            "readings_shown_while_contributing": int(raw.get(SHOWN, 0)),
+            "asked_did_i_get_it_right": int(raw.get(ASKED, 0)),
+            "labelled_readings": {k: json.loads(v) for k, v in sorted(raw.items()) if not k.startswith("#")},
+        }
+
     # history -----------------------------------------------------------------
     async def record(
         self,
@@ -143,13 +261,33 @@ class UserStore:
         raw: Mapping[str, float] | None = None,
         baseline: bool = False,
     ) -> str:
+        """Append a reading (:meth:`record_reading`); its history entry id."""
+        recorded = await self.record_reading(user_id, emotion, probs, at, raw=raw, baseline=baseline)
+        return recorded.entry_id
+
+    async def record_reading(
+        self,
+        user_id: int | str,
+        emotion: str,
+        probs: Mapping[str, float],
+        at: float | None = None,
+        *,
+        raw: Mapping[str, float] | None = None,
+        baseline: bool = False,
+        features: str = "",
+    ) -> Recorded:
         """Append a reading; entries older than the retention window are trimmed on write.
 
-        ``raw`` (the model's own probabilities, kept when a prior or baseline changed them) lets
-        the reading become the user's calm face later; ``baseline`` marks a calm-relative reading.
+        ``raw`` (the model's own probabilities, kept when an adapter, prior or baseline changed
+        them) lets the reading become the user's calm face, or a labelled reading, later;
+        ``baseline`` marks a calm-relative reading. For a user who contributes labels the entry
+        also keeps ``features`` (the face's projected features), counts as shown to them, and on
+        a random share of such readings the reply asks "Did I get it right?".
         """
         at = at or time.time()
+        user_hash = self.hash(user_id)
         key = self._key(user_id, "history")
+        labels = self._key(user_id, "labels")
         min_id = f"{int((at - self.retention_s) * 1000)}-0"
         entry_id = f"{int(at * 1000)}-*"
         fields: dict[Any, Any] = {
@@ -161,14 +299,33 @@ class UserStore:
             fields["raw"] = json.dumps({k: round(float(v), 4) for k, v in raw.items()})
         if baseline:
             fields["baseline"] = "1"
+        asked = self._rng.random() < self.ask_share  # drawn before, and whatever, the reading says
+        state = {"contributing": False}
 
-        def fill(pipe: Any) -> None:
-            pipe.xadd(key, fields, id=entry_id, maxlen=self.max_entries, approximate=True)
+        def fill(pipe: Any, seen: dict[str, Any]) -> None:
+            contributing = self._contribute_ok(seen["contribute"])
+            state["contributing"] = contributing
+            entry = dict(fields)
+            if contributing:
+                entry["c"] = "1"
+                if features:
+                    entry["f"] = features
+                if asked:
+                    entry["ask"] = "1"
+            pipe.xadd(key, entry, id=entry_id, maxlen=self.max_entries, approximate=True)
             pipe.xtrim(key, minid=min_id, approximate=False)
             pipe.expire(key, self.retention_s)
+            if contributing:
+                pipe.hincrby(labels, SHOWN, 1)
+                if asked:
+                    pipe.hincrby(labels, ASKED, 1)
+                pipe.expire(labels, self.retention_s)
 
-        res = await self.consented_write(self.hash(user_id), fill)
-        return as_text(res[0])
+        res = await self.watched_write(user_hash, ("contribute",), fill)
+        contributing = state["contributing"]
+        if contributing:  # the fitter's index (another slot on a cluster: outside the transaction)
+            await self.redis.sadd(community.PEOPLE, user_hash)  # type: ignore[misc]
+        return Recorded(as_text(res[0]), asked and contributing, contributing)
 
     async def history(
         self, user_id: int | str, days: int | None = None, limit: int = 1000
@@ -179,19 +336,67 @@ class UserStore:
         fixed = await self._hash(user_id, "corrections")
         return [_entry(as_text(eid), f, fixed) for eid, f in rows]
 
-    # corrections → per-user prior ------------------------------------------------
-    async def correct(self, user_id: int | str, entry_id: str, emotion: str) -> None:
-        """The user says entry ``entry_id`` was really ``emotion``; update their prior."""
-        if emotion not in self.classes:
-            raise ValueError(f"unknown emotion {emotion!r}")
+    # labels under a reading → per-user prior, and (when contributing) the community's labels ----
+    async def correct(self, user_id: int | str, entry_id: str, emotion: str) -> Labelled:
+        """The user says entry ``entry_id`` was really ``emotion`` (the "Not how I feel?" pick)."""
+        return await self.label(user_id, entry_id, emotion)
 
-        def fill(pipe: Any) -> None:
-            pipe.hset(self._key(user_id, "corrections"), entry_id, emotion)
-            pipe.hincrby(self._key(user_id, "prior"), emotion, 1)
-            pipe.expire(self._key(user_id, "corrections"), self.retention_s)
-            pipe.expire(self._key(user_id, "prior"), self.retention_s)
+    async def label(self, user_id: int | str, entry_id: str, label: str | None) -> Labelled:
+        """The user's label for one reading: its class, or None for a bare "no" to "Did I get it right?".
 
-        await self.consented_write(self.hash(user_id), fill)
+        One label per reading: a second pick replaces the first, in the user's own prior (a
+        correction to c counts once, whatever was picked before) and in their contribution. The
+        labelled reading (the network's own probabilities and features, the label, how it was
+        given) is stored for the community adapter only while the user contributes, and only for
+        readings recorded while they did.
+
+        Raises:
+            NoConsent: no current consent (an old button after forget or decline).
+            ReadingGone: the entry is no longer stored.
+            ValueError: an unknown class.
+        """
+        if label is not None and label not in self.classes:
+            raise ValueError(f"unknown emotion {label!r}")
+        if not await self.consent(user_id):  # (checked again, atomically, with the write)
+            raise NoConsent("no current consent")
+        entry = await self.entry(user_id, entry_id)
+        if entry is None:
+            raise ReadingGone(entry_id)
+        served = entry.emotion
+        if entry.asked:
+            kind = "yes" if label == served else "no"
+        else:
+            kind = "confirm" if label == served else "correct"
+        corrections, prior = self._key(user_id, "corrections"), self._key(user_id, "prior")
+        labels = self._key(user_id, "labels")
+        state = {"contributed": False}
+
+        def fill(pipe: Any, seen: dict[str, Any]) -> None:
+            old = (seen["corrections"] or {}).get(entry_id)
+            new = label if label is not None and label != served else None
+            if label is not None and old != new:  # a bare "no" keeps what was picked before
+                if old is not None:
+                    pipe.hincrby(prior, old, -1)
+                    pipe.hdel(corrections, entry_id)
+                if new is not None:
+                    pipe.hset(corrections, entry_id, new)
+                    pipe.hincrby(prior, new, 1)
+                pipe.expire(corrections, self.retention_s)
+                pipe.expire(prior, self.retention_s)
+            if entry.contributing and self._contribute_ok(seen["contribute"]):
+                record = LabelRecord(
+                    probs=entry.raw or entry.probs,
+                    features=entry.features,
+                    served=served,
+                    label=label,
+                    kind=kind,  # type: ignore[arg-type]
+                )
+                pipe.hset(labels, entry_id, record.model_dump_json())
+                pipe.expire(labels, self.retention_s)
+                state["contributed"] = True
+
+        await self.watched_write(self.hash(user_id), ("corrections", "contribute"), fill)
+        return Labelled(label, kind, state["contributed"])
 
     async def prior(self, user_id: int | str) -> dict[str, float]:
         """The user's class weights from their corrections (Laplace-smoothed), sent with each job.
@@ -200,7 +405,11 @@ class UserStore:
         p'(c) ∝ p(c) · w(c) to the user's face before labelling and explaining it. No
         corrections: an empty dict (identity).
         """
-        counts = {k: int(v) for k, v in (await self._hash(user_id, "prior")).items() if k in self.classes}
+        counts = {
+            k: int(v)
+            for k, v in (await self._hash(user_id, "prior")).items()
+            if k in self.classes and int(v) > 0
+        }
         if not counts:
             return {}
         mean = sum(counts.values()) / len(self.classes)
@@ -279,11 +488,18 @@ class UserStore:
             "recent_recommendations": [
                 as_text(k) for k in await self.redis.lrange(self._key(user_id, "recs"), 0, -1)
             ],
+            "contributing": await self.contributing(user_id),
+            "contributions": await self.contributions(user_id),
         }
 
     async def forget(self, user_id: int | str) -> int:
-        """Delete every key of the user by name (no scan); returns how many existed."""
-        return int(await self.redis.delete(*self.user_keys(user_id)))
+        """Delete every key of the user by name (no scan); returns how many existed.
+
+        Their contributions go too, and leave the fitter's index (the next refit excludes them).
+        """
+        labels_existed = int(await self.redis.exists(self._key(user_id, "labels")))
+        await self._withdraw(user_id)
+        return labels_existed + int(await self.redis.delete(*self.user_keys(user_id)))
 
 
 class BotHistory:
@@ -338,4 +554,7 @@ def _entry(entry_id: str, f: Any, corrections: Mapping[str, str]) -> MoodEntry:
         corrected=corrections.get(entry_id),
         baseline=f.get(b"baseline") == b"1",
         raw=json.loads(f[b"raw"]) if b"raw" in f else None,
+        contributing=f.get(b"c") == b"1",
+        asked=f.get(b"ask") == b"1",
+        features=as_text(f[b"f"]) if b"f" in f else "",
     )

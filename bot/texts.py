@@ -28,8 +28,18 @@ PRIVACY = (
     "`/mood forget` deletes all of it.\n"
     "• **Calm face** (optional, `/mood baseline`): if you show me a relaxed selfie, I keep only that "
     "reading's probabilities and the time — never the photo, never anything that could recognise "
-    "your face — and read your later photos relative to it (faces differ at rest).\n" + AI_ACT
+    "your face — and read your later photos relative to it (faces differ at rest).\n"
+    "• **Help improve readings** (optional, off unless you turn it on below): your *Spot on*, "
+    "*Not how I feel?* and *Did I get it right?* answers then also teach this moodring a small "
+    "correction that it applies to everyone's readings. For each reading you label I keep the model's "
+    "own probabilities, 128 numbers the model computed from the face's expression (never the photo, "
+    "the crop or the full feature vector), your label and the time. It is used only together with at "
+    "least {min_people} people, and only if it measurably reads better. Turning it off or `/mood "
+    "forget` deletes all of it at once, and the correction is refitted without you within "
+    "{refit}; `/mood export` shows it.\n" + AI_ACT
 )
+PRIVACY_CONTRIBUTING = "You are helping improve readings ({what} so far)."
+PRIVACY_NOT_CONTRIBUTING = "You are not helping improve readings (nothing of yours is used for others)."
 
 CONSENT = (
     "Before the first check: moodring uses an **AI model** to estimate the emotion on the faces in your "
@@ -71,6 +81,31 @@ DMS_CLOSED = (
 )
 NOT_YOUR_PHOTO = "I only read photos you posted yourself: faces are personal. Try one of your own."
 FORGOTTEN = "You asked me to forget you, so this button does nothing now. `/mood check` starts again."
+CONSENT_STALE = (
+    "This prompt is no longer valid (the photo it was for is gone), so nothing was stored. "
+    "Run `/mood check` with your photo and I'll ask again."
+)
+READING_GONE = "That reading is no longer stored, so there is nothing to label."
+SHARE_ONLY_IN_SERVERS = (
+    "Sharing posts a reading in a server channel; this conversation is private, so it stays here."
+)
+ASK_LINE = "**Did I get it right?** Your honest answer, either way, helps most."
+ASK_WHICH = "Thanks for telling me. Which was it?"
+LABEL_THANKS = "Thanks: noted. It helps moodring read everyone better."
+LABEL_THANKS_PRIVATE = (
+    "Thanks: noted for your own readings. To let your answers improve moodring for everyone, turn on "
+    "**Help improve readings** in `/mood privacy`."
+)
+CONTRIBUTE_BUTTON_ON = "Help improve readings"
+CONTRIBUTE_BUTTON_OFF = "Stop helping (delete my labels)"
+CONTRIBUTE_ON = (
+    "Thank you! From your next reading on, your *Spot on*, *Not how I feel?* and *Did I get it right?* "
+    "answers help improve readings for everyone. Stop any time here, or with `/mood forget`."
+)
+CONTRIBUTE_OFF = "Done: you no longer help improve readings, and {what} were deleted."
+CONTRIBUTE_NEEDS_CONSENT = (
+    "Accept moodring's main consent first (the Accept button above), then turn this on."
+)
 PRIOR_USED = "*Read with your corrections taken into account.*"
 AI_NOTICE = "AI estimate of a facial expression, not a diagnosis."
 HEATMAP_ALT = "Heatmap: where the model looked to read each face"
@@ -142,6 +177,25 @@ def server_settings(settings: ServerSettings) -> str:
 def plural(n: int, one: str, many: str | None = None) -> str:
     """``1 record``, ``2 records``."""
     return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def privacy(days: int, min_people: int, refit: str, contributing: bool, given: int) -> str:
+    """`/mood privacy`: what is processed and kept, and where this user stands on contributing."""
+    state = (
+        PRIVACY_CONTRIBUTING.format(what=plural(given, "labelled reading"))
+        if contributing
+        else PRIVACY_NOT_CONTRIBUTING
+    )
+    return PRIVACY.format(days=days, min_people=min_people, refit=refit) + "\n\n" + state
+
+
+def duration(seconds: float) -> str:
+    """``an hour``, ``2 hours``, ``30 minutes``, ``a day``."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"a{'n' if unit == 'hour' else ''} {unit}" if n == 1 else f"{n} {unit}s"
+    return plural(max(1, round(seconds)), "second")
 
 
 def forget_done(deleted: int) -> str:

@@ -19,7 +19,7 @@ from bot import embeds, gate, texts
 from bot.context import context
 from bot.mood_flow import CheckOutcome, DownloadFailed, check_mood
 from bot.services import Services
-from bot.store import NoConsent
+from bot.store import NoConsent, ReadingGone
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
@@ -82,6 +82,11 @@ class ChoiceButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = context(interaction)
         if self.kind == "consent" and self.yes:
+            if self.pending and not await bot.services.pending.holds(self.pending, self.owner):
+                # the photo it was for is gone (expired, or the user asked to be forgotten since):
+                # an old prompt must not bring consent back. A fresh check asks afresh.
+                await interaction.response.edit_message(content=texts.CONSENT_STALE, view=None)
+                return
             await bot.services.store.set_consent(self.owner, True)
             if not self.pending:
                 await bot.services.pending.drop_for(self.owner)  # consent given another way
@@ -119,7 +124,8 @@ class ChoiceButton(
             strategy=held.strategy,  # type: ignore[arg-type]
             cooldown_s=services.settings.cooldown_s,
         )
-        await interaction.followup.send(**reply_for(services, self.owner, out), ephemeral=True)
+        share = server_installed(interaction)  # not in the bot's DM, nor where only the user installed it
+        await interaction.followup.send(**reply_for(services, self.owner, out, share=share), ephemeral=True)
 
 
 class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:share:(?P<owner>\d+)"):
@@ -145,8 +151,15 @@ class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:
         return await _owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        if interaction.guild_id is None:  # a DM or group DM: there is no channel of a server to post to
+            await interaction.response.send_message(texts.SHARE_ONLY_IN_SERVERS, ephemeral=True)
+            return
         if not server_installed(interaction):  # a user install: the bot can't post to this server
             await interaction.response.send_message(texts.NEEDS_SERVER_INSTALL, ephemeral=True)
+            return
+        if not await context(interaction).services.store.consent(self.owner):
+            # forgotten (or declined) since: the reading and its heatmap are not re-posted
+            await interaction.response.send_message(texts.FORGOTTEN, ephemeral=True)
             return
         message = interaction.message
         await interaction.response.defer(thinking=True)
@@ -209,6 +222,9 @@ class CorrectSelect(
         except NoConsent:  # an old reply after /mood forget or a decline: store nothing
             await interaction.followup.send(texts.FORGOTTEN, ephemeral=True)
             return
+        except ReadingGone:
+            await interaction.followup.send(texts.READING_GONE, ephemeral=True)
+            return
         tracks = await services.recommender.recommend(emotion, user=services.store.hash(self.owner))
         embed = embeds.tracks_embed(tracks, title=texts.CORRECTED.format(emotion=emotion))
         await interaction.followup.send(embed=embed, view=link_view(tracks), ephemeral=True)
@@ -251,6 +267,120 @@ class CalmButton(
             return
         saved = await store.add_baseline(self.owner, entry.raw or entry.probs)
         await interaction.followup.send(embeds.baseline_text(saved, services.emotions), ephemeral=True)
+
+
+# kind in the custom_id -> (label, emoji)
+LABEL_BUTTONS: dict[str, tuple[str, str]] = {
+    "ok": ("Spot on", "\N{DIRECT HIT}"),
+    "yes": ("Yes", "\N{THUMBS UP SIGN}"),
+    "no": ("No", "\N{THUMBS DOWN SIGN}"),
+}
+
+
+class LabelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"mr:(?P<kind>ok|yes|no):(?P<owner>\d+):(?P<entry>\d+-\d+)",
+):
+    """ "Spot on" under a reading, or the Yes / No of "Did I get it right?" on the random share of
+    readings that ask: a label on the reading (one per reading; the last one counts)."""
+
+    def __init__(self, kind: str, owner: int, entry_id: str) -> None:
+        label, emoji = LABEL_BUTTONS[kind]
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=discord.ButtonStyle.success if kind == "ok" else discord.ButtonStyle.secondary,
+                custom_id=f"mr:{kind}:{owner}:{entry_id}",
+            )
+        )
+        self.kind, self.owner, self.entry_id = kind, owner, entry_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> LabelButton:
+        return cls(match["kind"], int(match["owner"]), match["entry"])
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await _owner_only(interaction, self.owner, self.custom_id)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        services = context(interaction).services
+        store = services.store
+        try:
+            entry = await store.entry(self.owner, self.entry_id)
+            if entry is None:
+                raise ReadingGone(self.entry_id)
+            said = None if self.kind == "no" else entry.emotion
+            done = await store.label(self.owner, self.entry_id, said)
+        except NoConsent:  # an old reply after /mood forget or a decline: store nothing
+            await interaction.followup.send(texts.FORGOTTEN, ephemeral=True)
+            return
+        except ReadingGone:
+            await interaction.followup.send(texts.READING_GONE, ephemeral=True)
+            return
+        if self.kind == "no":  # which was it? the same select as "Not how I feel?"
+            view = discord.ui.View(timeout=None)
+            view.add_item(CorrectSelect(self.owner, self.entry_id, services.emotions))
+            await interaction.followup.send(texts.ASK_WHICH, view=view, ephemeral=True)
+            return
+        text = texts.LABEL_THANKS if done.contributed else texts.LABEL_THANKS_PRIVATE
+        await interaction.followup.send(text, ephemeral=True)
+
+
+class ContributeButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:contrib:(?P<owner>\d+):(?P<on>on|off)"
+):
+    """`/mood privacy`'s switch for the separate consent to help improve readings for everyone."""
+
+    def __init__(self, owner: int, on: bool) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=texts.CONTRIBUTE_BUTTON_ON if on else texts.CONTRIBUTE_BUTTON_OFF,
+                style=discord.ButtonStyle.primary if on else discord.ButtonStyle.secondary,
+                custom_id=f"mr:contrib:{owner}:{'on' if on else 'off'}",
+            )
+        )
+        self.owner, self.on = owner, on
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ContributeButton:
+        return cls(int(match["owner"]), match["on"] == "on")
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id != self.owner:
+            await interaction.response.send_message(texts.error("not_yours"), ephemeral=True)
+            return False
+        # withdrawing always works, like forget; opting in follows the server switch
+        return True if not self.on else await _switched_on(interaction, self.custom_id)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        store = context(interaction).services.store
+        if self.on:
+            try:
+                await store.set_contributing(self.owner, True)
+            except NoConsent:
+                await interaction.response.send_message(texts.CONTRIBUTE_NEEDS_CONSENT, ephemeral=True)
+                return
+            await interaction.response.edit_message(view=privacy_view(self.owner, contributing=True))
+            await interaction.followup.send(texts.CONTRIBUTE_ON, ephemeral=True)
+            return
+        removed = await store.set_contributing(self.owner, False)
+        await interaction.response.edit_message(view=privacy_view(self.owner, contributing=False))
+        await interaction.followup.send(
+            texts.CONTRIBUTE_OFF.format(what=texts.plural(removed, "labelled reading")), ephemeral=True
+        )
+
+
+def privacy_view(owner: int, contributing: bool) -> discord.ui.View:
+    """`/mood privacy`: Accept / Decline, and the switch to help improve readings (or to stop)."""
+    view = consent_view(owner)
+    view.add_item(ContributeButton(owner, on=not contributing))
+    return view
 
 
 SESSION_LABELS = {"join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
@@ -306,6 +436,8 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     ShareButton,
     CorrectSelect,
     CalmButton,
+    LabelButton,
+    ContributeButton,
     SessionButton,
 )
 
@@ -340,7 +472,7 @@ def reply_for(
         layout, files = reading_layout(out, services.emotions, user_id, share)
         return {"view": layout, "files": files}
     embed, files = embeds.check_embed(out, services.emotions)
-    view = check_view(user_id, out.entry_id, out.tracks, services.emotions, share=share)
+    view = check_view(user_id, out, services.emotions, share=share)
     return {"embed": embed, "files": files, "view": view}
 
 
@@ -373,7 +505,12 @@ def reading_layout(
             line = f"**{rec.track.title}** — {', '.join(rec.track.artists)}\n-# {rec.reason}"
             listen = discord.ui.Button[Any](label="Listen", url=rec.track.url)
             parts.append(discord.ui.Section(discord.ui.TextDisplay(line[:1000]), accessory=listen))
+    if out.entry_id is not None and out.asked:
+        parts.append(discord.ui.TextDisplay(texts.ASK_LINE))
+        parts.append(discord.ui.ActionRow(*label_buttons(owner, out)))
     buttons: list[discord.ui.Item[Any]] = []
+    if out.entry_id is not None and not out.asked:
+        buttons.extend(label_buttons(owner, out))
     if share:
         buttons.append(ShareButton(owner))
     if out.entry_id is not None:
@@ -388,6 +525,13 @@ def reading_layout(
     if layout.total_children_count > V2_MAX_COMPONENTS:  # cannot happen with 5 tracks; never send one
         raise ValueError(f"{layout.total_children_count} components (V2 allows {V2_MAX_COMPONENTS})")
     return layout, files
+
+
+def label_buttons(owner: int, out: CheckOutcome) -> list[discord.ui.Item[Any]]:
+    """ "Spot on", or Yes / No when this reading asks "Did I get it right?"."""
+    assert out.entry_id is not None
+    kinds = ("yes", "no") if out.asked else ("ok",)
+    return [LabelButton(kind, owner, out.entry_id) for kind in kinds]
 
 
 def _heatmap_gallery() -> discord.ui.MediaGallery[Any]:
@@ -447,19 +591,19 @@ def link_view(tracks: Sequence[Recommendation]) -> discord.ui.View:
 
 
 def check_view(
-    owner: int,
-    entry_id: str | None,
-    tracks: Sequence[Recommendation],
-    emotions: EmotionRegistry,
-    share: bool = True,
+    owner: int, out: CheckOutcome, emotions: EmotionRegistry, share: bool = True
 ) -> discord.ui.View:
-    """Link buttons for the tracks, then Share (not in DMs), calm face and the correction select."""
-    view = link_view(tracks)
+    """Link buttons for the tracks, then Spot on (or Yes / No), Share (not in DMs), calm face and
+    the correction select."""
+    view = link_view(out.tracks)
+    if out.entry_id is not None:
+        for item in label_buttons(owner, out):
+            view.add_item(item)
     if share:
         view.add_item(ShareButton(owner))
-    if entry_id is not None:
-        view.add_item(CalmButton(owner, entry_id))
-        view.add_item(CorrectSelect(owner, entry_id, emotions))
+    if out.entry_id is not None:
+        view.add_item(CalmButton(owner, out.entry_id))
+        view.add_item(CorrectSelect(owner, out.entry_id, emotions))
     return view
 
 

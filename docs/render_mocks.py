@@ -225,7 +225,7 @@ def payloads() -> dict[str, tuple[dict[str, Any], dict[str, Image.Image]]]:
     classic = {
         "flags": 1 << 6,
         "embeds": [embed.to_dict()],
-        "components": views.check_view(owner, out.entry_id, out.tracks, emotions).to_components(),
+        "components": views.check_view(owner, out, emotions).to_components(),
         "attachments": [{"id": 0, "filename": embeds.HEATMAP_NAME}],
     }
     consent = {

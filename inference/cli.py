@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "inference.training.calibrate:calibrate_command",
         "Fit the softmax temperature on labelled faces.",
     ),
+    "adapt": (
+        "inference.training.community:adapt_group",
+        "Community calibration: fit, show or roll back the adapter learnt from users.",
+    ),
     "recommend": ("recommender.cli:recommend_command", "Recommend music for an emotion (offline catalog)."),
     "catalog": ("recommender.cli:catalog_group", "Import a CSV track table (Spotify URIs + audio features)."),
     "worker": (

@@ -159,10 +159,19 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
 
     @app_commands.command(name="privacy", description="What moodring does with your photos and data")
     async def privacy(self, interaction: discord.Interaction) -> None:
-        text = texts.PRIVACY.format(days=self.services.settings.retention_days)
-        await interaction.response.send_message(
-            text, view=views.consent_view(interaction.user.id), ephemeral=True
+        settings, store = self.services.settings, self.services.store
+        user_id = interaction.user.id
+        contributing = await store.contributing(user_id)
+        given = len((await store.contributions(user_id))["labelled_readings"]) if contributing else 0
+        text = texts.privacy(
+            settings.retention_days,
+            settings.adapt_min_people,
+            texts.duration(settings.adapt_withdrawn_s),
+            contributing,
+            given,
         )
+        view = views.privacy_view(user_id, contributing)
+        await interaction.response.send_message(text, view=view, ephemeral=True)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

@@ -19,12 +19,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# The versions are the ``schema_version`` literals of ``Job`` (still 2) and ``JobResult`` (3
-# since the heatmap turned from a PNG into a JPEG, ``heatmap_jpeg_b64``): a message of another
-# version fails validation instead of being half-read. Upgrade bots and workers together
-# (docs/architecture.md).
+# The versions are the ``schema_version`` literals of ``Job`` (still 2) and ``JobResult`` (4
+# since faces carry the adapter version and the sender's projected features; 3 turned the
+# heatmap into a JPEG): a message of another version fails validation instead of being
+# half-read. Upgrade bots and workers together (docs/architecture.md).
 
-ErrorCode = Literal["no_face", "bad_image", "too_large", "timeout", "internal", "busy"]
+ErrorCode = Literal["no_face", "bad_image", "too_large", "too_many_pixels", "timeout", "internal", "busy"]
 
 
 def hash_user(user_id: int | str, salt: str = "moodring") -> str:
@@ -92,8 +92,13 @@ class FaceResult(_Frozen):
     regions: dict[str, float] = Field(default_factory=dict)
     prior_applied: bool = False
     baseline_applied: bool = False
-    # the model's own probabilities when a prior or baseline changed ``probs`` (else empty)
+    # the network's own probabilities of the sender's face when an adapter, prior or calm face
+    # changed ``probs`` (else empty: ``probs`` are the network's own)
     raw_probs: dict[str, float] = Field(default_factory=dict)
+    adapter: str = ""  # the community adapter version applied ("" none)
+    # the sender's face only: its projected features (inference.serve.projection), base64 of
+    # little-endian float16; kept by the bot only for users who chose to contribute labels
+    features: str = Field(default="", max_length=4096)
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most likely classes, most likely first."""
@@ -108,7 +113,7 @@ class JobError(_Frozen):
 class JobResult(_Frozen):
     """What a worker answers: faces (largest first) and the heatmap JPEG, or a typed error."""
 
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     job_id: str
     faces: tuple[FaceResult, ...] = ()
     faces_found: int = 0  # every face the detector saw; ``faces`` keeps the largest few

@@ -32,6 +32,12 @@ class ImageTooLarge(ImageError):
     code = "too_large"
 
 
+class TooManyPixels(ImageTooLarge):
+    """A small file whose picture is too big to decode (its width × height, not its bytes)."""
+
+    code = "too_many_pixels"
+
+
 class NoFaceFound(MoodringError):
     """The photo decoded fine but no face was detected in it."""
 
@@ -76,6 +82,8 @@ USER_MESSAGES: dict[str, str] = {
     "clearly visible and not too small.",
     "bad_image": "I couldn't read that file as an image. JPEG, PNG, WebP, GIF or HEIC work.",
     "too_large": "That picture is too large for me. Try a smaller photo (under {max_mb} MB).",
+    "too_many_pixels": "That picture has too many pixels for me, however small its file: try one of "
+    "at most about 20 megapixels (a phone camera's photo fits).",
     "not_image": "That attachment isn't an image. Send a photo (JPEG, PNG, WebP, GIF or HEIC).",
     "no_image": "That message has no image attached.",
     "busy": "I'm very busy right now. Please try again in a minute.",
@@ -93,6 +101,7 @@ EXIT_STATUS: dict[str, int] = {
     "no_face": 3,
     "bad_image": 4,
     "too_large": 4,
+    "too_many_pixels": 4,
     "timeout": 5,
     "unavailable": 5,
     "busy": 6,

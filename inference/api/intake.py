@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from inference.api.errors import BadImage, ImageTooLarge
+from inference.api.errors import BadImage, ImageTooLarge, TooManyPixels
 from inference.api.settings import WORKING_SIDE
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
                 raise BadImage(f"unsupported format {fmt or 'unknown'}")
             width, height = im.size
             if width <= 0 or height <= 0 or width * height > limits.max_source_pixels:
-                raise ImageTooLarge(f"{width}x{height} declared")
+                raise TooManyPixels(f"{width}x{height} declared")
             # Only the first frame is ever decoded (no frame counting: that decodes them all).
             if fmt in ("JPEG", "MPO"):
                 # DCT scaling: decode a big JPEG at 1/2, 1/4 or 1/8 size directly, the smallest
@@ -98,7 +98,7 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
                     im.draft("RGB", (max(1, int(width * f)), max(1, int(height * f))))
             cost = im.width * im.height * BYTES_PER_PIXEL.get(im.mode, 4)
             if cost > limits.max_decode_bytes:
-                raise ImageTooLarge(f"{width}x{height} {im.mode} needs {cost / 2**20:.0f} MB to decode")
+                raise TooManyPixels(f"{width}x{height} {im.mode} needs {cost / 2**20:.0f} MB to decode")
             im.load()
             im = _shrink_in_place(im, limits.max_side)  # before any conversion makes copies
             im = ImageOps.exif_transpose(im)
@@ -106,7 +106,7 @@ def decode_image(data: bytes, limits: IntakeLimits | None = None) -> DecodedImag
     except (BadImage, ImageTooLarge):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge("decompression bomb") from exc
+        raise TooManyPixels("decompression bomb") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImage(f"cannot decode: {exc}") from exc
     except MemoryError as exc:

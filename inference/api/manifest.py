@@ -45,6 +45,11 @@ class ModelManifest(BaseModel):
         le=4,
         description="how much of a user's calm-face lean is divided out: w(c) = p_calm(c)^-alpha",
     )
+    projection_file: str = Field(
+        default="",
+        description="a fixed projection of the pooled features (inference.serve.projection); empty: none",
+    )
+    projection_sha256: str = ""
     notes: str = ""
 
     @field_validator("classes")

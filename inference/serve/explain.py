@@ -60,6 +60,11 @@ def _cast_weights(model: nn.Module, dtype: torch.dtype) -> None:
                 module.bias.data = module.bias.data.to(dtype)
 
 
+# (raw probabilities (B, C), pooled features (B, F) or None) -> adjusted probabilities (B, C):
+# the community adapter, applied before any per-user weights.
+Adjust = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+
 @dataclass(frozen=True, slots=True)
 class CamBatch:
     """Probabilities (B, classes) and Grad-CAM maps (B, H, W) in [0, 1] at input size."""
@@ -67,19 +72,20 @@ class CamBatch:
     probs: np.ndarray
     maps: np.ndarray
     native_size: tuple[int, int]
-    raw_probs: np.ndarray  # before any re-weighting (equal to probs without weights)
+    raw_probs: np.ndarray  # the network's own (equal to probs without adjust or weights)
+    features: np.ndarray | None = None  # pooled features (B, F), when asked for
 
 
-class _WeightedTop:
-    """Grad-CAM target: the raw score of the class that wins after a prior (log weights)."""
+class _Chosen:
+    """Grad-CAM target for row ``i``: the raw score of the class that wins after the adapter and
+    the personal weights. The whole batch's choice is made once, on the first row's call (Grad-CAM
+    calls the targets after its forward pass, so the logits and features are there)."""
 
-    def __init__(self, log_w: torch.Tensor, temperature: float) -> None:
-        self.log_w = log_w
-        self.temperature = temperature
+    def __init__(self, choose: Callable[[], np.ndarray], i: int) -> None:
+        self.choose, self.i = choose, i
 
     def __call__(self, out: torch.Tensor) -> torch.Tensor:
-        idx = int(torch.argmax(out.detach().float() / self.temperature + self.log_w.to(out.device)))
-        return out[idx]
+        return out[int(self.choose()[self.i])]
 
 
 class CamClassifier:
@@ -98,6 +104,7 @@ class CamClassifier:
         target: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: torch.device | None = None,
         in_place: bool = False,
+        features: bool = False,
     ) -> None:
         """``temperature`` only scales the reported probabilities (Grad-CAM uses the raw class score).
 
@@ -111,6 +118,9 @@ class CamClassifier:
 
         ``in_place``: prepare ``model`` itself for serving instead of a copy; the caller gives it
         up (``Predictor.load``, which loaded it for this alone), so start-up never holds two.
+
+        ``features``: also keep each face's pooled features (the last layer's input), for the
+        model's projection and the community adapter.
         """
         if temperature <= 0:
             raise ValueError("temperature must be positive")
@@ -129,35 +139,63 @@ class CamClassifier:
         if self.dtype is not None:
             _cast_weights(model, self.dtype)
         self._hook = layer.register_forward_hook(_gradient_starts_here)
+        self._pooled: list[torch.Tensor] = []
+        self._feature_hook = (
+            model.get_submodule("fc").register_forward_pre_hook(
+                lambda _m, args: self._pooled.append(args[0].detach().float())
+            )
+            if features
+            else None
+        )
         self._wrapped = _FloatLogits(model, self.device, self.dtype)
         self._cam = GradCAM(model=self._wrapped, target_layers=[layer])
 
-    def __call__(self, batch: torch.Tensor, weights: np.ndarray | None = None) -> CamBatch:
-        """Probabilities and maps for a batch; ``weights`` (B, classes) re-weights each row.
+    def __call__(
+        self, batch: torch.Tensor, weights: np.ndarray | None = None, adjust: Adjust | None = None
+    ) -> CamBatch:
+        """Probabilities and maps for a batch; ``adjust`` (the community adapter) maps the
+        network's probabilities first, then ``weights`` (B, classes) re-weight each row.
 
-        With weights, p'(c) ∝ p(c)·w(c) (a user's prior), and the map explains the raw score of
-        the top class *after* re-weighting, so the label, the heatmap and the reason agree.
+        With either, p'(c) ∝ adjust(p)(c)·w(c), and the map explains the raw score of the top
+        class *after* both, so the label, the heatmap and the reason agree.
         """
+        self._pooled.clear()
+        chosen: dict[str, np.ndarray] = {}
+
+        def finish() -> np.ndarray:
+            if "probs" not in chosen:
+                logits = self._cam.outputs.detach().float()
+                chosen["raw"] = torch.softmax(logits / self.temperature, dim=1).cpu().numpy()
+                feats = self._pooled[-1].cpu().numpy() if self._pooled else None
+                probs = chosen["raw"] if adjust is None else adjust(chosen["raw"], feats)
+                if weights is not None:
+                    probs = reweight(probs, weights)
+                chosen["probs"] = probs.astype(np.float32)
+                chosen["idx"] = probs.argmax(axis=1)
+            return chosen["idx"]
+
         targets: list[Callable[[torch.Tensor], torch.Tensor]] | None = None
-        if weights is not None:
-            log_w = torch.from_numpy(np.log(np.clip(weights, 1e-12, None))).float()
-            targets = [_WeightedTop(row, self.temperature) for row in log_w]
+        if weights is not None or adjust is not None:
+            targets = [_Chosen(finish, i) for i in range(batch.shape[0])]
         elif self._target is not None:
             targets = [self._target] * batch.shape[0]
         maps = self._cam(input_tensor=batch.to(self.device, non_blocking=True), targets=targets)
-        raw = torch.softmax(self._cam.outputs.detach().float() / self.temperature, dim=1).cpu().numpy()
-        # the same re-weighting `moodring evaluate --baseline-by` measures
-        probs = raw if weights is None else reweight(raw, weights).astype(np.float32)
+        finish()
         native = tuple(self._cam.activations_and_grads.activations[0].shape[-2:])
+        features = self._pooled[-1].cpu().numpy() if self._pooled else None
+        self._pooled.clear()
         self._cam.activations_and_grads.clear()
         self._cam.outputs = None
         native_size = (int(native[0]), int(native[1]))
-        return CamBatch(probs, np.nan_to_num(maps.astype(np.float32)), native_size, raw)
+        maps = np.nan_to_num(maps.astype(np.float32))
+        return CamBatch(chosen["probs"], maps, native_size, chosen["raw"].astype(np.float32), features)
 
     def close(self) -> None:
         """Remove every hook this object put on the model."""
         self._cam.activations_and_grads.release()
         self._hook.remove()
+        if self._feature_hook is not None:
+            self._feature_hook.remove()
 
     def __enter__(self) -> CamClassifier:
         return self

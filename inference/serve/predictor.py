@@ -16,17 +16,20 @@ import torch
 from PIL import Image
 from torch import nn
 
+from inference.api.community import encode_features
 from inference.api.contract import FaceResult
 from inference.api.emotions import EmotionRegistry
 from inference.api.errors import MoodringError, NoFaceFound
 from inference.api.intake import DecodedImage, IntakeLimits, decode_image
-from inference.api.manifest import ModelManifest
+from inference.api.manifest import ModelManifest, default_model_dir
+from inference.serve.adapter import Adapter
 from inference.serve.checkpoint import load_model
 from inference.serve.device import DeviceName, resolve_device
 from inference.serve.explain import CamClassifier, landmarks_in_crop, reason_text, region_shares
 from inference.serve.faces import Crop, Face, FaceDetector, build_detector, crop_face
 from inference.serve.personal import Personal, personal_weights
 from inference.serve.preprocess import faces_to_batch
+from inference.serve.projection import Projection, load_projection
 from inference.serve.render import Overlay, render_jpeg
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,9 @@ class Predictor:
     batched detection (on a GPU) and the one batched classify + Grad-CAM pass stay on the
     calling thread.
     ``in_place``: serve ``model`` itself (norms folded, weights cast) instead of a copy of it.
+    ``projection``: the model's fixed feature projection (:mod:`inference.serve.projection`);
+    with it each sender's face also carries its projected features, and a community adapter
+    with a feature head can be applied.
     """
 
     def __init__(
@@ -88,8 +94,10 @@ class Predictor:
         prepare_threads: int = 1,
         batch_detect: bool | None = None,
         in_place: bool = False,
+        projection: Projection | None = None,
     ) -> None:
         self.manifest = manifest
+        self.projection = projection
         self.emotions = emotions or EmotionRegistry(manifest.classes)
         self.detector = detector
         self.limits = limits
@@ -106,6 +114,7 @@ class Predictor:
             temperature=manifest.temperature,
             device=self.device,
             in_place=in_place,
+            features=projection is not None,
         )
         self._pool = (
             ThreadPoolExecutor(prepare_threads, thread_name_prefix="prepare") if prepare_threads > 1 else None
@@ -131,11 +140,29 @@ class Predictor:
         where = resolve_device(device)
         threads = prepare_threads or (1 if where.type == "cpu" else os.cpu_count() or 1)
         model, manifest = load_model(model_dir)
+        projection = load_projection(model_dir or default_model_dir(), manifest)
         detect = build_detector(detector, where)
         # the network loaded here is served itself: no second copy at start-up
         return cls(
-            model, manifest, detect, limits, bf16=bf16, device=where, prepare_threads=threads, in_place=True
+            model,
+            manifest,
+            detect,
+            limits,
+            bf16=bf16,
+            device=where,
+            prepare_threads=threads,
+            in_place=True,
+            projection=projection,
         )
+
+    @property
+    def projection_sha256(self) -> str:
+        return self.projection.sha256 if self.projection is not None else ""
+
+    def check_adapter(self, adapter: Adapter) -> None:
+        """Raise :class:`inference.serve.adapter.AdapterError` unless ``adapter`` fits this model."""
+        Adapter.from_file(adapter.to_file(), self.manifest.classes)
+        adapter.check_projection(self.projection_sha256)
 
     def close(self) -> None:
         """Release the Grad-CAM hooks and the prepare threads."""
@@ -155,30 +182,57 @@ class Predictor:
         self.classify_crops([np.full((size, size), 128, dtype=np.uint8)])
 
     def classify_crops(
-        self, crops: Sequence[np.ndarray], personal: Sequence[Personal | None] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int], np.ndarray]:
-        """Probabilities (N, classes), Grad-CAM maps (N, size, size), native map size, raw probabilities.
+        self,
+        crops: Sequence[np.ndarray],
+        personal: Sequence[Personal | None] | None = None,
+        adapter: Adapter | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int], np.ndarray, np.ndarray | None]:
+        """Probabilities (N, classes), Grad-CAM maps (N, size, size), native map size, raw
+        probabilities, projected features (N, dims) or None.
 
-        ``personal[i]`` re-weights crop i (:mod:`inference.serve.personal`): its probabilities
-        and the class its Grad-CAM map explains are those after the re-weighting; the last
-        array keeps the model's own probabilities.
+        ``adapter`` (the community adapter) adjusts every crop first; then ``personal[i]``
+        re-weights crop i (:mod:`inference.serve.personal`, its calm face read through the adapter
+        too). The probabilities and the class each Grad-CAM map explains are those after both; the
+        raw array keeps the network's own probabilities.
         """
         m = self.manifest
         batch = faces_to_batch(crops, m.input_size, m.mean, m.std)
+        people = list(personal or [None] * len(crops))
+        if adapter is not None:  # the calm face in the adapter's terms (only its probabilities are kept)
+            people = [
+                Personal(p.prior, adapter.apply_dict(p.baseline)) if p is not None and p.baseline else p
+                for p in people
+            ]
         rows = [
-            personal_weights(m.classes, p.prior, p.baseline, m.baseline_alpha) if p else None
-            for p in (personal or [None] * len(crops))
+            personal_weights(m.classes, p.prior, p.baseline, m.baseline_alpha) if p else None for p in people
         ]
         weights = None
         if any(r is not None for r in rows):
             ones = np.ones(len(m.classes))
             weights = np.stack([ones if r is None else r for r in rows])
-        out = self._cam(batch, weights)
-        return out.probs, out.maps, out.native_size, out.raw_probs
+        adjust = None
+        if adapter is not None:
+            project = self.projection
 
-    def analyze(self, data: bytes, want_heatmap: bool = True, personal: Personal | None = None) -> Analysis:
+            def adjust(probs: np.ndarray, pooled: np.ndarray | None) -> np.ndarray:
+                feats = project(pooled) if project is not None and pooled is not None else None
+                return adapter.apply(probs, feats)
+
+        out = self._cam(batch, weights, adjust)
+        projected = None
+        if self.projection is not None and out.features is not None:
+            projected = self.projection(out.features)
+        return out.probs, out.maps, out.native_size, out.raw_probs, projected
+
+    def analyze(
+        self,
+        data: bytes,
+        want_heatmap: bool = True,
+        personal: Personal | None = None,
+        adapter: Adapter | None = None,
+    ) -> Analysis:
         """Analyse one photo; raise a :class:`MoodringError` subclass when it can't be used."""
-        result = self.analyze_many([data], [want_heatmap], [personal])[0]
+        result = self.analyze_many([data], [want_heatmap], [personal], adapter=adapter)[0]
         if isinstance(result, MoodringError):
             raise result
         return result
@@ -188,11 +242,13 @@ class Predictor:
         items: Sequence[bytes],
         want_heatmap: Sequence[bool] | None = None,
         personal: Sequence[Personal | None] | None = None,
+        adapter: Adapter | None = None,
     ) -> list[Analysis | MoodringError]:
         """Analyse several photos with ONE batched forward + Grad-CAM pass over all their faces.
 
         ``personal[i]`` is what photo i's sender told us (corrections, calm face); it applies to
         that photo's largest face only (the sender's), never to other people in a group photo.
+        ``adapter`` (the deployment's community adapter) applies to every face, before that.
         Per-photo failures (bad image, no face, ...) come back in place as error objects.
         """
         flags = list(want_heatmap) if want_heatmap is not None else [True] * len(items)
@@ -208,7 +264,7 @@ class Predictor:
             for i in range(len(p.crops))
         ]
         t = time.perf_counter()
-        probs, maps, native, raw = self.classify_crops(crops, crop_personal)
+        probs, maps, native, raw, feats = self.classify_crops(crops, crop_personal, adapter)
         cam_ms = (time.perf_counter() - t) * 1000
         parts: list[slice | None] = []
         offset = 0
@@ -225,7 +281,9 @@ class Predictor:
             if isinstance(p, MoodringError):
                 return p
             assert part is not None  # every prepared photo has its slice of the batch
-            return self._finish(p, probs[part], maps[part], native, raw[part])
+            return self._finish(
+                p, probs[part], maps[part], native, raw[part], None if feats is None else feats[part], adapter
+            )
 
         return self._map(finish, zip(pending, parts, strict=True))
 
@@ -290,16 +348,26 @@ class Predictor:
         return _Pending(decoded, faces, crops, timings, want_heatmap, personal, found)
 
     def _finish(
-        self, p: _Pending, probs: np.ndarray, maps: np.ndarray, native: tuple[int, int], raw: np.ndarray
+        self,
+        p: _Pending,
+        probs: np.ndarray,
+        maps: np.ndarray,
+        native: tuple[int, int],
+        raw: np.ndarray,
+        feats: np.ndarray | None,
+        adapter: Adapter | None,
     ) -> Analysis:
         classes = self.manifest.classes
         size = self.manifest.input_size
+        version = adapter.version if adapter is not None else ""
         results = []
         overlays = []
         for i, (face, crop, prob, cam, own) in enumerate(
             zip(p.faces, p.crops, probs, maps, raw, strict=True)
         ):
-            adjusted = i == 0 and bool(p.personal)
+            sender = i == 0
+            personal = sender and bool(p.personal)
+            adjusted = personal or adapter is not None
             idx = int(np.argmax(prob))
             label = classes[idx]
             shares = region_shares(cam, landmarks_in_crop(face, crop, size))
@@ -312,9 +380,14 @@ class Predictor:
                     probs={c: float(v) for c, v in zip(classes, prob, strict=True)},
                     reason=reason_text(label, shares),
                     regions=shares,
-                    prior_applied=adjusted and bool(p.personal.prior),
-                    baseline_applied=adjusted and bool(p.personal.baseline),
-                    raw_probs={c: float(v) for c, v in zip(classes, own, strict=True)} if adjusted else {},
+                    prior_applied=personal and bool(p.personal.prior),
+                    baseline_applied=personal and bool(p.personal.baseline),
+                    raw_probs={c: float(v) for c, v in zip(classes, own, strict=True)}
+                    if sender and adjusted
+                    else {},
+                    adapter=version,
+                    # the sender's face only: what a label they give later is learnt from
+                    features=encode_features(feats[i]) if sender and feats is not None else "",
                 )
             )
             overlays.append(Overlay(face, crop, cam, self.emotions[label], float(prob[idx])))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import os
 import signal
@@ -33,7 +34,9 @@ from inference.api.contract import Job, JobError, JobResult
 from inference.api.errors import MoodringError
 from inference.api.settings import load_settings
 from inference.api.transport import TRANSIENT, Delivery, connect_blobs, open_transport
+from inference.serve.adapter import Adapter
 from inference.serve.personal import Personal
+from inference.worker.adapting import AdapterFollower
 from inference.worker.metrics import Metrics
 from inference.worker.settings import WorkerSettings
 
@@ -48,6 +51,7 @@ class BatchPredictor(Protocol):
         items: Sequence[bytes],
         want_heatmap: Sequence[bool] | None = None,
         personal: Sequence[Personal | None] | None = None,
+        adapter: Adapter | None = None,
     ) -> list[Any]: ...
 
     def warm_up(self) -> None: ...
@@ -64,6 +68,7 @@ class Worker:
         name: str | None = None,
         metrics: Metrics | None = None,
         blobs: Redis | None = None,
+        adapters: AdapterFollower | None = None,
     ) -> None:
         self.redis = redis
         self.queue = open_transport(redis, settings, settings.dead_letter_stream, blobs)
@@ -72,6 +77,7 @@ class Worker:
         self.host = socket.gethostname()
         self.name = name or f"{self.host}-{os.getpid()}"
         self.metrics = metrics or Metrics()
+        self.adapters = adapters  # None: no community adapter (readings are the model's own)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
         self._stopping = asyncio.Event()
         self._last_claim = 0.0
@@ -93,6 +99,9 @@ class Worker:
             while not self._stopping.is_set():
                 try:
                     await self._beat()
+                    if self.adapters is not None:
+                        await self.adapters.poll()
+                        await self.adapters.maybe_refit()
                     entries = await self._claim_stale()
                     if not entries:
                         entries = await self.queue.read_new(self.name, self.s.batch_size, self.s.block_ms)
@@ -110,6 +119,8 @@ class Worker:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
         finally:
+            if self.adapters is not None:
+                await self.adapters.close()
             self._executor.shutdown(wait=True)
             log.info(
                 "worker %s stopped after %d jobs; batch sizes %s",
@@ -206,7 +217,8 @@ class Worker:
         images = [img for _, _, img in ready]
         flags = [job.options.heatmap for _, job, _ in ready]
         people = [Personal(job.options.prior, job.options.baseline) for _, job, _ in ready]
-        analyze = self.predictor.analyze_many
+        adapter = self.adapters.adapter if self.adapters is not None else None
+        analyze = functools.partial(self.predictor.analyze_many, adapter=adapter)
         t = time.perf_counter()
         try:
             outs = await loop.run_in_executor(self._executor, analyze, images, flags, people)
@@ -319,7 +331,25 @@ async def serve(settings: WorkerSettings) -> None:
         health_check_interval=10,
     )
     blobs = connect_blobs(settings, socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
-    worker = Worker(redis, predictor, settings, metrics=Metrics.start(settings.metrics_port), blobs=blobs)
+    name = f"{socket.gethostname()}-{os.getpid()}"
+    adapters = AdapterFollower(
+        redis,
+        settings,
+        predictor.manifest.classes,
+        predictor.projection_sha256,
+        predictor.projection.dims if predictor.projection is not None else 0,
+        name,
+        predictor.check_adapter,
+    )
+    worker = Worker(
+        redis,
+        predictor,
+        settings,
+        name=name,
+        metrics=Metrics.start(settings.metrics_port),
+        blobs=blobs,
+        adapters=adapters,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

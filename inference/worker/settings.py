@@ -18,3 +18,11 @@ class WorkerSettings(EngineSettings, QueueSettings):
     dead_letter_stream: str = "moodring:jobs:dead"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     heartbeat_s: float = Field(default=5.0, gt=0)
+    # the community adapter (inference.serve.adapter): how often the active version is looked up,
+    # how often one worker refits it from users' labels (0: never; `moodring adapt fit` still
+    # works), how soon after a contributor withdraws, and the activation guard's two numbers
+    adapt_poll_s: float = Field(default=5.0, gt=0)
+    adapt_every_s: float = Field(default=86_400.0, ge=0)
+    adapt_withdrawn_s: float = Field(default=3_600.0, gt=0)
+    adapt_min_people: int = Field(default=20, ge=1)
+    adapt_margin: float = Field(default=1.0, ge=0)

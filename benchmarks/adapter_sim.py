@@ -33,6 +33,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,9 +112,13 @@ def simulate(
                 kinds.append("yes" if right[i] else "no")
                 ys.append(labels[i] if right[i] or rng.random() < s["pick"] else -1)
         elif right[i] and rng.random() < s["confirm"]:
-            rows.append(i), kinds.append("confirm"), ys.append(labels[i])
+            rows.append(i)
+            kinds.append("confirm")
+            ys.append(labels[i])
         elif not right[i] and rng.random() < s["correct"]:
-            rows.append(i), kinds.append("correct"), ys.append(labels[i])
+            rows.append(i)
+            kinds.append("correct")
+            ys.append(labels[i])
     r = np.array(rows, dtype=int)
     return Feedback(
         probs[r],
@@ -255,7 +260,7 @@ def feedback(
                     plain_activated += 1
                     pred["plain_guarded"][te] = pred["plain"][te]
             _, rates = feedback_weights(fb, policy)
-            run = {m: float((p == labels).mean()) for m, p in pred.items()}
+            run: dict[str, Any] = {m: float((p == labels).mean()) for m, p in pred.items()}
             run |= {
                 "activated_folds": activated,
                 "plain_activated_folds": plain_activated,
@@ -292,6 +297,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--judge", choices=["asks", "weighted"], default="weighted", help="what the guard scores"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, manifest = load_model(None)
@@ -301,7 +309,7 @@ def main() -> None:
     projection = load_projection(default_model_dir(), manifest)
     classes = tuple(str(c) for c in manifest.classes)
     bf16 = resolve_bf16(None)
-    policy = Policy()
+    policy = replace(Policy(), judge=args.judge)
     results: dict[str, object] = {"policy": policy.__dict__ if hasattr(policy, "__dict__") else str(policy)}
     got = photo_readings(model, manifest, args.photos, build_detector("mtcnn"), projection, bf16=bf16)
     groups = read_groups(args.photos, "performer")

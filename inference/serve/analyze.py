@@ -46,6 +46,13 @@ def sample_photo() -> Path:
     default=None,
     help="A calm photo of the same person: PHOTO's largest face is read relative to it.",
 )
+@click.option(
+    "--adapter",
+    "adapter_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A community adapter file (moodring adapt fit --from ... --out FILE) applied to every face.",
+)
 def analyze_command(
     photo: Path | None,
     as_json: bool,
@@ -55,6 +62,7 @@ def analyze_command(
     strategy: str | None,
     no_music: bool,
     calm: Path | None,
+    adapter_file: Path | None,
 ) -> None:
     """Read the emotion of every face in PHOTO (default: a sample portrait shipped with matplotlib).
 
@@ -90,15 +98,28 @@ def analyze_command(
     except ModelError as exc:
         click.echo(f"moodring: model error: {exc}", err=True)
         sys.exit(1)
+    adapter = None
+    if adapter_file is not None:
+        from inference.serve.adapter import Adapter
+
+        try:
+            adapter = Adapter.from_json(adapter_file.read_bytes(), predictor.manifest.classes)
+            predictor.check_adapter(adapter)
+        except ModelError as exc:
+            click.echo(f"moodring: adapter error: {exc}", err=True)
+            sys.exit(2)
     baseline: dict[str, float] = {}
     current = photo
     try:
         if calm is not None:
             current = calm  # the calm face is read as the model sees it, then divides out its lean
-            baseline = predictor.analyze(calm.read_bytes(), want_heatmap=False).faces[0].probs
+            calm_face = predictor.analyze(calm.read_bytes(), want_heatmap=False).faces[0]
+            baseline = calm_face.raw_probs or calm_face.probs  # the network's own, as the bot keeps it
             current = photo
         personal = Personal(baseline=baseline) if baseline else None
-        result = predictor.analyze(photo.read_bytes(), want_heatmap=heatmap is not None, personal=personal)
+        result = predictor.analyze(
+            photo.read_bytes(), want_heatmap=heatmap is not None, personal=personal, adapter=adapter
+        )
     except NoFaceFound:
         click.echo(f"no face found in {current}: {user_message('no_face')}", err=True)
         sys.exit(exit_status("no_face"))
@@ -133,6 +154,7 @@ def analyze_command(
                     "probs": {k: round(v, 4) for k, v in f.probs.items()},
                     "reason": f.reason,
                     "baseline_applied": f.baseline_applied,
+                    "adapter": f.adapter or None,
                 }
                 for f in result.faces
             ],

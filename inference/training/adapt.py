@@ -82,6 +82,9 @@ class Policy:
     floor: float = 0.1  # no class may lose more recall than this, out of fold (bias raised until so)
     inner_folds: int = 5  # people-out folds that measure that recall inside a fit
     folds: int = 5  # people-out folds of the guard (fewer when fewer people)
+    # what the guard scores: only the random asks (and folder labels), or every label weighted
+    # by its collection weight (more of them, as unbiased as the estimated rates)
+    judge: Literal["asks", "weighted"] = "weighted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,20 @@ def feedback_weights(fb: Feedback, policy: Policy = Policy()) -> tuple[np.ndarra
             w[stand_in] += mass / stand_in.sum()
     w[~labelled] = 0.0
     return w, Rates(asked_shown, answered, right, unasked_shown, c, k, confirm_rate, correct_rate)
+
+
+def ask_weights(fb: Feedback) -> np.ndarray:
+    """Weights of the unbiased labels alone: folder labels 1, answered asks 1 each, and a "no"
+    with a pick also standing for the "no"s without one. What the guard scores by default."""
+    w = np.zeros(len(fb), dtype=np.float64)
+    w[fb.kinds == "given"] = 1.0
+    yes, no = fb.kinds == "yes", fb.kinds == "no"
+    picked = no & (fb.labels >= 0)
+    w[yes] = 1.0
+    if picked.any():
+        w[picked] = no.sum() / picked.sum()
+    w[fb.labels < 0] = 0.0
+    return w
 
 
 def cap_people(weights: np.ndarray, people: np.ndarray, cap: float) -> np.ndarray:
@@ -365,8 +382,8 @@ def validate(
     replaces the shipped fit weights (to judge another way of fitting, e.g. a plain fit), never
     the scoring.
     """
-    scoring, _ = feedback_weights(fb, policy)
-    unbiased = np.isin(fb.kinds, UNBIASED) & (fb.labels >= 0) & (scoring > 0)
+    scoring = feedback_weights(fb, policy)[0] if policy.judge == "weighted" else ask_weights(fb)
+    unbiased = (fb.labels >= 0) & (scoring > 0)
     n_people = len(np.unique(fb.people))
     pred_none = fb.probs.argmax(axis=1)
     pred_fit = pred_none.copy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,6 +27,7 @@ from inference.training.metrics import Report, classification_report
 log = logging.getLogger(__name__)
 
 Tta = Literal["none", "flip", "ten"]
+Adapt = Callable[[np.ndarray, np.ndarray], np.ndarray]
 T = TypeVar("T")
 
 
@@ -69,8 +70,11 @@ def predict_probs(
     bf16: bool = True,
     temperature: float | None = None,
     progress: str | None = None,
+    adapt: Adapt | None = None,
 ) -> np.ndarray:
     """Softmax probabilities (N, classes) for grey uint8 face crops, averaged over TTA views.
+
+    ``adapt`` (a community adapter: (probs, pooled features) -> probs) adjusts each view first.
 
     Each view's logits are divided by ``temperature`` (default: the manifest's, else 1)
     before the softmax; that never changes a single view's prediction, only its confidence
@@ -89,17 +93,29 @@ def predict_probs(
     dev = next(iter(model.parameters()), torch.empty(0)).device
     out = []
     n = len(faces)
-    for start in _bar(range(0, n, batch_size), progress, unit_scale=batch_size, unit="face"):
-        x = faces_to_batch(faces[start : start + batch_size], size, mean, std).to(dev)
-        acc = None
-        views = _views(x, tta)
-        for view in views:
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(view.contiguous(memory_format=torch.channels_last)).float()
-            p = torch.softmax(logits / temperature, dim=1)
-            acc = p if acc is None else acc + p
-        assert acc is not None
-        out.append((acc / len(views)).cpu().numpy())
+    pooled: list[torch.Tensor] = []
+    hook = None
+    if adapt is not None:
+        head = model.get_submodule("fc")
+        hook = head.register_forward_pre_hook(lambda _m, args: pooled.append(args[0].detach().float()))
+    try:
+        for start in _bar(range(0, n, batch_size), progress, unit_scale=batch_size, unit="face"):
+            x = faces_to_batch(faces[start : start + batch_size], size, mean, std).to(dev)
+            acc = None
+            views = _views(x, tta)
+            for view in views:
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(view.contiguous(memory_format=torch.channels_last)).float()
+                p = torch.softmax(logits / temperature, dim=1)
+                if adapt is not None:
+                    got = adapt(p.cpu().numpy(), pooled.pop().cpu().numpy())
+                    p = torch.from_numpy(got).float().to(p.device)
+                acc = p if acc is None else acc + p
+            assert acc is not None
+            out.append((acc / len(views)).cpu().numpy())
+    finally:
+        if hook is not None:
+            hook.remove()
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -152,6 +168,7 @@ def evaluate_dir(
     bf16: bool = True,
     baseline_by: str | None = None,
     alpha: float | None = None,
+    adapt: Adapt | None = None,
 ) -> tuple[Report, DetectStats | None, BaselineStats | None]:
     """Score ``root`` (ImageFolder). With a detector, run the full photo pipeline first.
 
@@ -165,10 +182,12 @@ def evaluate_dir(
         if baseline_by:
             raise DatasetError("--baseline-by needs --detect (it reads whole photos of people)")
         data = load_faces(root, manifest.input_size, classes)
-        probs = predict_probs(model, data.images, manifest, tta=tta, bf16=bf16, progress="classifying")
+        probs = predict_probs(
+            model, data.images, manifest, tta=tta, bf16=bf16, progress="classifying", adapt=adapt
+        )
         return classification_report(probs, data.labels.numpy(), classes), None, None
     groups = read_groups(root, baseline_by) if baseline_by else {}  # a bad table fails before any work
-    photos = photo_probs(model, manifest, root, detector, tta=tta, bf16=bf16)
+    photos = photo_probs(model, manifest, root, detector, tta=tta, bf16=bf16, adapt=adapt)
     if not baseline_by:
         return classification_report(photos.probs, photos.labels, classes), photos.stats, None
     a = manifest.baseline_alpha if alpha is None else alpha
@@ -267,6 +286,7 @@ def photo_probs(
     detector: FaceDetector,
     tta: Tta = "none",
     bf16: bool = True,
+    adapt: Adapt | None = None,
 ) -> PhotoProbs:
     """Decode → detect (largest face) → FER crop → probabilities, for every photo under ``root``."""
     classes = tuple(str(c) for c in manifest.classes)
@@ -274,7 +294,7 @@ def photo_probs(
     probs = np.full((len(found.paths), len(classes)), 1.0 / len(classes), dtype=np.float32)
     if found.crops:
         probs[found.has_face] = predict_probs(
-            model, found.crops, manifest, tta=tta, bf16=bf16, progress="classifying"
+            model, found.crops, manifest, tta=tta, bf16=bf16, progress="classifying", adapt=adapt
         )
     return PhotoProbs(found.paths, found.labels, probs, found.has_face, found.stats)
 
@@ -337,6 +357,13 @@ def write_json(
     default=None,
     help="Strength of the calm-face correction (default: the manifest's baseline_alpha).",
 )
+@click.option(
+    "--adapter",
+    "adapter_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Apply a community adapter file (moodring adapt fit --from ... --out FILE) to every face.",
+)
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--detector", type=click.Choice(sorted(DETECTORS)), default=None)
 def evaluate_command(
@@ -346,6 +373,7 @@ def evaluate_command(
     detect: bool,
     baseline_by: str | None,
     baseline_alpha: float | None,
+    adapter_file: Path | None,
     model_dir: Path | None,
     detector: str | None,
 ) -> None:
@@ -362,6 +390,9 @@ def evaluate_command(
     model, manifest = load_model(settings.model_dir)
     model = fold_batchnorm(model.eval())  # the network exactly as the worker serves it
     det = build_detector(settings.face_detector) if detect else None
+    adapt = _adapter(adapter_file, settings.model_dir, manifest) if adapter_file else None
+    if adapt is not None and baseline_by:
+        raise click.UsageError("--adapter with --baseline-by is measured by benchmarks/adapter_sim.py")
     try:
         report, stats, calm = evaluate_dir(
             model,
@@ -372,12 +403,13 @@ def evaluate_command(
             bf16=resolve_bf16(settings.bf16),
             baseline_by=baseline_by,
             alpha=baseline_alpha,
+            adapt=adapt,
         )
     except DatasetError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(
         f"model: {manifest.architecture} ({manifest.weights_sha256[:12]}), tta={tta}, "
-        f"temperature={manifest.temperature:g}"
+        f"temperature={manifest.temperature:g}" + (f", adapter {adapter_file}" if adapter_file else "")
     )
     if stats is not None:
         click.echo(f"faces found: {stats.with_face}/{stats.images} photos ({stats.unreadable} unreadable)")
@@ -400,3 +432,22 @@ def evaluate_command(
             },
             calm,
         )
+
+
+def _adapter(path: Path, model_dir: Path | None, manifest: ModelManifest) -> Adapt:
+    """(probs, pooled features) -> probs for an adapter file; a usage error if it doesn't fit."""
+    from inference.api.manifest import default_model_dir
+    from inference.serve.adapter import Adapter
+    from inference.serve.projection import load_projection
+
+    projection = load_projection(model_dir or default_model_dir(), manifest)
+    try:
+        adapter = Adapter.from_json(path.read_bytes(), manifest.classes)
+        adapter.check_projection(projection.sha256 if projection is not None else "")
+    except MoodringError as exc:
+        raise click.UsageError(f"--adapter {path}: {exc}") from exc
+
+    def adapt(probs: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+        return adapter.apply(probs, projection(pooled) if projection is not None else None).astype(np.float32)
+
+    return adapt

@@ -91,7 +91,7 @@ class AdapterFollower:
         now = time.monotonic()
         if now < self._next_schedule:
             return
-        self._next_schedule = now + SCHEDULE_CHECK_S
+        self._next_schedule = now + min(SCHEDULE_CHECK_S, self.s.adapt_every_s)
         last = await self.registry.last_fit() or 0.0
         since = time.time() - last
         due = since >= self.s.adapt_every_s

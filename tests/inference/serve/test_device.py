@@ -63,7 +63,9 @@ class _Counted:
         self.cam = cam
         self.calls: list[int] = []
 
-    def __call__(self, batch: torch.Tensor, weights: np.ndarray | None = None, adjust: object = None) -> object:
+    def __call__(
+        self, batch: torch.Tensor, weights: np.ndarray | None = None, adjust: object = None
+    ) -> object:
         self.calls.append(batch.shape[0])
         return self.cam(batch, weights, adjust)  # type: ignore[arg-type]
 

@@ -15,7 +15,8 @@ each photo the network's own probabilities and projected features. Performers st
 * feedback: 12 performers' photos as readings nobody labelled unless the simulated user does: on
   a random share the bot asks "Did I get it right?" (some answer; a "no" picks the right label
   some of the time), the rest are confirmed when right and corrected when wrong at given rates.
-  A plain fit (every label weight 1) against the shipped fit (inverse collection weights) and the
+  A naive fit (every label weight 1, nothing else), a plain one (weight 1, with the shipped class
+  balance, recall floor and cap) against the shipped fit (inverse collection weights) and the
   shipped method (that fit, activated only if the guard, validated leaving people out on the
   random asks, says so; ``min_people`` lowered to 10 since there are 12). The 15 performers are
   held out 3 at a time (5 folds), every fold's 3 scored by a fit on the other 12.
@@ -235,7 +236,7 @@ def feedback(
         runs = []
         for seed in range(seeds):
             rng = np.random.default_rng(100 + seed)
-            pred = {m: base.copy() for m in ("plain", "weighted", "shipped", "plain_guarded")}
+            pred = {m: base.copy() for m in ("naive", "plain", "weighted", "shipped", "plain_guarded")}
             activated = plain_activated = 0
             labelled = 0
             order = np.random.default_rng(seed).permutation(len(names))
@@ -250,6 +251,10 @@ def feedback(
                     balance_classes(plain_w, fb.labels, len(classes), policy.balance), fb.people, policy.cap
                 )
                 plain = fit(fb, classes, policy, weights=plain_w)
+                # naive: every label weight 1, no class balance, no recall floor, no cap
+                ones = np.where(fb.labels >= 0, 1.0, 0.0)
+                bare = replace(policy, balance=0.0, floor=1.0, cap=1.0)
+                pred["naive"][te] = fit(fb, classes, bare, weights=ones).apply(probs[te], feats[te]).argmax(1)
                 shipped = fit(fb, classes, policy)
                 pred["plain"][te] = plain.apply(probs[te], feats[te]).argmax(1)
                 pred["weighted"][te] = shipped.apply(probs[te], feats[te]).argmax(1)
@@ -273,12 +278,14 @@ def feedback(
             }
             runs.append(run)
         mean = {
-            m: float(np.mean([r[m] for r in runs])) for m in ("plain", "weighted", "shipped", "plain_guarded")
+            m: float(np.mean([r[m] for r in runs]))
+            for m in ("naive", "plain", "weighted", "shipped", "plain_guarded")
         }
         worst = min(r["shipped"] for r in runs)
         out[name] = {"mean": mean, "worst_shipped": worst, "runs": runs}
         print(
-            f"  {name}: none {100 * none:.1f} | plain {100 * mean['plain']:.1f} "
+            f"  {name}: none {100 * none:.1f} | naive {100 * mean['naive']:.1f} | "
+            f"plain {100 * mean['plain']:.1f} "
             f"(guarded {100 * mean['plain_guarded']:.1f}) | weighted {100 * mean['weighted']:.1f} | "
             f"shipped {100 * mean['shipped']:.1f} (worst {100 * worst:.1f}); "
             f"activated {[r['activated_folds'] for r in runs]} of 5 folds; plain passed the guard "
@@ -297,9 +304,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument(
-        "--judge", choices=["asks", "weighted"], default="weighted", help="what the guard scores"
-    )
+    ap.add_argument("--judge", choices=["asks", "weighted"], default="weighted", help="what the guard scores")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, manifest = load_model(None)

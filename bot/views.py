@@ -310,6 +310,8 @@ class LabelButton(
         services = context(interaction).services
         store = services.store
         try:
+            if not await store.consent(self.owner):
+                raise NoConsent("no current consent")
             entry = await store.entry(self.owner, self.entry_id)
             if entry is None:
                 raise ReadingGone(self.entry_id)

@@ -84,8 +84,8 @@ async def test_eight_classes_from_the_manifest_reach_every_reader(
     assert [o.value for o in select.item.options] == list(EIGHT)
     store = UserStore(redis, registry.names)
     await store.set_consent(1, True)
-    entry = await store.record(1, "contempt", face.probs)
-    await store.correct(1, entry, "contempt")
+    entry = await store.record(1, "happy", face.probs)
+    await store.correct(1, entry, "contempt")  # (picking the served class itself is a confirmation)
     assert set(await store.prior(1)) == set(EIGHT)
     chart = mood_chart(
         [MoodEntry(at=0.0 + 1e9, emotion="contempt", confidence=0.6, probs={})], 7, registry, now=1e9

@@ -157,6 +157,7 @@ class PoisonPredictor:
         items: Sequence[bytes],
         want_heatmap: Sequence[bool] | None = None,
         personal: Sequence[Personal | None] | None = None,
+        adapter: Any = None,
     ) -> list[Any]:
         import io
 
@@ -165,7 +166,7 @@ class PoisonPredictor:
         if any(Image.open(io.BytesIO(b)).width == 333 for b in items):
             self.crashes += 1
             raise RuntimeError("poisoned input")
-        return self.inner.analyze_many(items, want_heatmap, personal)
+        return self.inner.analyze_many(items, want_heatmap, personal, adapter=adapter)
 
 
 async def test_poison_job_is_dead_lettered_and_others_served(

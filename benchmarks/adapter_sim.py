@@ -378,7 +378,9 @@ def time_fit(data: dict[str, np.ndarray], classes: tuple[str, ...], policy: Poli
     asked = {f"u{i}": 40 for i in range(people)}
     fb = Feedback(data["probs"][rows], feats, data["labels"][rows], who, kinds, shown, asked)
     t = time.perf_counter()
-    _, record = fit_and_judge(fb, classes, policy, version="timing", source="synthetic")
+    _, record = fit_and_judge(
+        fb, classes, policy, version="timing", source="synthetic", projection_sha256="synthetic"
+    )
     seconds = time.perf_counter() - t
     print(
         f"fit on {n:,} labelled readings of {people:,} people (with the guard's validation): {seconds:.1f} s"

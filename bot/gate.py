@@ -35,6 +35,8 @@ def command_feature(qualified_name: str) -> Feature:
 def component_feature(custom_id: str) -> Feature:
     if custom_id.startswith("mr:forget:") or (custom_id.startswith("mr:consent:") and ":no" in custom_id):
         return "exempt"  # forgetting, and declining (which forgets), always work
+    if custom_id.startswith("mr:contrib:") and custom_id.endswith(":off"):
+        return "exempt"  # so does withdrawing from helping improve readings (it deletes)
     if custom_id.startswith("mr:sess:"):
         return "session"
     return "core"

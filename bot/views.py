@@ -354,11 +354,8 @@ class ContributeButton(
         return cls(int(match["owner"]), match["on"] == "on")
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.user.id != self.owner:
-            await interaction.response.send_message(texts.error("not_yours"), ephemeral=True)
-            return False
-        # withdrawing always works, like forget; opting in follows the server switch
-        return True if not self.on else await _switched_on(interaction, self.custom_id)
+        # withdrawing always works, like forget (bot.gate); opting in follows the server switch
+        return await _owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         store = context(interaction).services.store

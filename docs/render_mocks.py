@@ -18,6 +18,7 @@ import json
 import re
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,14 @@ def payloads() -> dict[str, tuple[dict[str, Any], dict[str, Image.Image]]]:
     layout, files = views.reading_layout(out, emotions, owner, share=True)
     reading = {"flags": (1 << 15) | (1 << 6), "components": layout.to_components()}
     reading["attachments"] = [{"id": i, "filename": f.filename} for i, f in enumerate(files)]
+    asked_layout, _ = views.reading_layout(replace(out, asked=True), emotions, owner, share=True)
+    asked = {"flags": (1 << 15) | (1 << 6), "components": asked_layout.to_components()}
+    asked["attachments"] = reading["attachments"]
+    privacy = {
+        "flags": 1 << 6,
+        "content": texts.privacy(90, 20, texts.duration(3600), contributing=False, given=0),
+        "components": views.privacy_view(owner, contributing=False).to_components(),
+    }
     embed, _ = embeds.check_embed(out, emotions)
     classic = {
         "flags": 1 << 6,
@@ -251,7 +260,9 @@ def payloads() -> dict[str, tuple[dict[str, Any], dict[str, Image.Image]]]:
     }
     return {
         "reading": (reading, images),
+        "reading-asked": (asked, images),
         "reading-classic-embed": (classic, images),
+        "privacy": (privacy, {}),
         "consent-prompt": (consent, {}),
         "selfie-channel-consent": (watch, {}),
         "session-board": (board, {}),
@@ -263,10 +274,15 @@ ABOUT = {
     "reading": "The answer to `/mood check`, *Read mood*, a DM or @mention photo and a selfie-channel "
     "photo: one Components V2 container in the emotion's colour. Headline, top-3 bars and the Grad-CAM "
     "reason; the heatmap in a media gallery (alt text set); every face of a group photo; one section per "
-    "track with a Listen link; Share (only where the bot is in the server) and *Use this as my calm "
-    "face*; the correction menu; the AI notice as subtext. Under V2's limit of 40 components (this one: "
-    "{count}); no `content`, no embeds. *Share to channel* re-posts the same container without the "
-    "owner's buttons, with a line naming who shared it.",
+    "track with a Listen link; *Spot on*, Share (only where the bot is in the server) and *Use this as "
+    "my calm face*; the correction menu; the AI notice as subtext. Under V2's limit of 40 components "
+    "(this one: {count}); no `content`, no embeds. *Share to channel* re-posts the same container "
+    "without the owner's buttons, with a line naming who shared it.",
+    "reading-asked": "The same reading on the random share (20 %) of readings of users who help improve "
+    "readings: *Did I get it right?* with Yes / No of equal weight instead of *Spot on* (the unbiased "
+    "labels the community adapter is weighted and judged by; No asks which emotion it was).",
+    "privacy": "`/mood privacy`: what is processed and kept, Accept / Decline, and the separate "
+    "switch to help improve readings for everyone (it reads *Stop helping (delete my labels)* once on).",
     "reading-classic-embed": "The same reading as a classic embed with buttons: the fallback "
     "(`MOODRING_COMPONENTS_V2=false`, and the restart path, which edits a reply Discord created "
     "before the layout existed).",

@@ -70,7 +70,7 @@ async def test_labels_are_kept_for_everyone_only_with_their_own_consent(
     # one label per reading: three picks leave one label and one count in her own prior
     fix = _entry(reading, f"mr:fix:{ALICE}:")
     served = record.served
-    picks = [c for c in ("sad", "angry", "fear") if c != served][:2] + ["sad" if served != "sad" else "fear"]
+    picks = [*[c for c in ("sad", "angry", "fear") if c != served][:2], "sad" if served != "sad" else "fear"]
     for pick in picks:
         await _click_text(fake, ALICE, reading, fix, values=[pick])
     [mine] = await read_contributions(redis)

@@ -505,7 +505,12 @@ def fit_and_judge(
 
 def _validation_record(v: Validation, rates: Rates, policy: Policy, seconds: float) -> dict[str, Any]:
     return {
-        "method": f"leave people out, {v.folds} folds, scored on random asks and folder labels",
+        "method": f"leave people out, {v.folds} folds, scored on "
+        + (
+            "every label weighted by how it was collected"
+            if policy.judge == "weighted"
+            else "the random asks and folder labels"
+        ),
         "people": v.people,
         "scored": v.scored,
         "accuracy_without": round(v.accuracy_none, 4),

@@ -149,10 +149,14 @@ def describe(record: dict[str, Any]) -> str:
     v = record.get("validation", {})
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record.get("fitted_at", 0)))
     head = "probabilities + projected features" if record.get("head") else "probabilities only"
+    if record.get("source") == "redis":
+        verdict = "activated" if record.get("activated") else "not activated"
+    else:  # a file is never activated in Redis: say what the guard would do
+        verdict = "the guard would activate it" if record.get("activated") else "the guard would refuse it"
     lines = [
         f"{record['version']}: fitted {when} from {record.get('readings', 0)} readings of "
         f"{record.get('people', 0)} people ({record.get('source', '')}; {head})",
-        f"  {'activated' if record.get('activated') else 'not activated'}: {record.get('reason', '')}",
+        f"  {verdict}: {record.get('reason', '')}",
     ]
     if v:
         lines.append(
@@ -216,6 +220,11 @@ def fit_command(
     if folder is not None:
         if out is None:
             raise click.UsageError("--from needs --out FILE")
+        if people_by is None:
+            click.echo(
+                "note: without --people-by every photo counts as its own person, so the validation "
+                "leaves photos (not people) out: optimistic where one person is in several photos"
+            )
         record = _fit_folder(folder, detect, people_by, policy, model_dir)
         out.write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
         click.echo(describe(record.model_dump()))

@@ -70,7 +70,8 @@ def test_fit_from_a_folder_then_evaluate_and_analyze_with_it(tiny_model_dir: Pat
         "adapt", "fit", "--from", str(photos), "--detect", "--out", str(out), cwd=tmp_path, env=env
     )
     assert fit.returncode == 0, fit.stderr
-    assert "from 8 readings of 8 people" in fit.stdout and "not activated" in fit.stdout  # 8 < 20 people
+    assert "from 8 readings of 8 people" in fit.stdout and "the guard would refuse it" in fit.stdout  # 8 < 20
+    assert "leaves photos (not people) out" in fit.stdout
     record = json.loads(out.read_text())
     assert record["classes"] == list(CLASSES) and record["source"] == str(photos)
     scored = _moodring(

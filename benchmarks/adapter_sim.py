@@ -309,9 +309,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, manifest = load_model(None)
     model = fold_batchnorm(model.eval())
-    from inference.api.manifest import default_model_dir
-
-    projection = load_projection(default_model_dir(), manifest)
+    projection = load_projection(None, manifest)
     classes = tuple(str(c) for c in manifest.classes)
     bf16 = resolve_bf16(None)
     policy = replace(Policy(), judge=args.judge)

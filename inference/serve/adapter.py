@@ -134,10 +134,6 @@ class Adapter:
             AdapterError: another class list, or numbers of the wrong shape.
         """
         n = len(info.classes)
-        if classes is not None and tuple(classes) != info.classes:
-            raise AdapterError(
-                f"adapter {info.version} is for classes {list(info.classes)}, not {list(classes)}"
-            )
         weight = np.array(info.weight, dtype=np.float64)
         bias = np.array(info.bias, dtype=np.float64)
         if weight.shape != (n, n) or bias.shape != (n,):
@@ -147,7 +143,22 @@ class Adapter:
         head = np.array(info.head, dtype=np.float64) if info.head else None
         if head is not None and (head.ndim != 2 or head.shape[0] != n or not info.projection_sha256):
             raise AdapterError(f"adapter {info.version}: a head of shape {head.shape} without its projection")
-        return cls(info.version, info.classes, weight, bias, head, info.projection_sha256, info)
+        adapter = cls(info.version, info.classes, weight, bias, head, info.projection_sha256, info)
+        if classes is not None:
+            adapter.check_classes(classes)
+        return adapter
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Raise :class:`AdapterError` unless it was fitted for these classes, in this order."""
+        if tuple(classes) != self.classes:
+            raise AdapterError(
+                f"adapter {self.version} is for classes {list(self.classes)}, not {list(classes)}"
+            )
+
+    def check(self, classes: Sequence[str], projection_sha256: str) -> None:
+        """Raise :class:`AdapterError` unless it fits a model with these classes and projection."""
+        self.check_classes(classes)
+        self.check_projection(projection_sha256)
 
     def check_projection(self, sha256: str) -> None:
         """Raise :class:`AdapterError` unless the head (if any) was fitted on this projection."""

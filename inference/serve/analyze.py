@@ -103,7 +103,7 @@ def analyze_command(
         from inference.serve.adapter import Adapter
 
         try:
-            adapter = Adapter.from_json(adapter_file.read_bytes(), predictor.manifest.classes)
+            adapter = Adapter.from_json(adapter_file.read_bytes())
             predictor.check_adapter(adapter)
         except ModelError as exc:
             click.echo(f"moodring: adapter error: {exc}", err=True)

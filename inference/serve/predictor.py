@@ -21,7 +21,7 @@ from inference.api.contract import FaceResult
 from inference.api.emotions import EmotionRegistry
 from inference.api.errors import MoodringError, NoFaceFound
 from inference.api.intake import DecodedImage, IntakeLimits, decode_image
-from inference.api.manifest import ModelManifest, default_model_dir
+from inference.api.manifest import ModelManifest
 from inference.serve.adapter import Adapter
 from inference.serve.checkpoint import load_model
 from inference.serve.device import DeviceName, resolve_device
@@ -140,7 +140,7 @@ class Predictor:
         where = resolve_device(device)
         threads = prepare_threads or (1 if where.type == "cpu" else os.cpu_count() or 1)
         model, manifest = load_model(model_dir)
-        projection = load_projection(model_dir or default_model_dir(), manifest)
+        projection = load_projection(model_dir, manifest)
         detect = build_detector(detector, where)
         # the network loaded here is served itself: no second copy at start-up
         return cls(
@@ -161,8 +161,7 @@ class Predictor:
 
     def check_adapter(self, adapter: Adapter) -> None:
         """Raise :class:`inference.serve.adapter.AdapterError` unless ``adapter`` fits this model."""
-        Adapter.from_file(adapter.to_file(), self.manifest.classes)
-        adapter.check_projection(self.projection_sha256)
+        adapter.check(self.manifest.classes, self.projection_sha256)
 
     def close(self) -> None:
         """Release the Grad-CAM hooks and the prepare threads."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.api.errors import ModelError
-from inference.api.manifest import ModelManifest, sha256_file
+from inference.api.manifest import ModelManifest, default_model_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ def fit_projection(features: np.ndarray, dims: int = DIMS) -> Projection:
     return Projection(mean.astype(np.float32), comp.astype(np.float32), scale.astype(np.float32))
 
 
-def load_projection(model_dir: Path, manifest: ModelManifest) -> Projection | None:
-    """The model's projection, or None when its manifest names none.
+def load_projection(model_dir: Path | None, manifest: ModelManifest) -> Projection | None:
+    """The model's projection (``model_dir``: default, the shipped one), or None when its manifest
+    names none.
 
     Raises:
         ModelError: the file is missing or its sha256 doesn't match the manifest.
@@ -76,7 +77,7 @@ def load_projection(model_dir: Path, manifest: ModelManifest) -> Projection | No
         return None
     from safetensors.numpy import load_file
 
-    path = model_dir / manifest.projection_file
+    path = (model_dir or default_model_dir()) / manifest.projection_file
     if not path.is_file():
         raise ModelError(f"projection file {path} is missing")
     digest = sha256_file(path)

@@ -487,7 +487,7 @@ def fit_and_judge(
     started = time.perf_counter()
     w = fit_weights(fb, policy)
     whole = fit_corrector(fb.probs, fb.features, fb.labels, w, policy.prior, policy.prior_head)
-    adapter = fit(fb, classes, policy, version, projection_sha256, start=whole)
+    adapter = fit(fb, classes, policy, version, projection_sha256, weights=w, start=whole)
     validation = validate(fb, classes, policy, start=whole)
     _, rates = feedback_weights(fb, policy)
     decision = decide(validation, policy)

@@ -74,9 +74,8 @@ def model_info(model_dir: Path | None) -> ModelInfo:
     from inference.api.manifest import MANIFEST_FILE, ModelManifest, default_model_dir
     from inference.serve.projection import load_projection
 
-    where = model_dir or default_model_dir()
-    manifest = ModelManifest.load(where / MANIFEST_FILE)
-    projection = load_projection(where, manifest)
+    manifest = ModelManifest.load((model_dir or default_model_dir()) / MANIFEST_FILE)
+    projection = load_projection(model_dir, manifest)
     dims = projection.dims if projection is not None else 0
     return ModelInfo(tuple(manifest.classes), dims, projection.sha256 if projection is not None else "")
 
@@ -253,9 +252,7 @@ def _fit_folder(
     settings = engine_settings(model_dir)
     model, manifest = load_model(settings.model_dir)
     model = fold_batchnorm(model.eval())
-    from inference.api.manifest import default_model_dir
-
-    projection = load_projection(settings.model_dir or default_model_dir(), manifest)
+    projection = load_projection(settings.model_dir, manifest)
     bf16 = resolve_bf16(settings.bf16)
     got = photo_readings(
         model, manifest, folder, build_detector(settings.face_detector), projection, bf16=bf16

@@ -436,14 +436,13 @@ def evaluate_command(
 
 def _adapter(path: Path, model_dir: Path | None, manifest: ModelManifest) -> Adapt:
     """(probs, pooled features) -> probs for an adapter file; a usage error if it doesn't fit."""
-    from inference.api.manifest import default_model_dir
     from inference.serve.adapter import Adapter
     from inference.serve.projection import load_projection
 
-    projection = load_projection(model_dir or default_model_dir(), manifest)
+    projection = load_projection(model_dir, manifest)
     try:
-        adapter = Adapter.from_json(path.read_bytes(), manifest.classes)
-        adapter.check_projection(projection.sha256 if projection is not None else "")
+        adapter = Adapter.from_json(path.read_bytes())
+        adapter.check(manifest.classes, projection.sha256 if projection is not None else "")
     except MoodringError as exc:
         raise click.UsageError(f"--adapter {path}: {exc}") from exc
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
@@ -38,7 +38,6 @@ class AdapterFollower:
         projection_sha256: str,
         dims: int,
         name: str,
-        check: Callable[[Adapter], None] | None = None,
     ) -> None:
         self.redis = redis
         self.registry = AdapterRegistry(redis)
@@ -47,7 +46,6 @@ class AdapterFollower:
         self.projection_sha256 = projection_sha256
         self.dims = dims  # projected features per face (0: the model has no projection)
         self.name = name
-        self.check = check
         self.adapter: Adapter | None = None
         self.version = ""  # the active version last seen ("" none)
         self._next_poll = 0.0
@@ -73,10 +71,8 @@ class AdapterFollower:
         try:
             if text is None:
                 raise AdapterError(f"version {version} is not stored")
-            adapter = Adapter.from_json(text, self.classes)
-            adapter.check_projection(self.projection_sha256)
-            if self.check is not None:
-                self.check(adapter)
+            adapter = Adapter.from_json(text)
+            adapter.check(self.classes, self.projection_sha256)
         except AdapterError as exc:
             log.error("community adapter %s not applied: %s", version, exc)
             self.adapter = None

@@ -339,7 +339,6 @@ async def serve(settings: WorkerSettings) -> None:
         predictor.projection_sha256,
         predictor.projection.dims if predictor.projection is not None else 0,
         name,
-        predictor.check_adapter,
     )
     worker = Worker(
         redis,

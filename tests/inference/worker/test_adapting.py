@@ -45,7 +45,7 @@ async def following(redis_server: str, tiny_model_dir: Path) -> AsyncIterator[Wo
         redis_url=redis_server, block_ms=50, job_timeout_s=60, adapt_poll_s=0.1, adapt_every_s=0
     )
     redis = Redis.from_url(redis_server)
-    follower = AdapterFollower(redis, settings, manifest.classes, "", 0, "w-adapt", predictor.check_adapter)
+    follower = AdapterFollower(redis, settings, manifest.classes, "", 0, "w-adapt")
     worker = Worker(redis, predictor, settings, name="w-adapt", adapters=follower)
     run = asyncio.create_task(worker.run())
     yield worker
@@ -96,7 +96,7 @@ async def test_a_worker_follows_new_versions_and_rollbacks_without_restart(
 async def test_two_workers_never_fit_at_once(redis: Redis, redis_server: str) -> None:
     await _contribute(redis, people=22, per=12)
     settings = WorkerSettings(redis_url=redis_server, adapt_every_s=3600, adapt_poll_s=0.1)
-    followers = [AdapterFollower(redis, settings, CLASSES, "", 0, f"w{i}", None) for i in range(2)]
+    followers = [AdapterFollower(redis, settings, CLASSES, "", 0, f"w{i}") for i in range(2)]
     await asyncio.gather(*(f.maybe_refit() for f in followers))  # never fitted: both find one due
     tasks = [f._task for f in followers if f._task is not None]
     assert len(tasks) == 2

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.store import UserStore
+from bot.store import NoConsent, UserStore
 from inference.api.contract import FaceResult, JobResult
 from inference.api.errors import MoodringError
 from recommender.mood import Strategy
@@ -113,7 +113,11 @@ async def set_calm_face(
         return BaselineOutcome(error=exc.code)
     face = result.faces[0]  # the largest: the sender's
     # the network's own reading (before any community adapter): the worker adapts it when used
-    return BaselineOutcome(saved=await store.add_baseline(user_id, face.raw_probs or face.probs))
+    try:
+        return BaselineOutcome(saved=await store.add_baseline(user_id, face.raw_probs or face.probs))
+    except NoConsent:  # /mood forget (or a decline) while the photo was being read
+        log.info("user %s was forgotten during a calm-face reading; nothing kept", store.hash(user_id))
+        return BaselineOutcome(error="forgotten_during_check")
 
 
 async def _gate(user_id: int, store: UserStore, cooldown_s: float) -> tuple[str, float] | None:
@@ -181,14 +185,18 @@ async def finish_check(
     took over a check whose bot process died)."""
     faces = result.faces
     emotion, probs = faces[0].emotion, dict(faces[0].probs)
-    recorded = await store.record_reading(
-        user_id,
-        emotion,
-        probs,
-        raw=faces[0].raw_probs or None,
-        baseline=faces[0].baseline_applied,
-        features=faces[0].features,
-    )
+    try:
+        recorded = await store.record_reading(
+            user_id,
+            emotion,
+            probs,
+            raw=faces[0].raw_probs or None,
+            baseline=faces[0].baseline_applied,
+            features=faces[0].features,
+        )
+    except NoConsent:  # /mood forget (or a decline) while the photo was being read: keep nothing
+        log.info("user %s was forgotten during a check; its reading was not kept", store.hash(user_id))
+        return CheckOutcome(error="forgotten_during_check")
     chosen = strategy or recommender.mood_map.default_strategy(emotion)
     tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=store.hash(user_id))
     heatmap = base64.b64decode(result.heatmap_jpeg_b64) if result.heatmap_jpeg_b64 else None

@@ -15,11 +15,12 @@ import time
 import uuid
 from collections.abc import Mapping
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
 from inference.api.contract import Job, JobOptions, JobResult, hash_user, image_key
-from inference.api.errors import BadImage, Busy, JobFailed, Unavailable
+from inference.api.errors import BadImage, Busy, InvalidJob, JobFailed, Unavailable
 from inference.api.settings import WORKING_SIDE, QueueSettings
 from inference.api.transport import open_transport, retry_transient
 
@@ -104,7 +105,10 @@ class JobClient:
         """
         shrunk = await asyncio.to_thread(shrink_for_queue, data, self._max_side)
         user = hash_user(user_id, self._salt)
-        options = JobOptions(heatmap=want_heatmap, prior=dict(prior or {}), baseline=dict(baseline or {}))
+        try:
+            options = JobOptions(heatmap=want_heatmap, prior=dict(prior or {}), baseline=dict(baseline or {}))
+        except ValidationError as exc:  # e.g. a weight that isn't finite: refused here, never queued
+            raise InvalidJob(_first_error(exc)) from None
         try:
             return await self._run(user, job_id or uuid.uuid4().hex, shrunk, options, timeout_s)
         except (RedisError, RedisClusterException) as exc:  # after transient retries: refused or gone
@@ -122,14 +126,18 @@ class JobClient:
         if not await self._queue.lock_user(user, job_id, int(timeout) + 5):
             raise Busy("one photo at a time")
         now = time.time()
-        job = Job(
-            job_id=job_id,
-            user_hash=user,
-            image_key=image_key(job_id),
-            submitted_at=now,
-            deadline=now + timeout,
-            options=options,
-        )
+        try:
+            job = Job(
+                job_id=job_id,
+                user_hash=user,
+                image_key=image_key(job_id),
+                submitted_at=now,
+                deadline=now + timeout,
+                options=options,
+            )
+        except ValidationError as exc:  # a job id or a timeout out of the contract's range
+            await self._queue.cleanup(job_id, user)
+            raise InvalidJob(_first_error(exc)) from None
         try:  # from here on the lock is released and the photo deleted whatever happens
             if not await self._queue.submit(job, shrunk, int(timeout) + 5, s.max_backlog):
                 log.warning("shedding load: backlog at the cap %d (user %s)", s.max_backlog, user)
@@ -150,6 +158,13 @@ class JobClient:
         finally:
             await self._queue.cleanup(job_id, hash_user(user_id, self._salt))
         return _answered(result)
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The contract's complaint in one line (where, and what)."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "job"
+    return f"{where}: {err['msg']}"
 
 
 def _answered(result: JobResult) -> JobResult:

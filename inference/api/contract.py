@@ -15,16 +15,22 @@ Redis layout (all keys share the ``moodring:`` prefix; the stream side is
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The versions are the ``schema_version`` literals of ``Job`` (still 2) and ``JobResult`` (4
 # since faces carry the adapter version and the sender's projected features; 3 turned the
 # heatmap into a JPEG): a message of another version fails validation instead of being
 # half-read. Upgrade bots and workers together (docs/architecture.md).
 
-ErrorCode = Literal["no_face", "bad_image", "too_large", "too_many_pixels", "timeout", "internal", "busy"]
+ErrorCode = Literal[
+    "no_face", "bad_image", "too_large", "too_many_pixels", "timeout", "internal", "busy", "invalid_job"
+]
+
+# The longest a job may be waited for (submitted_at to deadline): job timeouts are capped here
+# (QueueSettings.job_timeout_s), so a deadline further out is a bad job, not a patient caller.
+MAX_JOB_S = 600.0
 
 
 def hash_user(user_id: int | str, salt: str = "moodring") -> str:
@@ -50,7 +56,13 @@ def inflight_key(user_hash: str) -> str:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: JSON's 1e999 parses as infinity, and NaN/inf would travel through
+    # softmaxes into results that serialise as null; every number of the contract is finite.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+Weight = Annotated[float, Field(ge=0, le=1e6)]
+Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 class JobOptions(_Frozen):
@@ -58,21 +70,37 @@ class JobOptions(_Frozen):
     # About the sender, applied by the worker to the largest face (theirs) before its label,
     # Grad-CAM target, reason and caption (inference.serve.personal). Empty: none.
     # prior: class weights from their corrections (a class it doesn't name keeps weight 1).
-    prior: dict[str, float] = Field(default_factory=dict)
+    prior: dict[str, Weight] = Field(default_factory=dict, max_length=64)
     # baseline: the probabilities of their calm face's reading (only numbers, never an image).
-    baseline: dict[str, float] = Field(default_factory=dict)
+    baseline: dict[str, Probability] = Field(default_factory=dict, max_length=64)
+
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 
 class Job(_Frozen):
-    """One photo to analyse."""
+    """One photo to analyse.
+
+    ``image_key`` must be the job's own photo key (:func:`image_key` of its id): a job that names
+    another job's photo is refused, never answered from it. ``deadline`` lies after
+    ``submitted_at`` by at most :data:`MAX_JOB_S`.
+    """
 
     schema_version: Literal[2] = 2
-    job_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
     user_hash: str = Field(max_length=64)
     image_key: str
-    submitted_at: float
-    deadline: float
+    submitted_at: float = Field(ge=0)
+    deadline: float = Field(ge=0)
     options: JobOptions = JobOptions()
+
+    @model_validator(mode="after")
+    def _own_photo_and_sane_deadline(self) -> Job:
+        if self.image_key != image_key(self.job_id):
+            raise ValueError("image_key is not this job's photo key")
+        if not 0 < self.deadline - self.submitted_at <= MAX_JOB_S:
+            raise ValueError(f"deadline must be within {MAX_JOB_S:g} s after submitted_at")
+        return self
 
 
 class FaceResult(_Frozen):

@@ -68,6 +68,13 @@ class JobTimeout(MoodringError):
     code = "timeout"
 
 
+class InvalidJob(MoodringError):
+    """A job the contract refuses (a photo key not its own, a number that isn't finite or is out
+    of range, a deadline too far out): refused where it is made, or answered so by a worker."""
+
+    code = "invalid_job"
+
+
 class JobFailed(MoodringError):
     """The worker answered with a typed error; ``code`` mirrors it."""
 
@@ -93,6 +100,9 @@ USER_MESSAGES: dict[str, str] = {
     "cooldown": "Easy there: you can check again in {seconds} s.",
     "download_failed": "I couldn't download that attachment from Discord. Please try again.",
     "internal": "Something went wrong on my side. Please try again later.",
+    "invalid_job": "Something went wrong on my side (a malformed request). Please try again later.",
+    "forgotten_during_check": "You asked me to forget you while I was reading that photo, so I kept "
+    "nothing of it. `/mood check` starts again.",
     "not_yours": "Only the person who ran this can use these buttons.",
 }
 

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference.api.contract import MAX_JOB_S
 
 EXIT_CONFIG = 2
 
@@ -44,6 +46,9 @@ def describe_error(exc: ValidationError, settings_cls: type[BaseSettings]) -> st
     parts = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"])
+        if not name:  # a rule across fields (a model validator) names its variables itself
+            parts.append(str(err["msg"]).removeprefix("Value error, "))
+            continue
         field = settings_cls.model_fields.get(name)
         env = (field.alias if field is not None and field.alias else f"{prefix}{name}").upper()
         parts.append(f"{env} is required" if err["type"] == "missing" else f"{env}: {err['msg']}")
@@ -87,7 +92,19 @@ class QueueSettings(CommonSettings):
     stream_maxlen: int = Field(default=10_000, ge=100)
     max_backlog: int = Field(default=200, ge=1, description="lag + pending above this: refuse as busy")
     result_ttl_s: int = Field(default=60, ge=5)
-    job_timeout_s: float = Field(default=20.0, gt=0)
+    job_timeout_s: float = Field(default=20.0, gt=0, le=MAX_JOB_S)
     worker_alive_s: float = Field(
         default=20.0, gt=0, description="a worker that beat within this many seconds counts as up"
     )
+
+    @model_validator(mode="after")
+    def _no_silent_trim(self) -> QueueSettings:
+        # XADD trims each stream to about stream_maxlen entries; a backlog cap above it lets
+        # accepted jobs be trimmed unread (no answer, no dead letter, no log).
+        if self.stream_maxlen < self.max_backlog:
+            raise ValueError(
+                f"MOODRING_STREAM_MAXLEN ({self.stream_maxlen}) is below MOODRING_MAX_BACKLOG "
+                f"({self.max_backlog}): accepted jobs would be trimmed from the stream unread; "
+                "raise MOODRING_STREAM_MAXLEN to at least the backlog cap"
+            )
+        return self

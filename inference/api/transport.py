@@ -22,7 +22,9 @@ shards.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,7 +39,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inference.api.connect import connect
-from inference.api.contract import Job, JobResult, image_key, inflight_key, job_key, result_key
+from inference.api.contract import (
+    JOB_ID_PATTERN,
+    Job,
+    JobResult,
+    image_key,
+    inflight_key,
+    job_key,
+    result_key,
+)
 from inference.api.errors import JobFailed, JobTimeout
 from inference.api.settings import QueueSettings
 
@@ -69,13 +79,33 @@ class Backlog:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One queue entry handed to a worker; ``job`` is None when the entry is malformed."""
+    """One queue entry handed to a worker.
+
+    ``job`` is None when the entry is not a valid job: ``problem`` says why, and ``job_id`` is
+    its id when one could be read (its caller is then answered with a typed refusal).
+    """
 
     entry_id: bytes
     job: Job | None
     stream: str  # the shard it came from
     deliveries: int = 1
     raw: bytes = b""
+    problem: str = ""
+    job_id: str = ""
+
+    @property
+    def answer_to(self) -> str:
+        """The job id an answer goes to ("" none)."""
+        return self.job.job_id if self.job is not None else self.job_id
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a worker found for one job before computing: its photo, or why there is none."""
+
+    photo: bytes | None = None
+    answered: bool = False  # the job's done marker is set: a re-run of an answered job
+    problem: str = ""  # the photo key could not be read (e.g. WRONGTYPE): the job's own fault
 
 
 class Transport(Protocol):
@@ -92,7 +122,7 @@ class Transport(Protocol):
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
     async def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]: ...
     async def recover(self) -> None: ...
-    async def images(self, jobs: Sequence[Job]) -> list[bytes | None]: ...
+    async def images(self, jobs: Sequence[Job]) -> list[Fetched]: ...
     async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None: ...
     async def dead_letter(
         self, consumer: str, delivery: Delivery, result: JobResult | None, reason: str = ...
@@ -104,13 +134,14 @@ DEAD_LETTER_AGE_S = 7 * 86_400
 
 # Answer a job once (KEYS: result list, done marker, photo, caller's waiting key; ARGV: result
 # JSON, TTL). The first answer wins; none is stored when the caller has stopped waiting (gone,
-# or timed out), so a late answer never leaves a heatmap behind. The photo goes either way.
+# or timed out), so a late answer never leaves a heatmap behind. The photo goes either way, and
+# first: a result key of the wrong type fails the RPUSH, never the deletion.
 ANSWER_ONCE = """
+redis.call('DEL', KEYS[3])
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RPUSH', KEYS[1], ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
-redis.call('DEL', KEYS[3])
 return 1
 """
 
@@ -144,9 +175,9 @@ def shard_streams(stream: str, shards: int, cluster: bool) -> list[str]:
     return [f"{stream}:{{{shard_tag(i, shards)}}}" for i in range(shards)]
 
 
-# Atomic "add a job unless lag + pending of the group is at the cap" (KEYS[1] stream;
-# ARGV group, cap, approximate max length, job JSON). Returns 1 when added.
-ADD_IF_ROOM = """
+# A shard's backlog as the group sees it: lag (not yet delivered) + pending (delivered, not yet
+# acknowledged), and the photo slots reserved by submitters still writing their photo.
+_BACKLOG_LUA = """
 local lag, pending = 0, 0
 local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
 if ok then
@@ -163,21 +194,73 @@ if ok then
     end
   end
 end
-if lag + pending >= tonumber(ARGV[2]) then return 0 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'job', ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local held = redis.call('ZCARD', KEYS[2])
+"""
+
+# Reserve room for one job's photo unless the shard is at its cap (KEYS[1] stream, KEYS[2] its
+# reservations; ARGV group, cap, job id, hold ms). Returns 1 when reserved. The photo is written
+# only after this, so photos held never exceed the cap, however many submitters race.
+RESERVE_IF_ROOM = (
+    _BACKLOG_LUA
+    + """
+if lag + pending + held >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]))
 return 1
 """
+)
+
+# Turn a reservation into the job's entry (KEYS[1] stream, KEYS[2] reservations; ARGV job id,
+# approximate max length, job JSON).
+ADD_RESERVED = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[3])
+return 1
+"""
+
+# How long a reservation holds while its photo is written (a submitter that dies meanwhile
+# gives its slot back after this).
+RESERVE_HOLD_MS = 10_000
+
 WORKERS_KEY = "moodring:workers"  # sorted set: consumer -> time of its last heartbeat
 
 
-def parse_job(raw: bytes | None) -> Job | None:
+def reserved_key(stream: str) -> str:
+    """A shard's photo reservations (a sorted set beside it, on its slot)."""
+    return f"{stream}:reserved"
+
+
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+def parse_job(raw: bytes | None) -> tuple[Job | None, str, str]:
+    """An entry's job, or None with why, and its id when one can be read (to answer it)."""
     if raw is None:
-        return None
+        return None, "no job field", ""
     try:
-        return Job.model_validate_json(raw)
+        return Job.model_validate_json(raw), "", ""
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        problem = f"invalid: {where + ': ' if where else ''}{err['msg']}"[:200]
+    try:
+        fields = json.loads(raw)
     except ValueError:
-        log.error("malformed job entry (%d bytes)", len(raw))
-        return None
+        fields = None
+    job_id = fields.get("job_id") if isinstance(fields, dict) else None
+    known = job_id if isinstance(job_id, str) and _JOB_ID.match(job_id) else ""
+    if fields is None:
+        problem = "malformed"
+    log.error("job entry refused (%d bytes): %s", len(raw), problem)
+    return None, problem, known
+
+
+def _delivery(eid: bytes, raw: bytes, stream: str, deliveries: int) -> Delivery:
+    job, problem, job_id = parse_job(raw)
+    return Delivery(eid, job, stream, deliveries, raw, problem, job_id)
 
 
 async def retry_transient(fn: Callable[[], Awaitable[T]], attempts: int = 20, pause_s: float = 0.25) -> T:
@@ -214,7 +297,8 @@ class StreamTransport:
         else:  # beside its shard, on its slot
             self.dead = {s: f"{s}:dead" for s in self.streams}
         self._next = 0  # the shard a worker reads first (rotates, so none starves)
-        self._add_if_room = redis.register_script(ADD_IF_ROOM)
+        self._reserve = redis.register_script(RESERVE_IF_ROOM)
+        self._add_reserved = redis.register_script(ADD_RESERVED)
         self._answer_once = self.blobs.register_script(ANSWER_ONCE)
 
     def _shard_cap(self, max_backlog: int) -> int:
@@ -258,28 +342,44 @@ class StreamTransport:
         return bool(await self.redis.set(inflight_key(user_hash), job_id, nx=True, ex=ttl_s))
 
     async def submit(self, job: Job, image: bytes, ttl_s: int, max_backlog: int) -> bool:
-        """The photo first (short TTL, in the blob store), then the job that points to it.
+        """Room first, then the photo (short TTL, in the blob store), then the job pointing to it.
 
-        The job goes to the shard its id hashes to, or the next one with room. Each shard's
-        backlog check and ``XADD`` are one script, so concurrent submitters can't push a shard
-        past its share of ``max_backlog``. False (and the photo deleted again): every shard is full.
+        The job goes to the shard its id hashes to, or the next one with room. A shard's
+        backlog check and the reservation are one script, so concurrent submitters can't push
+        a shard past its share of ``max_backlog``, and no photo is written for a job that is
+        refused: the photos held never exceed the cap. False: every shard is full.
         """
-        async with self.blobs.pipeline(transaction=True) as pipe:  # one job: one slot
-            pipe.set(job.image_key, image, ex=ttl_s)
-            pipe.set(waiting_key(job.job_id), "1", ex=ttl_s)  # the caller waits; gone when it stops
-            await pipe.execute()
         n = len(self.streams)
         first = zlib.crc32(job.job_id.encode()) % n
-        payload = job.model_dump_json()
         for i in range(n):
-            added = await self._add_if_room(
-                keys=[self.streams[(first + i) % n]],
-                args=[self.s.group, self._shard_cap(max_backlog), self.s.stream_maxlen, payload],
+            stream = self.streams[(first + i) % n]
+            reserved = await self._reserve(
+                keys=[stream, reserved_key(stream)],
+                args=[self.s.group, self._shard_cap(max_backlog), job.job_id, RESERVE_HOLD_MS],
             )
-            if added:
-                return True
-        await self.blobs.delete(job.image_key, waiting_key(job.job_id))
-        return False
+            if reserved:
+                break
+        else:
+            return False
+        try:
+            async with self.blobs.pipeline(transaction=True) as pipe:  # one job: one slot
+                pipe.set(job.image_key, image, ex=ttl_s)
+                pipe.set(waiting_key(job.job_id), "1", ex=ttl_s)  # the caller waits; gone when it stops
+                await pipe.execute()
+        except BaseException:
+            await self._release(stream, job.job_id)
+            raise
+        await self._add_reserved(
+            keys=[stream, reserved_key(stream)],
+            args=[job.job_id, self.s.stream_maxlen, job.model_dump_json()],
+        )
+        return True
+
+    async def _release(self, stream: str, job_id: str) -> None:
+        try:
+            await self.redis.zrem(reserved_key(stream), job_id)
+        except RedisError:  # it lapses after RESERVE_HOLD_MS anyway
+            log.debug("could not release the reservation of job %s", job_id)
 
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult:
         deadline = time.monotonic() + wait_s
@@ -360,11 +460,7 @@ class StreamTransport:
         out = []
         for stream, entries in resp or []:
             name = stream.decode() if isinstance(stream, bytes) else str(stream)
-            out += [
-                Delivery(eid, parse_job(fields.get(b"job")), name, 1, fields.get(b"job", b""))
-                for eid, fields in entries
-                if fields
-            ]
+            out += [_delivery(eid, fields.get(b"job"), name, 1) for eid, fields in entries if fields]
         return out
 
     async def _read_on_node(self, stream: str, consumer: str, count: int, block_ms: int | None) -> Any:
@@ -416,18 +512,32 @@ class StreamTransport:
             if not fields:  # entry deleted meanwhile
                 await self.redis.xack(stream, self.s.group, eid)
                 continue
-            raw = fields.get(b"job", b"")
-            out.append(Delivery(eid, parse_job(raw), stream, deliveries.get(eid, 1 << 30), raw))
+            out.append(_delivery(eid, fields.get(b"job"), stream, deliveries.get(eid, 1 << 30)))
         return out
 
-    async def images(self, jobs: Sequence[Job]) -> list[bytes | None]:
+    async def images(self, jobs: Sequence[Job]) -> list[Fetched]:
+        """Each job's photo, whether it was answered already (its done marker), or what failed.
+
+        One job's bad key (another type at its photo key: WRONGTYPE) is that job's problem
+        only; its batch-mates get their photos.
+        """
         if not jobs:
             return []
-        async with self.blobs.pipeline(transaction=False) as pipe:  # one GET per job: any slots
+        async with self.blobs.pipeline(transaction=False) as pipe:  # any slots
             for job in jobs:
+                pipe.exists(done_key(job.job_id))
                 pipe.get(job.image_key)
-            found: list[Any] = await pipe.execute()
-        return [bytes(v) if v else None for v in found]
+            found: list[Any] = await pipe.execute(raise_on_error=False)
+        out = []
+        for done, photo in zip(found[::2], found[1::2], strict=True):
+            for reply in (done, photo):
+                if isinstance(reply, TRANSIENT):  # the broker, not the job: retried by the loop
+                    raise reply
+            if isinstance(photo, Exception):
+                out.append(Fetched(problem=f"photo unreadable: {str(photo)[:120]}"))
+            else:
+                out.append(Fetched(bytes(photo) if photo else None, done is True or done == 1))
+        return out
 
     async def finish(self, done: Sequence[tuple[Delivery, JobResult | None]]) -> None:
         """Per entry: push the result (TTL) if any, delete the photo, then ack and delete the entry."""
@@ -443,6 +553,7 @@ class StreamTransport:
         job = delivery.job.model_copy(update={"user_hash": ""}).model_dump_json() if delivery.job else ""
         record = {
             "job": job,
+            "job_id": delivery.answer_to,
             "malformed_bytes": 0 if delivery.job else len(delivery.raw),
             "entry": delivery.entry_id,
             "deliveries": delivery.deliveries,
@@ -459,14 +570,21 @@ class StreamTransport:
         A crash between the two leaves the entry unacknowledged: it is claimed again, and its
         second answer is dropped by the done marker; nothing is lost, nothing answered twice.
         """
-        answers = [(d.job, res) for d, res in done if d.job is not None]
+        answers = [(d.answer_to, res) for d, res in done if d.answer_to]
         if self.cluster:  # a script can't ride a cluster pipeline: one call per job, concurrently
-            await asyncio.gather(*(self._answer(job, res, None) for job, res in answers))
+            replies = await asyncio.gather(
+                *(self._answer(j, res, None) for j, res in answers), return_exceptions=True
+            )
         else:
             async with self.blobs.pipeline(transaction=False) as blob:
-                for job, res in answers:
-                    await self._answer(job, res, blob)
-                await blob.execute()
+                for job_id, res in answers:
+                    await self._answer(job_id, res, blob)
+                replies = await blob.execute(raise_on_error=False)
+        for (job_id, _), reply in zip(answers, replies, strict=True):
+            if isinstance(reply, TRANSIENT):  # nothing acked: the entries are claimed again
+                raise reply
+            if isinstance(reply, BaseException):  # one job's keys (e.g. WRONGTYPE): its own, logged
+                log.error("job %s: its answer could not be stored: %s", job_id, reply)
         by_shard: dict[str, list[Delivery]] = {}
         for d, _ in done:
             by_shard.setdefault(d.stream, []).append(d)
@@ -481,15 +599,16 @@ class StreamTransport:
                     pipe.xdel(stream, d.entry_id)
                 await pipe.execute()
 
-    async def _answer(self, job: Job, res: JobResult | None, pipe: Any) -> None:
+    async def _answer(self, job_id: str, res: JobResult | None, pipe: Any) -> None:
+        # A job's photo key is its own (the contract checks it), so the id names every key.
         if res is None:  # nobody is waiting for an answer any more
             if pipe is None:
-                await self.blobs.delete(job.image_key)
+                await self.blobs.delete(image_key(job_id))
             else:
-                pipe.delete(job.image_key)
+                pipe.delete(image_key(job_id))
             return
         await self._answer_once(
-            keys=[result_key(job.job_id), done_key(job.job_id), job.image_key, waiting_key(job.job_id)],
+            keys=[result_key(job_id), done_key(job_id), image_key(job_id), waiting_key(job_id)],
             args=[res.model_dump_json(), self.s.result_ttl_s],
             client=pipe,
         )

@@ -20,6 +20,7 @@ class Metrics:
     batch: Any = None
     depth: Any = None
     batch_sizes: Counter[int] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # kept with or without Prometheus
 
     @classmethod
     def start(cls, port: int | None) -> Metrics:
@@ -41,6 +42,8 @@ class Metrics:
         )
 
     def observe(self, outcome: str, latency_s: float) -> None:
+        """One job settled: ``ok``, an error code, ``dead_letter``, or ``rerun`` (answered before)."""
+        self.outcomes[outcome] += 1
         if self.enabled:
             self.jobs.labels(outcome).inc()
             self.latency.observe(latency_s)

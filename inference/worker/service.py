@@ -26,11 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import click
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inference.api.connect import connect
-from inference.api.contract import Job, JobError, JobResult
+from inference.api.contract import MAX_JOB_S, Job, JobError, JobResult
 from inference.api.errors import MoodringError
 from inference.api.settings import load_settings
 from inference.api.transport import TRANSIENT, Delivery, connect_blobs, open_transport
@@ -164,45 +165,62 @@ class Worker:
             out.append(d)
         return out
 
-    async def _dead_letter(self, d: Delivery, reason: str = "deliveries", answer: bool = True) -> None:
+    async def _dead_letter(
+        self, d: Delivery, reason: str = "deliveries", answer: bool = True, code: str = "internal"
+    ) -> None:
+        """Move an entry to the dead letters; its caller (when known and ``answer``) gets ``code``."""
         log.error(
             "job %s (%s, delivery %d): moved to %s",
-            d.job.job_id if d.job else d.entry_id.decode(),
+            d.answer_to or d.entry_id.decode(),
             reason,
             d.deliveries,
             self.queue.dead[d.stream],
         )
         res = None
-        if d.job is not None and answer:
-            res = self._error(d.job, "internal", f"dead-lettered: {reason}")
+        if d.answer_to and answer:
+            res = self._error(d.answer_to, code, f"dead-lettered: {reason}")
         await self.queue.dead_letter(self.name, d, res, reason)
         self.metrics.observe("dead_letter", 0.0)
 
     async def _process(self, entries: list[Delivery]) -> None:
+        """One batch. Whatever is wrong with one entry is settled for that entry alone."""
         now = time.time()
         live: list[tuple[Delivery, Job]] = []
         done: list[tuple[Delivery, JobResult | None]] = []
         for d in entries:
             if d.job is None:  # every undeliverable entry ends in the dead-letter stream
-                await self._dead_letter(d, "malformed")
+                # answered with a typed refusal when its id could be read (its caller may wait)
+                await self._dead_letter(d, d.problem or "malformed", code="invalid_job")
             elif d.job.deadline <= now:
                 # Its submitter stopped waiting at the deadline: no answer, a dead letter.
                 await self._dead_letter(d, "expired", answer=False)
+            elif d.job.deadline > now + MAX_JOB_S:
+                await self._dead_letter(
+                    d, f"invalid: deadline more than {MAX_JOB_S:g} s ahead", code="invalid_job"
+                )
             else:
                 live.append((d, d.job))
-        images = await self.queue.images([job for _, job in live])
+        fetched = await self.queue.images([job for _, job in live])
         ready = []
-        for (d, job), img in zip(live, images, strict=True):
-            if img:
-                ready.append((d, job, img))
+        for (d, job), got in zip(live, fetched, strict=True):
+            if got.answered:
+                # Answered before (e.g. its ack was lost in a Redis restart): the done marker
+                # keeps a second answer out; settled without compute, counted as a re-run.
+                done.append((d, None))
+                self.metrics.observe("rerun", now - job.submitted_at)
+                log.info("job %s was answered already; settled as a re-run", job.job_id)
+            elif got.problem:
+                await self._dead_letter(d, got.problem)
+            elif got.photo:
+                ready.append((d, job, got.photo))
             else:
-                done.append((d, self._error(job, "timeout", "image expired")))
+                done.append((d, self._error(job.job_id, "timeout", "image expired")))
         done += await self._compute(ready)
         await self._finish(done)
 
-    def _error(self, job: Job, code: str, detail: str = "", batch: int = 0) -> JobResult:
+    def _error(self, job_id: str, code: str, detail: str = "", batch: int = 0) -> JobResult:
         return JobResult(
-            job_id=job.job_id,
+            job_id=job_id,
             error=JobError(code=code, detail=detail[:200]),  # type: ignore[arg-type]
             worker=self.name,
             batch_size=batch,
@@ -247,17 +265,21 @@ class Worker:
 
     def _to_result(self, job: Job, out: Any, batch_ms: float, batch: int) -> JobResult:
         if isinstance(out, MoodringError):
-            return self._error(job, out.code, str(out), batch)
+            return self._error(job.job_id, out.code, str(out), batch)
         heatmap = base64.b64encode(out.heatmap_jpeg).decode() if out.heatmap_jpeg else None
-        return JobResult(
-            job_id=job.job_id,
-            faces=out.faces,
-            faces_found=out.faces_found,
-            heatmap_jpeg_b64=heatmap,
-            timings_ms=dict(out.timings_ms) | {"batch": batch_ms},
-            worker=self.name,
-            batch_size=batch,
-        )
+        try:
+            return JobResult(
+                job_id=job.job_id,
+                faces=out.faces,
+                faces_found=out.faces_found,
+                heatmap_jpeg_b64=heatmap,
+                timings_ms=dict(out.timings_ms) | {"batch": batch_ms},
+                worker=self.name,
+                batch_size=batch,
+            )
+        except ValidationError as exc:  # e.g. a number that isn't finite: the contract refuses it
+            log.error("job %s: the reading doesn't fit the contract: %s", job.job_id, exc.errors()[0]["msg"])
+            return self._error(job.job_id, "internal", "the reading was not a valid result", batch)
 
     async def _finish(self, done: list[tuple[Delivery, JobResult | None]]) -> None:
         if not done:

@@ -40,9 +40,9 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     await fd.stop()
 
 
-@pytest.fixture
-async def worker(redis_server: str, tiny_model_dir: Path) -> AsyncIterator[None]:
-    """An in-process worker (torch in its own single-thread executor) on the test Redis."""
+@asynccontextmanager
+async def run_worker(redis_url: str, tiny_model_dir: Path) -> AsyncIterator[None]:
+    """An in-process worker (torch in its own single-thread executor) on the test Redis, up once it beat."""
     from inference.serve.checkpoint import load_model
     from inference.serve.faces import FullFrameDetector
     from inference.serve.predictor import Predictor
@@ -51,19 +51,27 @@ async def worker(redis_server: str, tiny_model_dir: Path) -> AsyncIterator[None]
 
     model, manifest = load_model(tiny_model_dir)
     predictor = Predictor(model, manifest, FullFrameDetector(), bf16=False)
-    settings = WorkerSettings(redis_url=redis_server, block_ms=50, job_timeout_s=60)
-    w = Worker(Redis.from_url(redis_server), predictor, settings, name="w-bot-tests")
+    settings = WorkerSettings(redis_url=redis_url, block_ms=50, job_timeout_s=60)
+    w = Worker(Redis.from_url(redis_url), predictor, settings, name="w-bot-tests")
     task = asyncio.create_task(w.run())
-    probe = Redis.from_url(redis_server)
+    probe = Redis.from_url(redis_url)
     try:  # up once it has beaten: the bot refuses jobs at once while no worker is alive
         await wait_for_worker(probe)
     finally:
         await probe.aclose()
-    yield
-    w.stop()
-    await task
-    await w.redis.aclose()
-    predictor.close()
+    try:
+        yield
+    finally:
+        w.stop()
+        await task
+        await w.redis.aclose()
+        predictor.close()
+
+
+@pytest.fixture
+async def worker(redis_server: str, tiny_model_dir: Path) -> AsyncIterator[None]:
+    async with run_worker(redis_server, tiny_model_dir):
+        yield
 
 
 @asynccontextmanager

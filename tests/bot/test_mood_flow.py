@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping
 
 import pytest
@@ -151,3 +152,32 @@ def test_the_reply_says_how_many_faces_were_not_read() -> None:
     embed, _ = embeds.check_embed(out, EmotionRegistry(tuple(PROBS)))
     assert "3 more faces I didn't read" in embed.fields[0].value  # type: ignore[operator]
     assert "You look **sad**" in (embed.title or "")
+
+
+class ForgettingAnalyzer(FakeAnalyzer):
+    """The user runs ``/mood forget`` while the worker is reading their photo."""
+
+    def __init__(self, store: UserStore, user_id: int) -> None:
+        super().__init__()
+        self.store, self.user_id = store, user_id
+
+    async def analyze(self, user_id: int | str, data: bytes, **kwargs: object) -> JobResult:
+        result = await super().analyze(user_id, data)
+        await self.store.forget(self.user_id)
+        return result
+
+
+async def test_a_forget_during_the_reading_keeps_nothing_and_says_so(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = UserStore(redis, tuple(PROBS))
+    await store.set_consent(14, True)
+    out = await check_mood(
+        14, _photo, store=store, analyzer=ForgettingAnalyzer(store, 14), recommender=_rec(redis), cooldown_s=0
+    )
+    assert out.error == "forgotten_during_check" and not out.faces
+    await store.set_consent(14, True)
+    calm = await set_calm_face(14, _photo, store=store, analyzer=ForgettingAnalyzer(store, 14), cooldown_s=0)
+    assert calm.error == "forgotten_during_check"
+    assert await store.history(14) == [] and await store.baseline(14) is None
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from bot import texts
 from bot.mood_flow import check_mood
 from bot.store import UserStore
 from inference.api.contract import hash_user
 from inference.api.errors import NoFaceFound
-from tests.bot.conftest import TEST_SALT, BotFactory, uh
+from inference.api.settings import QueueSettings
+from inference.api.transport import open_transport
+from tests.bot.conftest import TEST_SALT, BotFactory, run_worker, uh
 from tests.bot.helpers import accept_consent, check, custom_ids, reading_text, start_session
 from tests.bot.test_mood_flow import PROBS, FakeAnalyzer, _photo, _rec
 from tests.conftest import face_photo
@@ -302,3 +305,27 @@ async def test_a_check_survives_its_bot_process_dying(
         await run
         await worker.redis.aclose()
         predictor.close()
+
+
+async def test_a_forget_while_the_photo_is_queued_answers_in_one_line_and_keeps_nothing(
+    fake: FakeDiscord,
+    start_bot: BotFactory,
+    redis_server: str,
+    redis: Redis,
+    tiny_model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await start_bot()
+    await accept_consent(fake, ALICE)
+    beat = open_transport(redis, QueueSettings())
+    await beat.heartbeat("w-not-yet")  # the bot queues the photo: a worker looks alive
+    reading = asyncio.create_task(check(fake, ALICE))
+    while not await redis.exists("moodring:jobs") or not await redis.xlen("moodring:jobs"):
+        await asyncio.sleep(0.05)
+    assert "deleted" in await _forget(fake, ALICE)  # forgotten while the photo waits in the queue
+    with caplog.at_level(logging.INFO):
+        async with run_worker(redis_server, tiny_model_dir):  # then a worker reads it
+            _, reply = await reading
+    assert reply["content"] == texts.error("forgotten_during_check")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await _anything_about(redis, ALICE) == []

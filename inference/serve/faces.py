@@ -87,10 +87,13 @@ class FaceDetector(Protocol):
         ...
 
 
-# MTCNN's smallest face, as a share of the working image's short side (never under its 40 px):
-# a selfie's face is far larger (taiwanese_dev: the smallest of 628 is 58 %), and skipping the
-# pyramid's largest levels saves about a sixth of detection. At 640x480 the floor is 48 px;
-# what it costs a group photo's small faces is measured in inference/MODEL_CARD.md.
+# MTCNN's smallest face in its first pass, as a share of the working image's short side (never
+# under its 40 px): a selfie's face is far larger (taiwanese_dev: the smallest of 628 is 58 %),
+# and skipping the pyramid's largest levels saves about a sixth of detection. At 640x480 the floor
+# is 48 px. A photo where that pass finds no face, or only small ones, gets a second look (the
+# skipped fine levels down to 40 px, and the photo padded for faces larger than the frame:
+# inference/serve/mtcnn.py SecondLook), so group photos and close-ups are found again while a
+# selfie pays nothing. Both are measured by benchmarks/face_detectors.py (docs/performance.md).
 MIN_FACE_FRACTION = 0.10
 
 
@@ -111,7 +114,11 @@ class MtcnnDetector:
         threshold: float = 0.92,
         max_side: int = WORKING_SIDE,
         min_face_fraction: float = MIN_FACE_FRACTION,
+        fine_pass: bool = True,
+        close_ups: bool = True,
     ) -> None:
+        """``fine_pass`` / ``close_ups``: the second look's two parts (both on when served; off
+        only to measure what each one finds)."""
         import torch
         from facenet_pytorch.models.mtcnn import MTCNN
 
@@ -123,6 +130,7 @@ class MtcnnDetector:
         )
         self._min_face_size = min_face_size
         self._min_face_fraction = min_face_fraction
+        self._fine_pass, self._close_ups = fine_pass, close_ups
         self._threshold = threshold
         self._max_side = max_side
         self._device = torch.device("cpu")
@@ -140,7 +148,7 @@ class MtcnnDetector:
         """The faces of each image; the candidates of all of them go through R-Net and O-Net at once."""
         import torch
 
-        from inference.serve.mtcnn import detect_many
+        from inference.serve.mtcnn import SecondLook, detect_many
 
         scales = [min(1.0, self._max_side / max(image.size)) for image in images]
         smalls = [
@@ -163,6 +171,7 @@ class MtcnnDetector:
                 self._min_face_size,
                 device=self._device,
                 min_face_fraction=self._min_face_fraction,
+                second_look=SecondLook(self._threshold, fine=self._fine_pass, close_ups=self._close_ups),
             )
         return [
             self._faces(boxes, points, scale) for (boxes, points), scale in zip(found, scales, strict=True)
@@ -277,7 +286,7 @@ def crop_face(image: Image.Image, face: Face, size: int = 48) -> Crop:
     # Cut a generous window first so rotating it is cheap and corners stay filled.
     half = side * 0.75
     window = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
-    patch = grey.crop(window)
+    patch = _cut(grey, window)
     if angle:
         fill = int(np.median(np.asarray(patch)))
         patch = patch.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=fill)
@@ -291,3 +300,15 @@ def crop_face(image: Image.Image, face: Face, size: int = 48) -> Crop:
         reducing_gap=2.0,
     )
     return Crop(np.asarray(patch, dtype=np.uint8), (cx, cy), side, angle)
+
+
+def _cut(grey: Image.Image, window: tuple[int, int, int, int]) -> Image.Image:
+    """``grey.crop(window)``, but where the window leaves the photo (a close-up's face overflows
+    it) the photo's edge pixels are repeated outward instead of black."""
+    x0, y0, x1, y1 = window
+    w, h = grey.size
+    inside = (max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))
+    if inside == window or inside[2] <= inside[0] or inside[3] <= inside[1]:
+        return grey.crop(window)
+    pads = ((inside[1] - y0, y1 - inside[3]), (inside[0] - x0, x1 - inside[2]))
+    return Image.fromarray(np.pad(np.asarray(grey.crop(inside)), pads, mode="edge"))

@@ -13,6 +13,7 @@ facenet-pytorch 2.6 ``models/utils/detect_face.py`` (MIT licence, (c) 2019 Timot
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -85,6 +86,7 @@ def detect_many(
     factor: float = 0.709,
     device: torch.device | None = None,
     min_face_fraction: float = 0.0,
+    second_look: SecondLook | None = None,
 ) -> list[Found]:
     """:func:`detect` for several images: P-Net per image (each has its own pyramid), then ONE
     R-Net and ONE O-Net pass over the candidates of all of them (their crops are all 24 / 48 px).
@@ -93,14 +95,115 @@ def detect_many(
     landmarks are what :func:`detect` alone gives (the nets see each crop on its own).
     ``min_face_fraction`` raises an image's smallest face to that share of its short side
     (never below ``min_face_size``): the pyramid then skips its largest, costliest levels.
+    ``second_look`` looks again at the photos where that first pass found no face, or only
+    small ones: the skipped fine levels, and the photo padded so a face as large as the frame or
+    larger fits (:class:`SecondLook`). A photo whose first pass found a selfie-sized face pays
+    nothing more and keeps exactly the first pass's boxes.
     """
     device = device or torch.device("cpu")
-    none = np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
     smallest = [max(min_face_size, min_face_fraction * min(im.size)) for im in images]
-    halvings = [[im] for im in images]
+    views = [_View(im, least) for im, least in zip(images, smallest, strict=True)]
+    out = _cascade(views, pnet, rnet, onet, thresholds, factor, device)
+    if second_look is None:
+        return out
+    again: list[tuple[int, _View]] = []
+    for i, (im, least) in enumerate(zip(images, smallest, strict=True)):
+        boxes = out[i][0]
+        sure = boxes[boxes[:, 4] >= second_look.score] if len(boxes) else boxes
+        short = min(im.size)
+        if len(sure) and float((sure[:, 2:4] - sure[:, 0:2]).max()) >= second_look.small * short:
+            continue  # a face a selfie would have: done, the first pass's boxes as they are
+        if second_look.fine and least > min_face_size:  # the fine levels the first pass skipped
+            again.append((i, _View(im, min_face_size, most=least)))
+        if second_look.close_ups:  # a face as large as the frame or larger (a phone held close)
+            again.append((i, _View(im, short)))  # one level: the short side is P-Net's window
+            again.append((i, _padded(im, second_look.pad)))
+    if not again:
+        return out
+    more = _cascade([v for _, v in again], pnet, rnet, onet, thresholds, factor, device)
+    for (i, view), (boxes, points) in zip(again, more, strict=True):
+        if len(boxes):
+            out[i] = _merge(out[i], view.unpad(boxes, points))
+    return out
+
+
+@dataclass(frozen=True)
+class SecondLook:
+    """When and how :func:`detect_many` looks at a photo again.
+
+    ``score``: a first-pass face counts only at this final score (the detector's own threshold);
+    ``small``: a face under this share of the short side doesn't end the search (a group photo
+    may hold smaller ones; a selfie's face is far larger: taiwanese_dev's smallest is 58 %);
+    ``pad``: the photo is padded to this many times its long side, so a face up to that size (a
+    phone held close: the face fills or overflows the frame) fits the coarsest levels.
+    """
+
+    score: float = 0.92
+    small: float = 0.25
+    pad: float = 2.0
+    fine: bool = True
+    close_ups: bool = True
+
+
+@dataclass
+class _View:
+    """One image for the cascade: faces from ``least`` px up to ``most`` px (None: the whole
+    frame), and where its pixels sit in the photo (``offset``: a padded view's border)."""
+
+    image: Image.Image
+    least: float
+    most: float | None = None
+    offset: tuple[int, int] = (0, 0)
+    halvings: list[Image.Image] = field(default_factory=list)
+
+    def unpad(self, boxes: np.ndarray, points: np.ndarray) -> Found:
+        dx, dy = self.offset
+        if dx or dy:
+            boxes = boxes.copy()
+            boxes[:, [0, 2]] -= dx
+            boxes[:, [1, 3]] -= dy
+            points = points - np.array([dx, dy], dtype=points.dtype)
+        return boxes, points
+
+
+def _padded(image: Image.Image, pad: float) -> _View:
+    """The photo centred on a square canvas ``pad`` x its long side, filled with its mean colour;
+    only faces at least 3/4 of its short side are looked for (the first pass saw the rest)."""
+    side = round(pad * max(image.size))
+    fill = tuple(int(v) for v in np.asarray(image.reduce(8) if min(image.size) >= 16 else image).mean((0, 1)))
+    canvas = Image.new("RGB", (side, side), fill)  # type: ignore[arg-type]
+    offset = ((side - image.width) // 2, (side - image.height) // 2)
+    canvas.paste(image, offset)
+    return _View(canvas, 0.75 * min(image.size), offset=offset)
+
+
+def _merge(a: Found, b: Found) -> Found:
+    """Two looks' faces at one photo, overlapping boxes kept once (the final NMS of the cascade)."""
+    boxes, points = np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
+    if len(a[0]) == 0:
+        return boxes, points
+    t = torch.from_numpy(boxes)
+    pick = batched_nms_numpy(t[:, :4], t[:, 4], torch.zeros(len(t), dtype=torch.long), 0.7, "Min")
+    pick = np.asarray(pick, dtype=np.int64).reshape(-1)
+    return boxes[pick], points[pick]
+
+
+def _cascade(
+    views: Sequence[_View],
+    pnet: nn.Module,
+    rnet: nn.Module,
+    onet: nn.Module,
+    thresholds: tuple[float, float, float],
+    factor: float,
+    device: torch.device,
+) -> list[Found]:
+    """The three stages over ``views``: P-Net per view, R-Net and O-Net once for all of them."""
+    none = np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+    for v in views:
+        v.halvings[:] = [v.image]
+    halvings = [v.halvings for v in views]
     boxes: list[torch.Tensor | None] = [
-        _pnet_stage(hs, pnet, least, thresholds[0], factor, device)
-        for hs, least in zip(halvings, smallest, strict=True)
+        _pnet_stage(v.halvings, pnet, v.least, thresholds[0], factor, device, v.most) for v in views
     ]
 
     # Stage 2: R-Net refines every candidate of every image at 24 px, in one batch.
@@ -121,7 +224,7 @@ def detect_many(
             boxes[i] = rerec(bbreg(b[pick], mv[pick]))
 
     # Stage 3: O-Net at 48 px gives the final score, box and five landmarks, in one batch.
-    out: list[Found] = [none] * len(images)
+    out: list[Found] = [none] * len(views)
     live = [i for i, b in enumerate(boxes) if b is not None]
     if not live:
         return out
@@ -182,16 +285,23 @@ def _pnet_stage(
     threshold: float,
     factor: float,
     device: torch.device,
+    max_face_size: float | None = None,
 ) -> torch.Tensor | None:
     """Stage 1: P-Net over the image's scale pyramid; square candidate boxes, or None.
 
+    Faces from ``min_face_size`` px up to (not including) ``max_face_size``, or, with None, up to
+    about the image's short side (the last level whose short side still holds P-Net's 12 px).
     ``halvings`` starts as ``[image]``; the stage adds the reductions it makes for later stages.
     """
     w, h = halvings[0].size
-    scale = 12.0 / min_face_size
-    minl = min(h, w) * scale
+    scales = []
+    scale, minl = 12.0 / min_face_size, min(h, w) * 12.0 / min_face_size
+    while minl >= 12 and (max_face_size is None or scale > 12.0 / max_face_size):
+        scales.append(scale)
+        scale *= factor
+        minl *= factor
     found, picks, offset = [], [], 0
-    while minl >= 12:
+    for scale in scales:
         size = (int(w * scale + 1), int(h * scale + 1))
         j = _halving(halvings, w / size[0])
         level = _tensor(halvings[j].resize(size, Image.Resampling.BOX))
@@ -200,8 +310,6 @@ def _pnet_stage(
         found.append(boxes_s)
         picks.append(nms(boxes_s[:, :4], boxes_s[:, 4], 0.5) + offset)
         offset += boxes_s.shape[0]
-        scale *= factor
-        minl *= factor
     if not found:  # image smaller than one 12 px P-Net window at the first scale
         return None
     boxes = torch.cat(found)[torch.cat(picks)]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -107,3 +108,98 @@ def test_framing_is_unchanged_for_ordinary_faces() -> None:
             reducing_gap=2.0,
         )
         assert np.array_equal(crop.pixels, np.asarray(ref))
+
+
+def _hopper_face() -> tuple[Image.Image, Face]:
+    from inference.serve.faces import MtcnnDetector
+
+    image = _portrait()
+    return image, max(MtcnnDetector().detect(image), key=lambda f: f.area)
+
+
+def _close_up(window: float) -> Image.Image:
+    """A phone held close: a square window ``window`` x the face box around its centre, at 720 px."""
+    image, face = _hopper_face()
+    x0, y0, x1, y1 = face.box
+    half = window * max(x1 - x0, y1 - y0) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    box = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
+    return image.crop(box).resize((720, 720), Image.Resampling.BILINEAR)
+
+
+def _over_centre(faces: list[Face], side: int) -> bool:
+    c = side / 2
+    return any(f.box[0] <= c <= f.box[2] and f.box[1] <= c <= f.box[3] for f in faces)
+
+
+def test_a_close_up_whose_face_overflows_the_frame_is_found() -> None:
+    from inference.serve.faces import MtcnnDetector
+
+    served, one_pass = MtcnnDetector(), MtcnnDetector(close_ups=False, fine_pass=False)
+    for window in (1.2, 0.85, 0.7):  # below 1 the face box is larger than the photo
+        close = _close_up(window)
+        assert _over_centre(served.detect(close), 720), window
+    # the second look is what finds it: the first pass alone loses the 0.7 close-up
+    assert not _over_centre(one_pass.detect(_close_up(0.7)), 720)
+
+
+Photo = tuple[Image.Image, list[tuple[int, int]]]
+
+
+def _group_photo(share: float, size: tuple[int, int] = (1280, 960)) -> Photo:
+    """Four copies of a real face, each face box ``share`` of the photo's short side, on a plain wall."""
+    image, face = _hopper_face()
+    x0, y0, x1, y1 = face.box
+    pad = 0.6 * max(x1 - x0, y1 - y0)
+    head = image.crop((round(x0 - pad), round(y0 - pad), round(x1 + pad), round(y1 + pad)))
+    scale = share * min(size) / max(x1 - x0, y1 - y0)
+    head = head.resize((round(head.width * scale), round(head.height * scale)), Image.Resampling.BOX)
+    canvas = Image.new("RGB", size, (150, 140, 130))
+    centres = []
+    for i in range(4):
+        left = size[0] * (i + 1) // 5 - head.width // 2
+        top = size[1] // 2 - head.height // 2 + (i % 2) * size[1] // 6
+        canvas.paste(head, (left, top))
+        centres.append((left + head.width // 2, top + head.height // 2))
+    return canvas, centres
+
+
+def test_small_faces_of_a_group_photo_are_found() -> None:
+    from inference.serve.faces import MtcnnDetector
+
+    # face boxes 4.75 % of the short side (heads about a tenth): 23 px at the 640 px working size
+    photo, centres = _group_photo(0.0475)
+    faces = MtcnnDetector().detect(photo)
+    hits = {
+        i
+        for i, (cx, cy) in enumerate(centres)
+        for f in faces
+        if f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3]
+    }
+    assert hits == {0, 1, 2, 3} and len(faces) == 4
+    # the coarse first pass alone (faces from a tenth of the short side) misses them
+    assert len(MtcnnDetector(close_ups=False, fine_pass=False).detect(photo)) < 2
+
+
+def test_photos_without_a_face_still_give_no_face_after_the_second_look() -> None:
+    from matplotlib import cbook
+
+    from inference.serve.faces import MtcnnDetector
+
+    det = MtcnnDetector()
+    folder = Path(cbook.get_sample_data("logo2.png", asfileobj=False)).parent
+    for name in ("logo2.png", "Minduka_Present_Blue_Pack.png"):
+        image = Image.open(folder / name).convert("RGB")
+        assert det.detect(image) == [], name
+        assert det.detect(image.resize((image.width * 3, image.height * 3))) == [], name
+
+
+def test_a_crop_that_leaves_the_photo_repeats_its_edge_instead_of_black() -> None:
+    """A close-up's face box is larger than the photo: the crop must not frame it in black."""
+    im = Image.new("RGB", (300, 300), (90, 90, 90))
+    ImageDraw.Draw(im).rectangle((0, 0, 299, 20), fill=(220, 220, 220))  # a bright top edge
+    crop = crop_face(im, Face((-80.0, -60.0, 380.0, 400.0), 0.99), size=48)
+    assert crop.pixels.min() >= 85  # no black anywhere
+    assert crop.pixels[0].mean() > 150  # above the photo: its bright top row, repeated
+    inside = crop_face(im, Face((100.0, 100.0, 200.0, 200.0), 0.99), size=48)
+    assert (inside.pixels == 90).all()  # a box well inside is cut exactly as before

@@ -51,14 +51,12 @@ from inference.training.adapt import (
     Policy,
     balance_classes,
     cap_people,
-    decide,
     feedback_weights,
     fit,
-    fit_and_judge,
-    validate,
 )
+from inference.training.adapt_judge import decide, fit_and_judge, validate
 from inference.training.data import load_faces
-from inference.training.evaluate import read_groups
+from inference.training.photos import read_groups
 from inference.training.readings import photo_readings, predict_with_features
 
 SCENARIOS: dict[str, dict[str, float]] = {

@@ -26,8 +26,8 @@ from inference.serve.checkpoint import load_model
 from inference.serve.faces import build_detector
 from inference.serve.personal import personal_weights, reweight
 from inference.serve.precision import resolve_bf16
-from inference.training.evaluate import PhotoProbs, apply_calm_baselines, photo_probs, read_groups
 from inference.training.metrics import classification_report
+from inference.training.photos import PhotoProbs, apply_calm_baselines, photo_probs, read_groups
 
 
 def _agreed(root: Path) -> set[str]:

@@ -24,7 +24,8 @@ from inference.serve.faces import build_detector
 from inference.serve.precision import resolve_bf16
 from inference.training.average import average_states, load_state
 from inference.training.data import load_faces
-from inference.training.evaluate import photo_crops, predict_probs
+from inference.training.photos import photo_crops
+from inference.training.predict import predict_probs
 
 
 def main() -> None:

@@ -28,7 +28,8 @@ from inference.serve.checkpoint import load_model
 from inference.serve.faces import build_detector, crop_face
 from inference.serve.precision import resolve_bf16
 from inference.training.data import list_imagefolder
-from inference.training.evaluate import largest_faces, predict_probs
+from inference.training.photos import largest_faces
+from inference.training.predict import predict_probs
 
 Fix = Callable[[np.ndarray], np.ndarray]
 

@@ -13,244 +13,54 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import WatchError
-
+from bot.user_consent import ConsentStore
+from bot.user_records import (
+    BASELINE_PHOTOS,
+    DAY,
+    USER_KEYS,
+    Labelled,
+    MoodEntry,
+    NoConsent,
+    ReadingGone,
+    Recorded,
+    as_text,
+    entry_from_fields,
+    summarize,
+    user_prefix,
+)
 from inference.api import community
 from inference.api.community import ASKED, SHOWN, LabelRecord
-from inference.api.contract import hash_user
-from inference.api.errors import MoodringError
 
-DAY = 86_400
-BASELINE_PHOTOS = 5  # calm readings averaged into a user's baseline, at most
-# Every key a user can have (bot.sessions keeps the "sessions" index, recommender history "recs";
-# "contribute" and "labels" are the community calibration's: inference.api.community).
-USER_KEYS = (
-    "consent",
-    "history",
-    "corrections",
-    "prior",
-    "recs",
-    "cooldown",
-    "baseline",
-    "sessions",
-    "contribute",
-    "labels",
-)
-CONTRIBUTE_VERSION = 1  # bump when what contributing means changes: everyone is asked again
+# The store's own types and names, defined in bot.user_records; callers import them from here.
+__all__ = [
+    "BASELINE_PHOTOS",
+    "DAY",
+    "USER_KEYS",
+    "BotHistory",
+    "Labelled",
+    "MoodEntry",
+    "NoConsent",
+    "ReadingGone",
+    "Recorded",
+    "UserStore",
+    "as_text",
+    "summarize",
+    "user_prefix",
+]
 
 
-class NoConsent(MoodringError):
-    """The user has not (or no longer) agreed: nothing of theirs may be written."""
+class UserStore(ConsentStore):
+    """Typed access to one Redis; all methods take the raw Discord user id and hash it.
 
-    code = "forgotten"
+    Consent and consent-guarded writes come from :class:`~bot.user_consent.ConsentStore`; this
+    class holds the readings, labels, prior, calm face, cooldown, export and forget.
+    """
 
-
-class ReadingGone(MoodringError):
-    """The history entry a button names is no longer stored (trimmed, or forgotten)."""
-
-    code = "reading_gone"
-
-
-def as_text(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def user_prefix(user_hash: str) -> str:
-    return f"moodring:user:{{{user_hash}}}"
-
-
-@dataclass(frozen=True, slots=True)
-class MoodEntry:
-    at: float
-    emotion: str
-    confidence: float
-    probs: dict[str, float]
-    corrected: str | None = None
-    baseline: bool = False  # read relative to the user's calm face
-    raw: dict[str, float] | None = None  # the model's own probabilities when something changed them
-    contributing: bool = False  # recorded while the user contributed labels (its label may be learnt from)
-    asked: bool = False  # the reply asked "Did I get it right?" (a random share of contributors' readings)
-    features: str = ""  # the face's projected features, kept only while contributing
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """A reading just stored: its id, and whether its reply asks "Did I get it right?"."""
-
-    entry_id: str
-    asked: bool = False
-    contributing: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Labelled:
-    """What a label under a reading did: the user's own prior changed, a contribution stored."""
-
-    label: str | None
-    kind: str
-    contributed: bool
-
-
-def summarize(entries: Sequence[MoodEntry], days: int) -> dict[str, Any]:
-    """Counts per emotion (a correction counts as what the user said) and the most frequent one."""
-    counts = Counter(e.corrected or e.emotion for e in entries)
-    top = counts.most_common(1)[0][0] if counts else None
-    return {"days": days, "entries": len(entries), "counts": dict(counts), "most_frequent": top}
-
-
-class UserStore:
-    """Typed access to one Redis; all methods take the raw Discord user id and hash it."""
-
-    def __init__(
-        self,
-        redis: Redis,
-        classes: Sequence[str],
-        retention_days: int = 90,
-        max_entries: int = 1000,
-        consent_version: int = 1,
-        salt: str = "moodring",
-        ask_share: float = 0.2,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.redis = redis
-        self.ask_share = ask_share  # of contributors' readings, the share that asks "Did I get it right?"
-        self._rng = rng or random.Random()
-        self.salt = salt
-        self.classes = tuple(classes)
-        self.retention_s = retention_days * DAY
-        self.max_entries = max_entries
-        self.consent_version = consent_version
-
-    def hash(self, user_id: int | str) -> str:
-        """The user's pseudonym in keys and logs, salted with this deployment's secret."""
-        return hash_user(user_id, self.salt)
-
-    def _key(self, user_id: int | str, name: str) -> str:
-        return f"{user_prefix(self.hash(user_id))}:{name}"
-
-    def _consent_ok(self, raw: bytes | str | None) -> bool:
-        return raw is not None and json.loads(raw).get("version") == self.consent_version
-
-    async def consented_write(self, user_hash: str, fill: Callable[[Any], None]) -> list[Any]:
-        """Queue writes with ``fill(pipe)`` and run them only if the user's consent stands.
-
-        The consent key is WATCHed: a forget or decline between the check and the write aborts
-        the transaction. Raises :class:`NoConsent` when there is no current consent.
-        """
-        return await self.watched_write(user_hash, (), lambda pipe, _seen: fill(pipe))
-
-    async def watched_write(
-        self,
-        user_hash: str,
-        names: Sequence[str],
-        fill: Callable[[Any, dict[str, Any]], None],
-    ) -> list[Any]:
-        """:meth:`consented_write` that also WATCHes and reads the user's keys ``names`` first.
-
-        ``fill(pipe, seen)`` gets each key's value (GET for strings, HGETALL for hashes) as read
-        under the watch, so a decision taken on them (contributing or not; the label a reading
-        had) is made on what the transaction writes over.
-        """
-        prefix = user_prefix(user_hash)
-        consent_key = f"{prefix}:consent"
-        keys = {name: f"{prefix}:{name}" for name in names}
-        for _ in range(5):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(consent_key, *keys.values())
-                    if not self._consent_ok(await pipe.get(consent_key)):
-                        raise NoConsent("no current consent")
-                    seen: dict[str, Any] = {}
-                    for name, key in keys.items():
-                        kind = as_text(await pipe.type(key))
-                        if kind == "hash":
-                            raw = await pipe.hgetall(key)
-                            seen[name] = {as_text(k): as_text(v) for k, v in raw.items()}
-                        else:
-                            seen[name] = await pipe.get(key)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    fill(pipe, seen)
-                    return list(await pipe.execute())
-                except WatchError:
-                    continue  # consent changed meanwhile: look again
-        raise NoConsent("consent kept changing")
-
-    async def _hash(self, user_id: int | str, name: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(self._key(user_id, name))
-        return {as_text(k): as_text(v) for k, v in raw.items()}
-
-    # consent -----------------------------------------------------------------
-    async def consent(self, user_id: int | str) -> bool:
-        """Whether the user accepted the current consent version (a new version asks again)."""
-        return self._consent_ok(await self.redis.get(self._key(user_id, "consent")))
-
-    async def set_consent(self, user_id: int | str, accepted: bool) -> None:
-        """Record an acceptance; declining wipes everything and stores nothing, not even the answer."""
-        if not accepted:
-            await self.forget(user_id)
-            return
-        await self.redis.set(
-            self._key(user_id, "consent"),
-            json.dumps({"version": self.consent_version, "accepted": True, "at": time.time()}),
-            ex=self.retention_s,
-        )
-
-    # contributing labels to the community adapter (a consent of its own) ----------------------
-    def _contribute_ok(self, raw: bytes | str | None) -> bool:
-        return raw is not None and json.loads(raw).get("version") == CONTRIBUTE_VERSION
-
-    async def contributing(self, user_id: int | str) -> bool:
-        """Whether the user chose to let their labelled readings improve readings for everyone."""
-        return self._contribute_ok(await self.redis.get(self._key(user_id, "contribute")))
-
-    async def set_contributing(self, user_id: int | str, on: bool) -> int:
-        """Opt in (needs the main consent) or withdraw; withdrawing deletes every contribution.
-
-        Returns how many labelled readings were deleted. A withdrawal is counted, so the next
-        refit of the adapter (within ``MOODRING_ADAPT_WITHDRAWN_S``) leaves them out.
-
-        Raises:
-            NoConsent: opting in without the main consent.
-        """
-        user_hash = self.hash(user_id)
-        key = self._key(user_id, "contribute")
-        if on:
-            value = json.dumps({"version": CONTRIBUTE_VERSION, "at": time.time()})
-            await self.consented_write(user_hash, lambda pipe: pipe.set(key, value, ex=self.retention_s))
-            await self.redis.sadd(community.PEOPLE, user_hash)  # type: ignore[misc]
-            return 0
-        return await self._withdraw(user_id, (key,))
-
-    async def _withdraw(self, user_id: int | str, also: Sequence[str] = ()) -> int:
-        """Delete the user's contributions (and ``also`` keys); count it for the next refit."""
-        user_hash = self.hash(user_id)
-        labels = self._key(user_id, "labels")
-        fields = await self.redis.hkeys(labels)  # type: ignore[misc]
-        given = len([f for f in fields if not as_text(f).startswith("#")])
-        await self.redis.delete(labels, *also)
-        left = await self.redis.srem(community.PEOPLE, user_hash)  # type: ignore[misc]
-        if left or given:
-            await self.redis.incr(community.WITHDRAWN)
-        return given
-
-    async def contributions(self, user_id: int | str) -> dict[str, Any]:
-        """The user's contributions as JSON-ready data (for export)."""
-        raw = await self._hash(user_id, "labels")
-        return {
-            "readings_shown_while_contributing": int(raw.get(SHOWN, 0)),
-            "asked_did_i_get_it_right": int(raw.get(ASKED, 0)),
-            "labelled_readings": {k: json.loads(v) for k, v in sorted(raw.items()) if not k.startswith("#")},
-        }
-
-    # history -----------------------------------------------------------------
     async def record(
         self,
         user_id: int | str,
@@ -334,7 +144,7 @@ class UserStore:
         start = "-" if days is None else str(int((time.time() - days * DAY) * 1000))
         rows = await self.redis.xrevrange(key, "+", start, count=limit) or []
         fixed = await self._hash(user_id, "corrections")
-        return [_entry(as_text(eid), f, fixed) for eid, f in rows]
+        return [entry_from_fields(as_text(eid), f, fixed) for eid, f in rows]
 
     # labels under a reading → per-user prior, and (when contributing) the community's labels ----
     async def correct(self, user_id: int | str, entry_id: str, emotion: str) -> Labelled:
@@ -447,7 +257,7 @@ class UserStore:
     async def entry(self, user_id: int | str, entry_id: str) -> MoodEntry | None:
         """One history entry by id (for buttons under a reading)."""
         rows = await self.redis.xrange(self._key(user_id, "history"), entry_id, entry_id)
-        return _entry(entry_id, rows[0][1], {}) if rows else None
+        return entry_from_fields(entry_id, rows[0][1], {}) if rows else None
 
     # cooldowns -------------------------------------------------------------------
     async def take_cooldown(self, user_id: int | str, seconds: float) -> float:
@@ -464,20 +274,7 @@ class UserStore:
         """Give the pause back (a check that failed shouldn't cost the user a wait)."""
         await self.redis.delete(self._key(user_id, "cooldown"))
 
-    # export / forget -------------------------------------------------------------
-    def user_keys(self, user_id: int | str) -> list[str]:
-        """Every key the user can have (:data:`USER_KEYS`), whether it exists or not."""
-        return [self._key(user_id, name) for name in USER_KEYS]
-
-    async def keys(self, user_id: int | str) -> list[str]:
-        """The user's keys that exist now."""
-        names = self.user_keys(user_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in names:
-                pipe.exists(key)
-            found = await pipe.execute()
-        return [key for key, n in zip(names, found, strict=True) if n]
-
+    # export (forget is the consent side's: bot.user_consent) ------------------------
     async def export(self, user_id: int | str) -> dict[str, Any]:
         """Everything stored about the user, as JSON-ready data."""
         return {
@@ -491,15 +288,6 @@ class UserStore:
             "contributing": await self.contributing(user_id),
             "contributions": await self.contributions(user_id),
         }
-
-    async def forget(self, user_id: int | str) -> int:
-        """Delete every key of the user by name (no scan); returns how many existed.
-
-        Their contributions go too, and leave the fitter's index (the next refit excludes them).
-        """
-        labels_existed = int(await self.redis.exists(self._key(user_id, "labels")))
-        await self._withdraw(user_id)
-        return labels_existed + int(await self.redis.delete(*self.user_keys(user_id)))
 
 
 class BotHistory:
@@ -542,19 +330,3 @@ class BotHistory:
         # nothing is remembered about someone who hasn't agreed (or asked to be forgotten)
         with contextlib.suppress(NoConsent):
             await self.store.consented_write(user, fill)
-
-
-def _entry(entry_id: str, f: Any, corrections: Mapping[str, str]) -> MoodEntry:
-    """A history stream entry (its id and fields) as a :class:`MoodEntry`."""
-    return MoodEntry(
-        at=int(entry_id.split("-")[0]) / 1000,
-        emotion=as_text(f[b"emotion"]),
-        confidence=float(f[b"confidence"]),
-        probs=json.loads(f[b"probs"]),
-        corrected=corrections.get(entry_id),
-        baseline=f.get(b"baseline") == b"1",
-        raw=json.loads(f[b"raw"]) if b"raw" in f else None,
-        contributing=f.get(b"c") == b"1",
-        asked=f.get(b"ask") == b"1",
-        features=as_text(f[b"f"]) if b"f" in f else "",
-    )

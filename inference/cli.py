@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Score the model on an ImageFolder tree of faces.",
     ),
     "train": (
-        "inference.training.train:train_command",
+        "inference.training.train_cli:train_command",
         "Train the ResNet50 on FER2013 (resumable, CPU or GPU).",
     ),
     "average": (

@@ -31,18 +31,12 @@ from inference.api.manifest import MANIFEST_FILE, ModelManifest, sha256_file
 from inference.serve.checkpoint import load_model
 from inference.serve.model import build_resnet50
 from inference.serve.precision import resolve_bf16
+from inference.training.augment import augment
+from inference.training.config import TrainConfig, config_from_checkpoint, subcommand_args
 from inference.training.data import FER2013_CLASSES, load_faces
-from inference.training.evaluate import predict_probs
-from inference.training.train import (
-    TrainConfig,
-    augment,
-    config_from_checkpoint,
-    export_model,
-    load_sets,
-    norm_stats,
-    subcommand_args,
-    write_weights,
-)
+from inference.training.export import export_model, write_weights
+from inference.training.predict import predict_probs
+from inference.training.train import load_sets, norm_stats
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ def calibrate_command(model_dir: Path, val_dir: Path, write: bool) -> None:
     from inference.serve.precision import resolve_bf16
     from inference.serve.settings import engine_settings
     from inference.training.data import load_faces
-    from inference.training.evaluate import predict_probs
+    from inference.training.predict import predict_probs
 
     settings = engine_settings(model_dir, None)  # like evaluate: logging, torch threads, MOODRING_BF16
     model, manifest = load_model(settings.model_dir)

@@ -26,7 +26,8 @@ from redis.asyncio import Redis
 
 from inference.api.community import AdapterRegistry, Contribution, decode_features, read_contributions
 from inference.serve.adapter import AdapterFile
-from inference.training.adapt import Feedback, Policy, fit_and_judge
+from inference.training.adapt import Feedback, Policy
+from inference.training.adapt_judge import fit_and_judge
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ def _fit_folder(
     from inference.serve.precision import resolve_bf16
     from inference.serve.projection import load_projection
     from inference.serve.settings import engine_settings
-    from inference.training.evaluate import read_groups
+    from inference.training.photos import read_groups
     from inference.training.readings import photo_readings
 
     if not detect:

@@ -4,159 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import click
 import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from inference.api.errors import MoodringError
-from inference.api.intake import IntakeLimits, decode_image
 from inference.api.manifest import ModelManifest
-from inference.serve.faces import DETECTORS, Face, FaceDetector, crop_face
-from inference.training.data import DatasetError, list_imagefolder, load_faces
+from inference.serve.faces import DETECTORS, FaceDetector
+from inference.training.data import DatasetError, load_faces
 from inference.training.metrics import Report, classification_report
+from inference.training.photos import (
+    BaselineStats,
+    DetectStats,
+    apply_calm_baselines,
+    photo_probs,
+    read_groups,
+)
+from inference.training.predict import Adapt, Tta, predict_probs
 
 log = logging.getLogger(__name__)
-
-Tta = Literal["none", "flip", "ten"]
-Adapt = Callable[[np.ndarray, np.ndarray], np.ndarray]
-T = TypeVar("T")
-
-
-def _bar(items: Iterable[T], label: str | None, **kw: Any) -> Iterable[T]:
-    """``items`` with a tqdm progress bar on stderr when ``label`` is given and stderr is a
-    terminal; as they are otherwise (CI, pipes, ``--json`` runs read by scripts, tests)."""
-    if label is None or not sys.stderr.isatty():
-        return items
-    from tqdm import tqdm
-
-    bar: Iterable[T] = tqdm(items, desc=label, file=sys.stderr, leave=False, dynamic_ncols=True, **kw)
-    return bar
-
-
-def _views(x: torch.Tensor, tta: Tta) -> list[torch.Tensor]:
-    """Test-time views of a normalised batch: identity, + flip, or 5 shifted crops x flip."""
-    if tta == "none":
-        return [x]
-    if tta == "flip":
-        return [x, x.flip(3)]
-    size = x.shape[-1]
-    pad = max(1, size // 16)
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    offsets = [(pad, pad), (0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)]
-    crops = [padded[..., r : r + size, c : c + size] for r, c in offsets]
-    return crops + [c.flip(3) for c in crops]
-
-
-@torch.inference_mode()
-def predict_probs(
-    model: nn.Module,
-    faces: torch.Tensor | Sequence[np.ndarray],
-    manifest: ModelManifest | None = None,
-    *,
-    size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    tta: Tta = "none",
-    batch_size: int = 256,
-    bf16: bool = True,
-    temperature: float | None = None,
-    progress: str | None = None,
-    adapt: Adapt | None = None,
-) -> np.ndarray:
-    """Softmax probabilities (N, classes) for grey uint8 face crops, averaged over TTA views.
-
-    ``adapt`` (a community adapter: (probs, pooled features) -> probs) adjusts each view first.
-
-    Each view's logits are divided by ``temperature`` (default: the manifest's, else 1)
-    before the softmax; that never changes a single view's prediction, only its confidence
-    (averaged over TTA views it can flip a near-tie).
-    ``progress`` names a progress bar drawn on stderr, only when stderr is a terminal.
-    """
-    from inference.serve.preprocess import faces_to_batch
-
-    size = size or (manifest.input_size if manifest else 48)
-    mean = mean or (manifest.mean if manifest else (0.5,))
-    std = std or (manifest.std if manifest else (0.25,))
-    if temperature is None:
-        temperature = manifest.temperature if manifest else 1.0
-    model.eval()
-    # run where the model lives (the CPU when served); a model without weights runs on the CPU
-    dev = next(iter(model.parameters()), torch.empty(0)).device
-    out = []
-    n = len(faces)
-    pooled: list[torch.Tensor] = []
-    hook = None
-    if adapt is not None:
-        head = model.get_submodule("fc")
-        hook = head.register_forward_pre_hook(lambda _m, args: pooled.append(args[0].detach().float()))
-    try:
-        for start in _bar(range(0, n, batch_size), progress, unit_scale=batch_size, unit="face"):
-            x = faces_to_batch(faces[start : start + batch_size], size, mean, std).to(dev)
-            acc = None
-            views = _views(x, tta)
-            for view in views:
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(view.contiguous(memory_format=torch.channels_last)).float()
-                p = torch.softmax(logits / temperature, dim=1)
-                if adapt is not None:
-                    got = adapt(p.cpu().numpy(), pooled.pop().cpu().numpy())
-                    p = torch.from_numpy(got).float().to(p.device)
-                acc = p if acc is None else acc + p
-            assert acc is not None
-            out.append((acc / len(views)).cpu().numpy())
-    finally:
-        if hook is not None:
-            hook.remove()
-    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
-
-
-@dataclass(frozen=True, slots=True)
-class DetectStats:
-    images: int
-    with_face: int
-    unreadable: int
-
-
-@dataclass(frozen=True, slots=True)
-class BaselineStats:
-    """What ``--baseline-by`` did: groups (people), how many had a calm photo, photos left out."""
-
-    column: str
-    alpha: float
-    groups: int
-    with_baseline: int
-    left_out: int
-
-
-@dataclass(frozen=True, slots=True)
-class PhotoProbs:
-    """The full pipeline's probabilities for every photo of an ImageFolder tree."""
-
-    paths: tuple[str, ...]  # relative to the root, POSIX
-    labels: np.ndarray
-    probs: np.ndarray  # uniform where no face was found
-    has_face: np.ndarray
-    stats: DetectStats
-
-
-@dataclass(frozen=True, slots=True)
-class PhotoCrops:
-    """The served crop of every photo of an ImageFolder tree in which a face was found."""
-
-    paths: tuple[str, ...]  # every photo, relative to the root, POSIX
-    labels: np.ndarray  # every photo's
-    has_face: np.ndarray
-    crops: list[np.ndarray]  # one per photo with a face, in order
-    stats: DetectStats
 
 
 def evaluate_dir(
@@ -194,109 +63,6 @@ def evaluate_dir(
     probs, keep, stats = apply_calm_baselines(photos, groups, classes, a, baseline_by)
     report = classification_report(probs[keep], photos.labels[keep], classes)
     return report, photos.stats, stats
-
-
-def read_groups(root: Path, column: str) -> dict[str, str]:
-    """``path -> group`` from ``root/labels.csv`` (columns ``path``, ``label`` and ``column``)."""
-    import csv
-
-    table = root / "labels.csv"
-    if not table.is_file():
-        raise DatasetError(f"--baseline-by needs {table}")
-    with table.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or not {"path", "label", column} <= set(rows[0]):
-        raise DatasetError(f"{table} needs the columns path, label and {column}")
-    return {r["path"]: r[column] for r in rows}
-
-
-def apply_calm_baselines(
-    photos: PhotoProbs, groups: Mapping[str, str], classes: Sequence[str], alpha: float, column: str = ""
-) -> tuple[np.ndarray, np.ndarray, BaselineStats]:
-    """Read each group's photos relative to its calm face, as the worker does for a user.
-
-    A group's calm face is its first ``neutral`` photo in path order with a face found; that
-    photo is left out of the score (``keep`` is False for it). Every other photo of the group
-    is re-weighted with :func:`inference.serve.personal.personal_weights`; photos of groups
-    without a calm photo, or not in the table, are scored as they are.
-    """
-    from inference.serve.personal import personal_weights, reweight
-
-    neutral = classes.index("neutral") if "neutral" in classes else -1
-    calm: dict[str, int] = {}
-    for i in sorted(range(len(photos.paths)), key=lambda i: photos.paths[i]):
-        group = groups.get(photos.paths[i])
-        if group is not None and group not in calm and photos.labels[i] == neutral and photos.has_face[i]:
-            calm[group] = i
-    probs = photos.probs.copy()
-    keep = np.ones(len(photos.paths), dtype=bool)
-    for i, path in enumerate(photos.paths):
-        group = groups.get(path)
-        if group is None or group not in calm:
-            continue
-        if calm[group] == i:
-            keep[i] = False
-            continue
-        base = dict(zip(classes, photos.probs[calm[group]].tolist(), strict=True))
-        w = personal_weights(classes, baseline=base, alpha=alpha)
-        if w is not None and photos.has_face[i]:
-            probs[i] = reweight(photos.probs[i], w)
-    stats = BaselineStats(column, alpha, len(set(groups.values())), len(calm), int((~keep).sum()))
-    return probs, keep, stats
-
-
-def largest_faces(
-    paths: Sequence[Path], detector: FaceDetector
-) -> Iterator[tuple[Image.Image | None, Face | None]]:
-    """Per photo, as served: (decoded photo, its largest face); (photo, None) where no face is
-    found, (None, None) where the file can't be read."""
-    limits = IntakeLimits()
-    for path in _bar(paths, "detecting faces", unit="photo"):
-        try:
-            image = decode_image(path.read_bytes(), limits).image
-        except MoodringError:
-            yield None, None
-            continue
-        faces = detector.detect(image)
-        yield image, max(faces, key=lambda f: f.area) if faces else None
-
-
-def photo_crops(root: Path, classes: tuple[str, ...], detector: FaceDetector, size: int) -> PhotoCrops:
-    """Decode → detect (largest face) → FER crop, as served, for every photo under ``root``."""
-    items = list_imagefolder(root, classes)
-    crops: list[np.ndarray] = []
-    has_face = np.zeros(len(items), dtype=bool)
-    unreadable = 0
-    for i, (image, face) in enumerate(largest_faces([path for path, _ in items], detector)):
-        if image is None:
-            unreadable += 1
-        elif face is not None:
-            crops.append(crop_face(image, face, size).pixels)
-            has_face[i] = True
-    labels = np.array([label for _, label in items])
-    stats = DetectStats(len(items), int(has_face.sum()), unreadable)
-    paths = tuple(p.relative_to(root).as_posix() for p, _ in items)
-    return PhotoCrops(paths, labels, has_face, crops, stats)
-
-
-def photo_probs(
-    model: nn.Module,
-    manifest: ModelManifest,
-    root: Path,
-    detector: FaceDetector,
-    tta: Tta = "none",
-    bf16: bool = True,
-    adapt: Adapt | None = None,
-) -> PhotoProbs:
-    """Decode → detect (largest face) → FER crop → probabilities, for every photo under ``root``."""
-    classes = tuple(str(c) for c in manifest.classes)
-    found = photo_crops(root, classes, detector, manifest.input_size)
-    probs = np.full((len(found.paths), len(classes)), 1.0 / len(classes), dtype=np.float32)
-    if found.crops:
-        probs[found.has_face] = predict_probs(
-            model, found.crops, manifest, tta=tta, bf16=bf16, progress="classifying", adapt=adapt
-        )
-    return PhotoProbs(found.paths, found.labels, probs, found.has_face, found.stats)
 
 
 def write_json(

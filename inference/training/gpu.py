@@ -46,10 +46,13 @@ import torch
 
 from inference.serve.checkpoint import load_model
 from inference.serve.model import build_resnet50, param_groups
+from inference.training.config import TrainConfig
 from inference.training.data import FER2013_CLASSES, FaceSet, load_faces
-from inference.training.evaluate import Tta, predict_probs
+from inference.training.export import export_model
 from inference.training.pack import unpack
-from inference.training.train import Ema, TrainConfig, export_model, norm_stats, training_step
+from inference.training.predict import Tta, predict_probs
+from inference.training.step import Ema, training_step
+from inference.training.train import norm_stats
 
 PART_BYTES = 15 * 2**20
 
@@ -61,7 +64,7 @@ def probe(
     dev: torch.device,
     steps: int = 30,
 ) -> dict[str, float]:
-    """Seconds per training step (:func:`inference.training.train.training_step`, with the run's
+    """Seconds per training step (:func:`inference.training.step.training_step`, with the run's
     mixing and EMA) and per epoch's validation (two passes with an EMA) on ``dev``."""
     torch.backends.cudnn.benchmark = True
 
@@ -241,7 +244,7 @@ def main() -> None:
 
     def train_cmd(epochs: int, seed: int, out_dir: Path, extra: list[str]) -> list[str]:
         return [
-            sys.executable, "-m", "inference.training.train",
+            sys.executable, "-m", "inference.training.train_cli",
             "--device", args.device,
             "--schedule", f"48:{epochs}",
             "--batch-size", str(args.batch_size),

@@ -17,7 +17,8 @@ from torch import nn
 from inference.api.manifest import ModelManifest
 from inference.serve.faces import FaceDetector
 from inference.serve.projection import Projection
-from inference.training.evaluate import DetectStats, Tta, photo_crops, predict_probs
+from inference.training.photos import DetectStats, photo_crops
+from inference.training.predict import Tta, predict_probs
 
 VIEWS = {"none": 1, "flip": 2, "ten": 10}
 

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from inference.serve.preprocess import faces_to_batch
-from inference.training.train import TrainConfig, augment
+from inference.training.augment import augment
+from inference.training.config import TrainConfig
 
 
 def test_training_augment_without_randomness_equals_serving_preprocessing() -> None:

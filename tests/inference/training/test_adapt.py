@@ -12,13 +12,11 @@ from inference.training.adapt import (
     Feedback,
     Policy,
     cap_people,
-    decide,
     feedback_weights,
     fit,
-    fit_and_judge,
     recall_floor,
-    validate,
 )
+from inference.training.adapt_judge import decide, fit_and_judge, validate
 
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 FEAR, HAPPY, NEUTRAL = 2, 3, 4

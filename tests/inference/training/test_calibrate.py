@@ -13,7 +13,7 @@ from inference.api.manifest import ModelManifest
 from inference.serve.checkpoint import load_model
 from inference.serve.explain import CamClassifier
 from inference.training.calibrate import calibrate_command, cross_fit, fit_temperature, nll
-from inference.training.evaluate import predict_probs
+from inference.training.predict import predict_probs
 from tests.inference.training.test_evaluate import BrightnessModel, _manifest
 
 

@@ -14,14 +14,9 @@ from torch import nn
 from inference.api.manifest import ModelManifest
 from inference.training.data import FER2013_CLASSES as EMOTIONS
 from inference.training.data import DatasetError, list_imagefolder
-from inference.training.evaluate import (
-    DetectStats,
-    PhotoProbs,
-    apply_calm_baselines,
-    evaluate_dir,
-    predict_probs,
-    write_json,
-)
+from inference.training.evaluate import evaluate_dir, write_json
+from inference.training.photos import DetectStats, PhotoProbs, apply_calm_baselines
+from inference.training.predict import predict_probs
 
 
 class BrightnessModel(nn.Module):

@@ -12,19 +12,12 @@ import torch
 from PIL import Image
 
 from inference.serve.checkpoint import load_model
+from inference.training.augment import augment, mix
 from inference.training.average import average_run, average_states, interpolate_models, kept_epochs
+from inference.training.config import TrainConfig, subcommand_args
 from inference.training.data import FER2013_CLASSES as EMOTIONS
-from inference.training.train import (
-    Ema,
-    TrainConfig,
-    augment,
-    epoch_path,
-    mix,
-    resolve_device,
-    subcommand_args,
-    train,
-    training_step,
-)
+from inference.training.step import Ema, training_step
+from inference.training.train import epoch_path, resolve_device, train
 
 
 def _folder(root: Path, per_class: int, seed: int) -> Path:

@@ -1,0 +1,49 @@
+"""What every persistent component checks first (whose button, the server switch), and small
+Discord helpers the families share."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+
+from bot import gate, texts
+from bot.context import context
+from bot.mood_flow import DownloadFailed
+
+
+def server_installed(interaction: discord.Interaction) -> bool:
+    """In a server where moodring itself is installed (not only to the user's account)."""
+    return interaction.guild_id is not None and interaction.is_guild_integration()
+
+
+async def switched_on(interaction: discord.Interaction, custom_id: str) -> bool:
+    """The server switch (:mod:`bot.gate`) for a button or select; told why when it's off."""
+    services = context(interaction).services
+    return await gate.allowed(interaction, services.guilds, gate.component_feature(custom_id))
+
+
+async def owner_only(interaction: discord.Interaction, owner: int, custom_id: str = "") -> bool:
+    if interaction.user.id != owner:
+        await interaction.response.send_message(texts.error("not_yours"), ephemeral=True)
+        return False
+    return await switched_on(interaction, custom_id)
+
+
+def downloader(read: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:
+    """A photo download for the check flow (called only once consent and cooldown allow it)."""
+
+    async def fetch() -> bytes:
+        try:
+            return await read()
+        except discord.HTTPException as exc:
+            raise DownloadFailed(str(exc.status)) from exc
+
+    return fetch
+
+
+def export_file(data: dict[str, Any]) -> discord.File:
+    return discord.File(io.BytesIO(json.dumps(data, indent=2).encode()), "moodring-export.json")

@@ -14,7 +14,7 @@ from bot.context import context
 from bot.mood_flow import CheckOutcome, check_mood
 from bot.services import Services
 from bot.store import NoConsent
-from bot.views_common import downloader, owner_only, server_installed
+from bot.views_common import OwnerOnly, downloader, server_installed
 from bot.views_reading import check_view, reading_layout
 
 # (label, style) of the yes and no buttons of each confirmation kind
@@ -25,6 +25,7 @@ CHOICES: dict[str, tuple[tuple[str, discord.ButtonStyle], tuple[str, discord.But
 
 
 class ChoiceButton(
+    OwnerOnly,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"mr:(?P<kind>consent|forget):(?P<owner>\d+):(?P<answer>yes|no)(?::(?P<pending>[0-9a-f]{16}))?",
 ):
@@ -48,9 +49,6 @@ class ChoiceButton(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> ChoiceButton:
         return cls(match["kind"], int(match["owner"]), match["answer"] == "yes", match["pending"])
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = context(interaction)
@@ -102,9 +100,13 @@ class ChoiceButton(
 
 
 class ContributeButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:contrib:(?P<owner>\d+):(?P<on>on|off)"
+    OwnerOnly,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"mr:contrib:(?P<owner>\d+):(?P<on>on|off)",
 ):
-    """`/mood privacy`'s switch for the separate consent to help improve readings for everyone."""
+    """`/mood privacy`'s switch for the separate consent to help improve readings for everyone.
+
+    Withdrawing always works, like forget (:mod:`bot.gate`); opting in follows the server switch."""
 
     def __init__(self, owner: int, on: bool) -> None:
         super().__init__(
@@ -121,10 +123,6 @@ class ContributeButton(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> ContributeButton:
         return cls(int(match["owner"]), match["on"] == "on")
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        # withdrawing always works, like forget (bot.gate); opting in follows the server switch
-        return await owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         store = context(interaction).services.store

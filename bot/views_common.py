@@ -47,3 +47,12 @@ def downloader(read: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[b
 
 def export_file(data: dict[str, Any]) -> discord.File:
     return discord.File(io.BytesIO(json.dumps(data, indent=2).encode()), "moodring-export.json")
+
+
+class OwnerOnly:
+    """A persistent component only the user it was made for may use, and only where the server
+    switch allows it (mixed in before ``discord.ui.DynamicItem``; the item sets ``owner``)."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        me: Any = self  # a DynamicItem with an ``owner``
+        return await owner_only(interaction, me.owner, me.custom_id)

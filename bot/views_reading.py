@@ -15,14 +15,16 @@ from bot import embeds, texts
 from bot.context import context
 from bot.mood_flow import CheckOutcome
 from bot.store import NoConsent, ReadingGone
-from bot.views_common import owner_only, server_installed
+from bot.views_common import OwnerOnly, server_installed
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
 log = logging.getLogger(__name__)
 
 
-class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:share:(?P<owner>\d+)"):
+class ShareButton(
+    OwnerOnly, discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:share:(?P<owner>\d+)"
+):
     """Post the (ephemeral) reading publicly: same embed, heatmap re-read from the message."""
 
     def __init__(self, owner: int) -> None:
@@ -40,9 +42,6 @@ class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> ShareButton:
         return cls(int(match["owner"]))
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         if interaction.guild_id is None:  # a DM or group DM: there is no channel of a server to post to
@@ -82,7 +81,9 @@ class ShareButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:
 
 
 class CorrectSelect(
-    discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"mr:fix:(?P<owner>\d+):(?P<entry>\d+-\d+)"
+    OwnerOnly,
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=r"mr:fix:(?P<owner>\d+):(?P<entry>\d+-\d+)",
 ):
     """ "Not how I feel?": the correction updates the user's prior and re-ranks their music."""
 
@@ -104,9 +105,6 @@ class CorrectSelect(
     ) -> CorrectSelect:
         return cls(int(match["owner"]), match["entry"], context(interaction).services.emotions)
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await owner_only(interaction, self.owner, self.custom_id)
-
     async def callback(self, interaction: discord.Interaction) -> None:
         emotion = self.item.values[0]
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -125,7 +123,9 @@ class CorrectSelect(
 
 
 class CalmButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"mr:calm:(?P<owner>\d+):(?P<entry>\d+-\d+)"
+    OwnerOnly,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"mr:calm:(?P<owner>\d+):(?P<entry>\d+-\d+)",
 ):
     """ "Use this as my calm face": the reading's own probabilities join the user's baseline."""
 
@@ -144,9 +144,6 @@ class CalmButton(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> CalmButton:
         return cls(int(match["owner"]), match["entry"])
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -172,6 +169,7 @@ LABEL_BUTTONS: dict[str, tuple[str, str]] = {
 
 
 class LabelButton(
+    OwnerOnly,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"mr:(?P<kind>ok|yes|no):(?P<owner>\d+):(?P<entry>\d+-\d+)",
 ):
@@ -195,9 +193,6 @@ class LabelButton(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> LabelButton:
         return cls(match["kind"], int(match["owner"]), match["entry"])
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return await owner_only(interaction, self.owner, self.custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

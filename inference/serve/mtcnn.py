@@ -60,19 +60,6 @@ def _tensor(pixels: Image.Image | np.ndarray) -> torch.Tensor:
     return (x - 127.5) * 0.0078125
 
 
-def detect(
-    image: Image.Image,
-    pnet: nn.Module,
-    rnet: nn.Module,
-    onet: nn.Module,
-    min_face_size: int = 40,
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-    factor: float = 0.709,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Faces in an RGB image: boxes (N, 5: x0 y0 x1 y1 score) and landmarks (N, 5, 2)."""
-    return detect_many([image], pnet, rnet, onet, min_face_size, thresholds, factor)[0]
-
-
 Found = tuple[np.ndarray, np.ndarray]
 
 
@@ -88,11 +75,11 @@ def detect_many(
     min_face_fraction: float = 0.0,
     second_look: SecondLook | None = None,
 ) -> list[Found]:
-    """:func:`detect` for several images: P-Net per image (each has its own pyramid), then ONE
+    """MTCNN over several images: P-Net per image (each has its own pyramid), then ONE
     R-Net and ONE O-Net pass over the candidates of all of them (their crops are all 24 / 48 px).
 
     The networks must already be on ``device`` (default: the CPU). Each image's boxes and
-    landmarks are what :func:`detect` alone gives (the nets see each crop on its own).
+    landmarks are what detecting it alone gives (the nets see each crop on its own).
     ``min_face_fraction`` raises an image's smallest face to that share of its short side
     (never below ``min_face_size``): the pyramid then skips its largest, costliest levels.
     ``second_look`` looks again at the photos where that first pass found no face, or only

@@ -40,6 +40,11 @@ class WorkerSide(StreamBase):
             pipe.zremrangebyscore(WORKERS_KEY, 0, now - 86_400)
             await pipe.execute()
 
+    async def leave(self, consumer: str) -> None:
+        """A worker stopping on purpose takes itself out of the workers' set at once, so a check
+        sent after it is told "analysis is down" straight away instead of waiting out the window."""
+        await self.redis.zrem(WORKERS_KEY, consumer)
+
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         """Up to ``count`` new entries from the shards, waiting up to ``block_ms`` when all are empty.
 

@@ -120,6 +120,11 @@ class Worker:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
         finally:
+            broker_down: tuple[type[Exception], ...] = (RedisError, *TRANSIENT)
+            try:  # leaving on purpose: no heartbeat lingers to promise an answer
+                await self.queue.leave(self.name)
+            except broker_down as exc:  # then it ages out of the alive window
+                log.info("worker %s could not leave the workers' set (%s)", self.name, exc)
             if self.adapters is not None:
                 await self.adapters.close()
             self._executor.shutdown(wait=True)

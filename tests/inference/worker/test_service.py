@@ -142,6 +142,22 @@ async def test_sigkilled_worker_jobs_are_redelivered(
     assert (xlen, pending, images) == (0, 0, [])
 
 
+async def test_a_worker_stopped_on_purpose_leaves_and_checks_are_refused_at_once(
+    redis: Redis, redis_server: str, tiny_model_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    settings = QueueSettings(redis_url=redis_server, job_timeout_s=20, worker_alive_s=20)
+    only = _spawn_worker(_env(redis_server, tiny_model_dir))
+    workers.append(only)
+    await _wait_for_workers(redis, 1, settings)
+    only.send_signal(signal.SIGTERM)  # a deploy, a scale-down: a clean stop
+    assert only.wait(timeout=60) == 0
+    assert await redis.zcard(WORKERS_KEY) == 0  # it left; its last beat no longer counts
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        await JobClient(redis, settings).analyze(7, face_photo())
+    assert time.monotonic() - started < 5  # told at once, not after the 20 s window
+
+
 class PoisonPredictor:
     """Wraps the real predictor; crashes on photos 333 px wide, every time."""
 

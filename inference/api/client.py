@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
-from inference.api.contract import Job, JobOptions, JobResult, hash_user, image_key
+from inference.api.contract import Job, JobOptions, JobResult, first_problem, hash_user, image_key
 from inference.api.errors import BadImage, Busy, InvalidJob, JobFailed, Unavailable
 from inference.api.settings import WORKING_SIDE, QueueSettings
 from inference.api.transport import open_transport, retry_transient
@@ -108,7 +108,7 @@ class JobClient:
         try:
             options = JobOptions(heatmap=want_heatmap, prior=dict(prior or {}), baseline=dict(baseline or {}))
         except ValidationError as exc:  # e.g. a weight that isn't finite: refused here, never queued
-            raise InvalidJob(_first_error(exc)) from None
+            raise InvalidJob(first_problem(exc, "job")) from None
         try:
             return await self._run(user, job_id or uuid.uuid4().hex, shrunk, options, timeout_s)
         except (RedisError, RedisClusterException) as exc:  # after transient retries: refused or gone
@@ -137,7 +137,7 @@ class JobClient:
             )
         except ValidationError as exc:  # a job id or a timeout out of the contract's range
             await self._queue.cleanup(job_id, user)
-            raise InvalidJob(_first_error(exc)) from None
+            raise InvalidJob(first_problem(exc, "job")) from None
         try:  # from here on the lock is released and the photo deleted whatever happens
             if not await self._queue.submit(job, shrunk, int(timeout) + 5, s.max_backlog):
                 log.warning("shedding load: backlog at the cap %d (user %s)", s.max_backlog, user)
@@ -158,13 +158,6 @@ class JobClient:
         finally:
             await self._queue.cleanup(job_id, hash_user(user_id, self._salt))
         return _answered(result)
-
-
-def _first_error(exc: ValidationError) -> str:
-    """The contract's complaint in one line (where, and what)."""
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "job"
-    return f"{where}: {err['msg']}"
 
 
 def _answered(result: JobResult) -> JobResult:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # The versions are the ``schema_version`` literals of ``Job`` (still 2) and ``JobResult`` (4
 # since faces carry the adapter version and the sender's projected features; 3 turned the
@@ -53,6 +53,14 @@ def result_key(job_id: str) -> str:
 
 def inflight_key(user_hash: str) -> str:
     return f"moodring:inflight:{{{user_hash}}}"
+
+
+def first_problem(exc: ValidationError, whole: str = "") -> str:
+    """The contract's first complaint in one line: where (dotted; ``whole`` for a rule across
+    fields), and what."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or whole
+    return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
 class _Frozen(BaseModel):

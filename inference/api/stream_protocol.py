@@ -25,7 +25,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException, ResponseEr
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from inference.api.contract import JOB_ID_PATTERN, Job, job_key
+from inference.api.contract import JOB_ID_PATTERN, Job, first_problem, job_key
 from inference.api.settings import QueueSettings
 
 log = logging.getLogger(__name__)
@@ -198,9 +198,7 @@ def parse_job(raw: bytes | None) -> tuple[Job | None, str, str]:
     try:
         return Job.model_validate_json(raw), "", ""
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        problem = f"invalid: {where + ': ' if where else ''}{err['msg']}"[:200]
+        problem = f"invalid: {first_problem(exc)}"[:200]
     try:
         fields = json.loads(raw)
     except ValueError:

@@ -122,6 +122,8 @@ class MtcnnDetector:
         import torch
         from facenet_pytorch.models.mtcnn import MTCNN
 
+        from inference.serve.mtcnn import SecondLook
+
         mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=min_face_size).eval()
         # Channels-last weights make every conv output (and the max-pools after them)
         # channels-last: the networks run ~2x faster on CPU, same boxes to 1e-5 px.
@@ -130,9 +132,9 @@ class MtcnnDetector:
         )
         self._min_face_size = min_face_size
         self._min_face_fraction = min_face_fraction
-        self._fine_pass, self._close_ups = fine_pass, close_ups
         self._threshold = threshold
         self._max_side = max_side
+        self._second_look = SecondLook(threshold, fine=fine_pass, close_ups=close_ups)
         self._device = torch.device("cpu")
 
     def to(self, device: Any) -> MtcnnDetector:
@@ -148,7 +150,7 @@ class MtcnnDetector:
         """The faces of each image; the candidates of all of them go through R-Net and O-Net at once."""
         import torch
 
-        from inference.serve.mtcnn import SecondLook, detect_many
+        from inference.serve.mtcnn import detect_many
 
         scales = [min(1.0, self._max_side / max(image.size)) for image in images]
         smalls = [
@@ -171,7 +173,7 @@ class MtcnnDetector:
                 self._min_face_size,
                 device=self._device,
                 min_face_fraction=self._min_face_fraction,
-                second_look=SecondLook(self._threshold, fine=self._fine_pass, close_ups=self._close_ups),
+                second_look=self._second_look,
             )
         return [
             self._faces(boxes, points, scale) for (boxes, points), scale in zip(found, scales, strict=True)

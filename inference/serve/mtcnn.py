@@ -13,7 +13,8 @@ facenet-pytorch 2.6 ``models/utils/detect_face.py`` (MIT licence, (c) 2019 Timot
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,7 +142,6 @@ class _View:
     least: float
     most: float | None = None
     offset: tuple[int, int] = (0, 0)
-    halvings: list[Image.Image] = field(default_factory=list)
 
     def unpad(self, boxes: np.ndarray, points: np.ndarray) -> Found:
         dx, dy = self.offset
@@ -165,13 +165,11 @@ def _padded(image: Image.Image, pad: float) -> _View:
 
 
 def _merge(a: Found, b: Found) -> Found:
-    """Two looks' faces at one photo, overlapping boxes kept once (the final NMS of the cascade)."""
+    """Two looks' faces at one photo, overlapping boxes kept once (the cascade's final NMS)."""
     boxes, points = np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
     if len(a[0]) == 0:
         return boxes, points
-    t = torch.from_numpy(boxes)
-    pick = batched_nms_numpy(t[:, :4], t[:, 4], torch.zeros(len(t), dtype=torch.long), 0.7, "Min")
-    pick = np.asarray(pick, dtype=np.int64).reshape(-1)
+    pick = np.asarray(_final_nms(torch.from_numpy(boxes)), dtype=np.int64).reshape(-1)
     return boxes[pick], points[pick]
 
 
@@ -186,11 +184,10 @@ def _cascade(
 ) -> list[Found]:
     """The three stages over ``views``: P-Net per view, R-Net and O-Net once for all of them."""
     none = np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
-    for v in views:
-        v.halvings[:] = [v.image]
-    halvings = [v.halvings for v in views]
+    halvings = [[v.image] for v in views]
     boxes: list[torch.Tensor | None] = [
-        _pnet_stage(v.halvings, pnet, v.least, thresholds[0], factor, device, v.most) for v in views
+        _pnet_stage(hs, pnet, v.least, thresholds[0], factor, device, v.most)
+        for hs, v in zip(halvings, views, strict=True)
     ]
 
     # Stage 2: R-Net refines every candidate of every image at 24 px, in one batch.
@@ -231,10 +228,15 @@ def _cascade(
         py = hi * points[:, 5:10] + b[:, 1:2] - 1
         points = torch.stack([px, py], dim=2)
         b = bbreg(b, mv)
-        zeros = torch.zeros(len(b), dtype=torch.long, device=b.device)
-        pick = batched_nms_numpy(b[:, :4], b[:, 4], zeros, 0.7, "Min")
+        pick = _final_nms(b)
         out[i] = b[pick].cpu().numpy(), points[pick].cpu().numpy()
     return out
+
+
+def _final_nms(boxes: torch.Tensor) -> Any:
+    """MTCNN's last NMS (overlap over the smaller box, 0.7): the indices of the boxes kept."""
+    zeros = torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
+    return batched_nms_numpy(boxes[:, :4], boxes[:, 4], zeros, 0.7, "Min")
 
 
 def _split(
@@ -281,14 +283,10 @@ def _pnet_stage(
     ``halvings`` starts as ``[image]``; the stage adds the reductions it makes for later stages.
     """
     w, h = halvings[0].size
-    scales = []
-    scale, minl = 12.0 / min_face_size, min(h, w) * 12.0 / min_face_size
-    while minl >= 12 and (max_face_size is None or scale > 12.0 / max_face_size):
-        scales.append(scale)
-        scale *= factor
-        minl *= factor
+    scale = 12.0 / min_face_size
+    minl = min(h, w) * scale
     found, picks, offset = [], [], 0
-    for scale in scales:
+    while minl >= 12 and (max_face_size is None or scale > 12.0 / max_face_size):
         size = (int(w * scale + 1), int(h * scale + 1))
         j = _halving(halvings, w / size[0])
         level = _tensor(halvings[j].resize(size, Image.Resampling.BOX))
@@ -297,6 +295,8 @@ def _pnet_stage(
         found.append(boxes_s)
         picks.append(nms(boxes_s[:, :4], boxes_s[:, 4], 0.5) + offset)
         offset += boxes_s.shape[0]
+        scale *= factor
+        minl *= factor
     if not found:  # image smaller than one 12 px P-Net window at the first scale
         return None
     boxes = torch.cat(found)[torch.cat(picks)]

@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inference.api.connect import connect
-from inference.api.contract import MAX_JOB_S, Job, JobError, JobResult
+from inference.api.contract import MAX_JOB_S, Job, JobError, JobResult, first_problem
 from inference.api.errors import MoodringError
 from inference.api.settings import load_settings
 from inference.api.transport import TRANSIENT, Delivery, connect_blobs, open_transport
@@ -283,7 +283,7 @@ class Worker:
                 batch_size=batch,
             )
         except ValidationError as exc:  # e.g. a number that isn't finite: the contract refuses it
-            log.error("job %s: the reading doesn't fit the contract: %s", job.job_id, exc.errors()[0]["msg"])
+            log.error("job %s: the reading doesn't fit the contract: %s", job.job_id, first_problem(exc))
             return self._error(job.job_id, "internal", "the reading was not a valid result", batch)
 
     async def _finish(self, done: list[tuple[Delivery, JobResult | None]]) -> None:

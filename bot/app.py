@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from bot import gate, texts, views
 from bot.board import EditCoalescer, SessionBoard
+from bot.disk_forget import TICK_S
 from bot.i18n import TableTranslator, load_tables
 from bot.mood_flow import CheckOutcome, finish_check
 from bot.recovery import OpenCheck
@@ -61,6 +62,7 @@ class MoodringBot(commands.AutoShardedBot):
         )
         self.services = services
         self._adopting: asyncio.Task[None] | None = None
+        self._compacting: asyncio.Task[None] | None = None
         self._orphans: set[asyncio.Task[None]] = set()
         self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis), session_view)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
@@ -70,6 +72,7 @@ class MoodringBot(commands.AutoShardedBot):
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.services.ledger.beat()
         self._adopting = asyncio.create_task(self._adopt_loop(), name="adopt orphaned checks")
+        self._compacting = asyncio.create_task(self._compact_loop(), name="rewrites owed after forgets")
         for ext in EXTENSIONS:
             await self.load_extension(ext)
         guild_id = self.services.settings.dev_guild_id
@@ -96,11 +99,16 @@ class MoodringBot(commands.AutoShardedBot):
                 left += int(await self.services.sessions.is_member(channel_id, user_id))
                 await self.board.act(channel_id, "leave", user_id)
         await self.services.pending.drop_for(user_id)
-        return left + await self.services.store.forget(user_id)
+        deleted = left + await self.services.store.forget(user_id)
+        try:  # the deletions are done; the rewrite that takes them off the disk is owed
+            await self.services.disk_forget.forgotten()
+        except RedisError:
+            log.warning("could not mark the rewrite owed after a forget (redis); the next forget will")
+        return deleted
 
     async def close(self) -> None:
         self.board.coalescer.cancel()
-        for task in (self._adopting, *self._orphans):
+        for task in (self._adopting, self._compacting, *self._orphans):
             if task is not None:
                 task.cancel()
         await super().close()
@@ -117,6 +125,15 @@ class MoodringBot(commands.AutoShardedBot):
             except RedisError:
                 log.warning("could not look for orphaned checks (redis); trying again", exc_info=True)
             await asyncio.sleep(every_s)
+
+    async def _compact_loop(self) -> None:
+        """Start the Redis rewrite a forget owes once its interval allows (``bot.disk_forget``)."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await self.services.disk_forget.compact()
+            except RedisError:
+                log.warning("could not look for a rewrite owed after a forget (redis); trying again")
 
     def _orphan_done(self, task: asyncio.Task[None]) -> None:
         self._orphans.discard(task)

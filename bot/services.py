@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pydantic_settings import BaseSettings
 from redis.asyncio import Redis
 
+from bot.disk_forget import DiskForget
 from bot.guilds import Guilds
 from bot.mood_flow import Analyzer
 from bot.pending import PendingChecks
@@ -34,6 +35,7 @@ class Services:
     pending: PendingChecks
     ledger: CheckLedger
     guilds: Guilds
+    disk_forget: DiskForget
 
 
 def build_services(
@@ -80,4 +82,5 @@ def build_services(
         PendingChecks(blobs or redis, store.hash),
         CheckLedger(blobs or redis, process_name()),
         Guilds(redis),
+        DiskForget(redis, settings.forget_rewrite_s),
     )

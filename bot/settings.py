@@ -53,6 +53,12 @@ class BotSettings(QueueSettings):
         description="of the readings of users who help improve readings, the random share whose reply "
         "asks 'Did I get it right?' (the unbiased labels the community adapter is weighted and judged by)",
     )
+    forget_rewrite_s: float = Field(
+        default=600.0,
+        ge=10,
+        description="after /mood forget, the durable Redis rewrites its files (AOF, snapshot) at most "
+        "this often, so forgotten data leaves the disk within about this long (bot.disk_forget)",
+    )
     # the same variables the workers read (inference.worker.settings), for what /mood privacy says
     adapt_min_people: int = Field(default=20, ge=1)
     adapt_withdrawn_s: float = Field(default=3_600.0, gt=0)

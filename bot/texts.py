@@ -25,7 +25,8 @@ PRIVACY = (
     "neither is the heatmap or the attachment link.\n"
     "• What is kept: the emotion label, its probabilities and the time, for your `/mood history` "
     "({days} days by default), and your corrections. `/mood export` shows all of it; "
-    "`/mood forget` deletes all of it.\n"
+    "`/mood forget` deletes all of it: from the database at once, and from its files on disk "
+    "within {rewrite}.\n"
     "• **Calm face** (optional, `/mood baseline`): if you show me a relaxed selfie, I keep only that "
     "reading's probabilities and the time — never the photo, never anything that could recognise "
     "your face — and read your later photos relative to it (faces differ at rest).\n"
@@ -179,14 +180,14 @@ def plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def privacy(days: int, min_people: int, refit: str, contributing: bool, given: int) -> str:
+def privacy(days: int, min_people: int, refit: str, contributing: bool, given: int, rewrite: str) -> str:
     """`/mood privacy`: what is processed and kept, and where this user stands on contributing."""
     state = (
         PRIVACY_CONTRIBUTING.format(what=plural(given, "labelled reading"))
         if contributing
         else PRIVACY_NOT_CONTRIBUTING
     )
-    return PRIVACY.format(days=days, min_people=min_people, refit=refit) + "\n\n" + state
+    return PRIVACY.format(days=days, min_people=min_people, refit=refit, rewrite=rewrite) + "\n\n" + state
 
 
 def duration(seconds: float) -> str:

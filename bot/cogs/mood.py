@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot import embeds, gate, texts, views
 from bot.chart import mood_chart
+from bot.disk_forget import bound_s
 from bot.mood_flow import (
     BaselineOutcome,
     CheckOutcome,
@@ -169,6 +170,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             texts.duration(settings.adapt_withdrawn_s),
             contributing,
             given,
+            texts.duration(bound_s(settings.forget_rewrite_s)),
         )
         view = views.privacy_view(user_id, contributing)
         await interaction.response.send_message(text, view=view, ephemeral=True)

@@ -93,9 +93,25 @@ class QueueSettings(CommonSettings):
     max_backlog: int = Field(default=200, ge=1, description="lag + pending above this: refuse as busy")
     result_ttl_s: int = Field(default=60, ge=5)
     job_timeout_s: float = Field(default=20.0, gt=0, le=MAX_JOB_S)
-    worker_alive_s: float = Field(
-        default=20.0, gt=0, description="a worker that beat within this many seconds counts as up"
+    worker_beat_s: float = Field(
+        default=2.0, gt=0, le=60, description="a worker beats this often, busy or idle (its own task)"
     )
+    worker_alive_s: float = Field(
+        default=6.0,
+        gt=0,
+        description="a worker that beat within this many seconds counts as up (a few beats: a worker "
+        "that died is noticed this soon)",
+    )
+
+    @model_validator(mode="after")
+    def _alive_spans_beats(self) -> QueueSettings:
+        if self.worker_alive_s < 2 * self.worker_beat_s:
+            raise ValueError(
+                f"MOODRING_WORKER_ALIVE_S ({self.worker_alive_s:g}) is under two beats "
+                f"(MOODRING_WORKER_BEAT_S = {self.worker_beat_s:g}): one late beat would report "
+                "analysis as down; make it at least twice the beat interval"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_silent_trim(self) -> QueueSettings:

@@ -180,6 +180,18 @@ return 1
 # gives its slot back after this).
 RESERVE_HOLD_MS = 10_000
 
+# A user's "one photo at a time" lock whose job is settled (its done marker) or that nobody waits
+# for any more (no waiting mark once the lock is this old) no longer blocks: after a crash of the
+# durable Redis the lock comes back from its AOF while the job's keys may not.
+LOCK_GRACE_MS = 2_000
+TAKE_OVER_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
 WORKERS_KEY = "moodring:workers"  # sorted set: consumer -> time of its last heartbeat
 
 
@@ -248,6 +260,16 @@ class StreamBase:
         self._reserve = redis.register_script(RESERVE_IF_ROOM)
         self._add_reserved = redis.register_script(ADD_RESERVED)
         self._answer_once = self.blobs.register_script(ANSWER_ONCE)
+        self._take_over = redis.register_script(TAKE_OVER_LOCK)
+
+    async def lock_is_stale(self, holder: str, held_ms: int) -> bool:
+        """A user lock held by job ``holder`` for ``held_ms`` blocks nobody: the job was answered
+        (done marker), or, past the grace that covers a submit in progress, nobody waits for it."""
+        async with self.blobs.pipeline(transaction=False) as pipe:  # two slots at most: any
+            pipe.exists(done_key(holder))
+            pipe.exists(waiting_key(holder))
+            done, waiting = await pipe.execute()
+        return bool(done) or (not waiting and held_ms >= LOCK_GRACE_MS)
 
     def _shard_cap(self, max_backlog: int) -> int:
         return -(-max_backlog // len(self.streams))

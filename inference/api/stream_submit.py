@@ -30,7 +30,23 @@ class SubmitSide(StreamBase):
     """The calls a submitter makes."""
 
     async def lock_user(self, user_hash: str, job_id: str, ttl_s: int) -> bool:
-        return bool(await self.redis.set(inflight_key(user_hash), job_id, nx=True, ex=ttl_s))
+        """One photo at a time per user; a stale lock (:meth:`lock_is_stale`) is taken over."""
+        key = inflight_key(user_hash)
+        if await self.redis.set(key, job_id, nx=True, ex=ttl_s):
+            return True
+        async with self.redis.pipeline(transaction=True) as pipe:  # one key
+            pipe.get(key)
+            pipe.pttl(key)
+            holder, pttl = await pipe.execute()
+        if holder is None:  # released meanwhile
+            return bool(await self.redis.set(key, job_id, nx=True, ex=ttl_s))
+        held_ms = ttl_s * 1000 - int(pttl) if int(pttl) > 0 else ttl_s * 1000
+        if not await self.lock_is_stale(holder.decode(), held_ms):
+            return False
+        taken = bool(await self._take_over(keys=[key], args=[holder, job_id, ttl_s]))
+        if taken:
+            log.info("user %s: took over the lock of job %s (settled or gone)", user_hash, holder.decode())
+        return taken
 
     async def submit(self, job: Job, image: bytes, ttl_s: int, max_backlog: int) -> bool:
         """Room first, then the photo (short TTL, in the blob store), then the job pointing to it.

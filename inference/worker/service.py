@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import logging
 import os
@@ -42,6 +43,8 @@ from inference.worker.metrics import Metrics
 from inference.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+BROKER_DOWN: tuple[type[Exception], ...] = (RedisError, *TRANSIENT)
 
 
 class BatchPredictor(Protocol):
@@ -95,11 +98,14 @@ class Worker:
         await loop.run_in_executor(self._executor, self.predictor.warm_up)
         await self._until_broker(self.queue.ensure_group)
         log.info("worker %s ready (batch %d, stream %s)", self.name, self.s.batch_size, self.s.stream)
+        await self._until_broker(self._beat)
+        # its own task: a worker busy with a long batch still beats, so the alive window can be
+        # a few beats (MOODRING_WORKER_ALIVE_S) instead of the longest batch
+        beating = asyncio.create_task(self._beat_loop(), name=f"beat {self.name}")
         pause = 0.5
         try:
             while not self._stopping.is_set():
                 try:
-                    await self._beat()
                     if self.adapters is not None:
                         await self.adapters.poll()
                         await self.adapters.maybe_refit()
@@ -120,10 +126,12 @@ class Worker:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
         finally:
-            broker_down: tuple[type[Exception], ...] = (RedisError, *TRANSIENT)
+            beating.cancel()  # first: a beat after the leave would promise an answer again
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
             try:  # leaving on purpose: no heartbeat lingers to promise an answer
                 await self.queue.leave(self.name)
-            except broker_down as exc:  # then it ages out of the alive window
+            except BROKER_DOWN as exc:  # then it ages out of the alive window
                 log.info("worker %s could not leave the workers' set (%s)", self.name, exc)
             if self.adapters is not None:
                 await self.adapters.close()
@@ -144,6 +152,14 @@ class Worker:
                     raise
                 log.warning("waiting for redis: %s", exc)
                 await asyncio.sleep(0.5)
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.s.worker_beat_s)
+            try:
+                await self._beat()
+            except BROKER_DOWN as exc:  # the main loop reports and recovers
+                log.debug("beat failed: %s", exc)
 
     async def _beat(self) -> None:
         await self.queue.heartbeat(self.name)
@@ -320,7 +336,7 @@ async def check(settings: WorkerSettings) -> int:
         return 1
     finally:
         await redis.aclose()
-    if not beats or time.time() - max(beats) > settings.heartbeat_s * 3:
+    if not beats or time.time() - max(beats) > settings.worker_alive_s:
         click.echo("unhealthy: no recent worker heartbeat", err=True)
         return 1
     click.echo("healthy")

@@ -17,7 +17,6 @@ class WorkerSettings(EngineSettings, QueueSettings):
     max_deliveries: int = Field(default=3, ge=1)
     dead_letter_stream: str = "moodring:jobs:dead"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    heartbeat_s: float = Field(default=5.0, gt=0)
     # the community adapter (inference.serve.adapter): how often the active version is looked up,
     # how often one worker refits it from users' labels (0: never; `moodring adapt fit` still
     # works), how soon after a contributor withdraws, and the activation guard's two numbers

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot import texts
+from bot.disk_forget import GATE_KEY, OWED_KEY, bound_s
 from bot.mood_flow import check_mood
 from bot.store import UserStore
 from inference.api.contract import hash_user
@@ -329,3 +330,74 @@ async def test_a_forget_while_the_photo_is_queued_answers_in_one_line_and_keeps_
     assert reply["content"] == texts.error("forgotten_during_check")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert await _anything_about(redis, ALICE) == []
+
+
+async def _rewritten(redis: Redis, within_s: float = 30) -> None:
+    """Until no AOF rewrite or snapshot runs, nor is scheduled."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        p = await redis.info("persistence")
+        if not (p["aof_rewrite_in_progress"] or p["aof_rewrite_scheduled"] or p["rdb_bgsave_in_progress"]):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the rewrite did not finish")
+
+
+def _files_mentioning(workdir: Path, marks: tuple[bytes, ...]) -> list[str]:
+    return [
+        str(f.relative_to(workdir))
+        for f in workdir.rglob("*")
+        if f.is_file() and any(m in f.read_bytes() for m in marks)
+    ]
+
+
+async def test_after_forget_no_file_the_durable_redis_writes_holds_the_user(
+    fake: FakeDiscord, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Compose's durable Redis (AOF on, plus snapshots here): after /mood forget and the bound
+    /mood privacy states, neither the user's hash nor their Discord id is in any of its files."""
+    from tests.bot.conftest import bot_factory
+    from tests.conftest import spawn_redis
+
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    server, url = spawn_redis(
+        "--appendonly", "yes", "--appendfsync", "always", "--save", "3600 1", workdir=workdir
+    )
+    redis = Redis.from_url(url)
+    marks = (str(ALICE).encode(), uh(ALICE).encode())
+    try:
+        async with run_worker(url, tiny_model_dir), bot_factory(fake, url) as start:
+            bot = await start(forget_rewrite_s=10)
+            await accept_consent(fake, ALICE)
+            await check(fake, ALICE)
+            board = await start_session(fake, ALICE)
+            join = await fake.click(BOB, board, f"mr:sess:{CHANNEL_ID}:join")
+            await fake.acked(join)
+            await redis.bgsave()  # a snapshot that holds her too
+            await _rewritten(redis)
+            assert _files_mentioning(workdir, marks), "the setup should have written her to disk"
+            ix = await fake.slash(ALICE, "mood", "privacy")
+            await fake.acked(ix)
+            bound = texts.duration(bound_s(bot.services.settings.forget_rewrite_s))
+            assert f"from its files on disk within {bound}" in (await fake.reply(ix))["content"]
+            started = time.monotonic()
+            await _forget(fake, ALICE)
+            await _rewritten(redis)
+            await asyncio.sleep(0.5)  # the old files are deleted in the background after the rewrite
+            assert _files_mentioning(workdir, marks) == []
+            assert time.monotonic() - started < bound_s(bot.services.settings.forget_rewrite_s)
+            # a second forget inside the interval owes a rewrite the loop starts once it may
+            await accept_consent(fake, BOB)
+            await check(fake, BOB)
+            await _forget(fake, BOB)
+            assert await redis.exists(OWED_KEY)
+            await redis.delete(GATE_KEY)  # the interval has passed
+            assert await bot.services.disk_forget.compact()
+            await _rewritten(redis)
+            await asyncio.sleep(0.5)
+            assert _files_mentioning(workdir, (str(BOB).encode(), uh(BOB).encode())) == []
+    finally:
+        await redis.aclose()
+        server.terminate()
+        server.wait(timeout=10)

@@ -22,6 +22,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	@command -v redis-server >/dev/null || { echo "installing redis-server (tests start their own)"; \
 		(apt-get install -y -q redis-server || (apt-get update -q && apt-get install -y -q redis-server)) >/dev/null; }
+	@command -v promtool >/dev/null || { echo "installing prometheus (promtool tests the alert rules)"; \
+		(apt-get install -y -q --no-install-recommends prometheus || (apt-get update -q && \
+		apt-get install -y -q --no-install-recommends prometheus)) >/dev/null; }
 	@$(BIN)/python -m pytest; rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

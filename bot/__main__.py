@@ -39,6 +39,8 @@ async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_g
         except (MoodMapError, EmotionError) as exc:
             log.error("%s", exc)
             raise SystemExit(2) from None
+        if settings.bot_metrics_port is not None:
+            services.metrics.serve(settings.bot_metrics_port)
         async with MoodringBot(services) as bot:
             if sync_global:
                 await bot.login(settings.discord_token.get_secret_value())

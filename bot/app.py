@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -15,6 +16,7 @@ from bot import gate, texts, views
 from bot.board import EditCoalescer, SessionBoard
 from bot.disk_forget import TICK_S
 from bot.i18n import TableTranslator, load_tables
+from bot.metrics import REFRESH_S
 from bot.mood_flow import CheckOutcome, finish_check
 from bot.recovery import OpenCheck
 from bot.services import Services
@@ -43,8 +45,13 @@ class GatedTree(app_commands.CommandTree["MoodringBot"]):
     """Every slash command and context menu first asks the server switch (:mod:`bot.gate`)."""
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        metrics = self.client.services.metrics
+        metrics.started(interaction)
         name = interaction.command.qualified_name if interaction.command else ""
-        return await gate.allowed(interaction, self.client.services.guilds, gate.command_feature(name))
+        allowed = await gate.allowed(interaction, self.client.services.guilds, gate.command_feature(name))
+        if not allowed:
+            metrics.finished(interaction, name, "refused")
+        return allowed
 
 
 class MoodringBot(commands.AutoShardedBot):
@@ -59,10 +66,12 @@ class MoodringBot(commands.AutoShardedBot):
             shard_count=settings.shard_count,
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=GatedTree,
+            http_trace=services.metrics.http_trace(),
         )
         self.services = services
         self._adopting: asyncio.Task[None] | None = None
         self._compacting: asyncio.Task[None] | None = None
+        self._measuring: asyncio.Task[None] | None = None
         self._orphans: set[asyncio.Task[None]] = set()
         self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis), session_view)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
@@ -73,6 +82,8 @@ class MoodringBot(commands.AutoShardedBot):
         await self.services.ledger.beat()
         self._adopting = asyncio.create_task(self._adopt_loop(), name="adopt orphaned checks")
         self._compacting = asyncio.create_task(self._compact_loop(), name="rewrites owed after forgets")
+        if self.services.settings.bot_metrics_port is not None:
+            self._measuring = asyncio.create_task(self._metrics_loop(), name="system gauges")
         for ext in EXTENSIONS:
             await self.load_extension(ext)
         guild_id = self.services.settings.dev_guild_id
@@ -108,7 +119,7 @@ class MoodringBot(commands.AutoShardedBot):
 
     async def close(self) -> None:
         self.board.coalescer.cancel()
-        for task in (self._adopting, self._compacting, *self._orphans):
+        for task in (self._adopting, self._compacting, self._measuring, *self._orphans):
             if task is not None:
                 task.cancel()
         await super().close()
@@ -125,6 +136,23 @@ class MoodringBot(commands.AutoShardedBot):
             except RedisError:
                 log.warning("could not look for orphaned checks (redis); trying again", exc_info=True)
             await asyncio.sleep(every_s)
+
+    async def _metrics_loop(self) -> None:
+        """Refresh the system gauges (workers, dead letters, Redis memory and persistence)."""
+        s = self.services
+        while True:
+            try:
+                await s.metrics.refresh(s.queue, s.settings.worker_alive_s, s.redis, s.queue.blobs)
+            except RedisError:
+                log.warning("could not read the system gauges (redis); trying again", exc_info=True)
+            await asyncio.sleep(REFRESH_S)
+
+    async def on_app_command_completion(
+        self,
+        interaction: discord.Interaction,
+        command: app_commands.Command[Any, ..., Any] | app_commands.ContextMenu,
+    ) -> None:
+        self.services.metrics.finished(interaction, command.qualified_name, "ok")
 
     async def _compact_loop(self) -> None:
         """Start the Redis rewrite a forget owes once its interval allows (``bot.disk_forget``)."""
@@ -172,6 +200,8 @@ class MoodringBot(commands.AutoShardedBot):
         """The one catch-all: log with the stack, tell the user something went wrong."""
         name = interaction.command.qualified_name if interaction.command else "?"
         log.error("command %s failed", name, exc_info=error)
+        self.services.metrics.finished(interaction, name, "error")
+        self.services.metrics.error(getattr(error, "original", error))
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(texts.error("internal"), ephemeral=True)

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from bot.disk_forget import DiskForget
 from bot.guilds import Guilds
+from bot.metrics import BotMetrics
 from bot.mood_flow import Analyzer
 from bot.pending import PendingChecks
 from bot.recovery import CheckLedger, process_name
@@ -18,6 +19,7 @@ from bot.settings import BotSettings
 from bot.store import BotHistory, UserStore
 from inference.api.client import JobClient
 from inference.api.emotions import EmotionRegistry, load_registry
+from inference.api.transport import StreamTransport, open_transport
 from recommender.mood import load_mood_map
 from recommender.service import Recommender
 from recommender.sources import build_catalogs
@@ -36,6 +38,8 @@ class Services:
     ledger: CheckLedger
     guilds: Guilds
     disk_forget: DiskForget
+    metrics: BotMetrics
+    queue: StreamTransport  # read for the metrics and the doctor; jobs go through ``analyzer``
 
 
 def build_services(
@@ -83,4 +87,6 @@ def build_services(
         CheckLedger(blobs or redis, process_name()),
         Guilds(redis),
         DiskForget(redis, settings.forget_rewrite_s),
+        BotMetrics(),
+        open_transport(redis, settings, blobs=blobs),
     )

@@ -53,6 +53,9 @@ class BotSettings(QueueSettings):
         description="of the readings of users who help improve readings, the random share whose reply "
         "asks 'Did I get it right?' (the unbiased labels the community adapter is weighted and judged by)",
     )
+    bot_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve the bot's Prometheus metrics here (bot.metrics)"
+    )
     forget_rewrite_s: float = Field(
         default=600.0,
         ge=10,

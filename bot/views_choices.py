@@ -14,7 +14,7 @@ from bot.context import context
 from bot.mood_flow import CheckOutcome, check_mood
 from bot.services import Services
 from bot.store import NoConsent
-from bot.views_common import OwnerOnly, downloader, server_installed
+from bot.views_common import OwnerOnly, downloader, measured, server_installed
 from bot.views_reading import check_view, reading_layout
 
 # (label, style) of the yes and no buttons of each confirmation kind
@@ -50,6 +50,7 @@ class ChoiceButton(
     ) -> ChoiceButton:
         return cls(match["kind"], int(match["owner"]), match["answer"] == "yes", match["pending"])
 
+    @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = context(interaction)
         if self.kind == "consent" and self.yes:
@@ -95,6 +96,7 @@ class ChoiceButton(
             strategy=held.strategy,  # type: ignore[arg-type]
             cooldown_s=services.settings.cooldown_s,
         )
+        services.metrics.check(out.error)
         share = server_installed(interaction)  # not in the bot's DM, nor where only the user installed it
         await interaction.followup.send(**reply_for(services, self.owner, out, share=share), ephemeral=True)
 
@@ -124,6 +126,7 @@ class ContributeButton(
     ) -> ContributeButton:
         return cls(int(match["owner"]), match["on"] == "on")
 
+    @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         store = context(interaction).services.store
         if self.on:

@@ -3,10 +3,11 @@ Discord helpers the families share."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 
@@ -27,10 +28,44 @@ async def switched_on(interaction: discord.Interaction, custom_id: str) -> bool:
 
 
 async def owner_only(interaction: discord.Interaction, owner: int, custom_id: str = "") -> bool:
+    metrics = context(interaction).services.metrics
+    metrics.started(interaction)
     if interaction.user.id != owner:
         await interaction.response.send_message(texts.error("not_yours"), ephemeral=True)
+        metrics.finished(interaction, component_name(custom_id), "refused")
         return False
-    return await switched_on(interaction, custom_id)
+    if not await switched_on(interaction, custom_id):
+        metrics.finished(interaction, component_name(custom_id), "refused")
+        return False
+    return True
+
+
+def component_name(custom_id: str) -> str:
+    """A component's family for metrics: ``mr:share:123`` → ``share`` (no ids in labels)."""
+    parts = custom_id.split(":")
+    return parts[1] if len(parts) > 1 else "?"
+
+
+Callback = TypeVar("Callback", bound=Callable[[Any, discord.Interaction], Awaitable[None]])
+
+
+def measured(callback: Callback) -> Callback:
+    """A persistent component's callback, counted and timed by its family (``bot.metrics``)."""
+
+    @functools.wraps(callback)
+    async def run(self: Any, interaction: discord.Interaction) -> None:
+        metrics = context(interaction).services.metrics
+        metrics.started(interaction)
+        name = component_name(str(getattr(self, "custom_id", "")))
+        try:
+            await callback(self, interaction)
+        except Exception as exc:
+            metrics.finished(interaction, name, "error")
+            metrics.error(exc)
+            raise
+        metrics.finished(interaction, name, "ok")
+
+    return run  # type: ignore[return-value]
 
 
 def downloader(read: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:

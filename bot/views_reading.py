@@ -15,7 +15,7 @@ from bot import embeds, texts
 from bot.context import context
 from bot.mood_flow import CheckOutcome
 from bot.store import NoConsent, ReadingGone
-from bot.views_common import OwnerOnly, server_installed
+from bot.views_common import OwnerOnly, measured, server_installed
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
@@ -43,6 +43,7 @@ class ShareButton(
     ) -> ShareButton:
         return cls(int(match["owner"]))
 
+    @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         if interaction.guild_id is None:  # a DM or group DM: there is no channel of a server to post to
             await interaction.response.send_message(texts.SHARE_ONLY_IN_SERVERS, ephemeral=True)
@@ -105,6 +106,7 @@ class CorrectSelect(
     ) -> CorrectSelect:
         return cls(int(match["owner"]), match["entry"], context(interaction).services.emotions)
 
+    @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         emotion = self.item.values[0]
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -145,6 +147,7 @@ class CalmButton(
     ) -> CalmButton:
         return cls(int(match["owner"]), match["entry"])
 
+    @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         services = context(interaction).services
@@ -194,6 +197,7 @@ class LabelButton(
     ) -> LabelButton:
         return cls(match["kind"], int(match["owner"]), match["entry"])
 
+    @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         services = context(interaction).services

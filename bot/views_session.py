@@ -8,7 +8,7 @@ from typing import Any
 import discord
 
 from bot.context import context
-from bot.views_common import switched_on
+from bot.views_common import measured, switched_on
 
 SESSION_LABELS = {"join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
 
@@ -39,6 +39,7 @@ class SessionButton(
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return await switched_on(interaction, self.custom_id)
 
+    @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = await context(interaction).board.act(

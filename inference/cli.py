@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Consume analysis jobs from the queue (scales out).",
     ),
     "bot": ("bot.__main__:bot_command", "Run the Discord bot (needs MOODRING_DISCORD_TOKEN)."),
+    "doctor": (
+        "bot.doctor:doctor_command",
+        "Check a deployment end to end; exit 0 when nothing is a problem.",
+    ),
 }
 
 

@@ -77,6 +77,8 @@ class FakeDiscord:
         self.messages: dict[int, dict[str, Any]] = {}
         self.cdn: dict[int, bytes] = {}
         self.sockets: list[web.WebSocketResponse] = []  # identified gateway connections, in order
+        self.token: str | None = None  # set: REST calls with another bot token get 401
+        self.app_flags = 0  # the application's flags (privileged intents granted: 1 << 18, 1 << 19)
         self._seqs: dict[int, itertools.count[int]] = {}
         self._dms: dict[int, int] = {}  # user id → DM channel id
         self.message_content = False  # the portal's "Message Content Intent" switch
@@ -377,6 +379,9 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
         body, files = await _read_body(request)
+        if self.token is not None and request.headers.get("Authorization") != f"Bot {self.token}":
+            self.calls.append(Call(request.method, path, body, files, 401, time.monotonic()))
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         for i, (method, rx, retry_after) in enumerate(self._limits):
             if method == request.method and rx.search(path):
                 del self._limits[i]
@@ -409,7 +414,7 @@ class FakeDiscord:
                 "bot_require_code_grant": False,
                 "owner": user(1),
                 "verify_key": "0" * 64,
-                "flags": 0,
+                "flags": self.app_flags,
             }
         if path == "/gateway/bot":
             return 200, {

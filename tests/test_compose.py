@@ -26,7 +26,9 @@ def _compose() -> dict:  # type: ignore[type-arg]
 
 def test_services_and_health() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", "redis-blobs", "worker", "bot"}
+    assert set(services) == {"redis", "redis-blobs", "worker", "bot", "doctor", "prometheus", "grafana"}
+    always = {n for n, s in services.items() if "profiles" not in s}
+    assert always == {"redis", "redis-blobs", "worker", "bot"}  # the rest on request (profiles)
     for name in ("redis", "redis-blobs", "worker"):
         assert services[name]["healthcheck"]["test"], name
     for name in ("worker", "bot"):
@@ -51,7 +53,7 @@ def test_photos_live_only_in_the_redis_that_never_persists() -> None:
 
 def test_commands_exist_in_the_cli() -> None:
     services = _compose()["services"]
-    for name in ("worker", "bot"):
+    for name in ("worker", "bot", "doctor"):
         cmd = services[name]["command"]
         assert cmd[0] == "moodring" and cmd[1] in COMMANDS, cmd
     check = services["worker"]["healthcheck"]["test"]
@@ -64,6 +66,7 @@ def test_environment_names_match_settings_classes() -> None:
         "worker": _env_names(WorkerSettings),
         "bot": _env_names(BotSettings).union(*(_env_names(s.settings_cls) for s in sources())),
     }
+    allowed["doctor"] = allowed["bot"]
     for name, names in allowed.items():
         env = set(services[name]["environment"])
         assert env <= names, f"{name}: unknown variables {env - names}"

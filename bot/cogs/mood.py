@@ -228,6 +228,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             return
         user_id = message.author.id
         if not await self.services.store.consent(user_id):
+            self.services.metrics.check("consent_needed")
             token = await self.services.pending.hold(user_id, photo.url, None)
             await message.reply(
                 texts.WATCH_CONSENT.format(mention=message.author.mention),
@@ -312,6 +313,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
                 job_id=job_id,
             )
         log.info("check by %s: %s", self.services.store.hash(user_id), out.error or out.emotion)
+        self.services.metrics.check(out.error)
         return out
 
     def _reply(self, user_id: int, out: CheckOutcome, share: bool = True) -> dict[str, Any]:

@@ -69,6 +69,11 @@ class ModelManifest(BaseModel):
         path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
 
+def model_id(manifest: ModelManifest) -> str:
+    """A short name for the exact weights (workers beat it; ``moodring doctor`` compares it)."""
+    return manifest.weights_sha256[:12]
+
+
 def default_model_dir() -> Path:
     """The checkpoint that ships inside the installed ``inference`` package."""
     return Path(str(resources.files("inference") / "weights"))

@@ -14,9 +14,10 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -193,6 +194,16 @@ return 0
 """
 
 WORKERS_KEY = "moodring:workers"  # sorted set: consumer -> time of its last heartbeat
+WORKER_MODEL_TTL_S = 86_400
+
+
+def _name(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def worker_model_key(consumer: str) -> str:
+    """The model id a worker serves (renewed with each beat; a day after its last one: gone)."""
+    return f"moodring:worker:{{{consumer}}}:model"
 
 
 def reserved_key(stream: str) -> str:
@@ -270,6 +281,17 @@ class StreamBase:
             pipe.exists(waiting_key(holder))
             done, waiting = await pipe.execute()
         return bool(done) or (not waiting and held_ms >= LOCK_GRACE_MS)
+
+    async def alive_workers(self, within_s: float) -> dict[str, str]:
+        """The consumers that beat in the last ``within_s`` seconds, each with the model it serves."""
+        beat: Any = await self.redis.zrangebyscore(WORKERS_KEY, time.time() - within_s, "+inf")
+        names = [_name(n) for n in beat]
+        models: list[Any] = [await self.redis.get(worker_model_key(n)) for n in names]  # any slots
+        return {n: _name(m) if m else "" for n, m in zip(names, models, strict=True)}
+
+    async def dead_letter_count(self) -> int:
+        """Entries in the dead-letter streams (kept a week, or the last 10,000 per shard)."""
+        return sum([int(await self.redis.xlen(dead)) for dead in self.dead.values()])
 
     def _shard_cap(self, max_backlog: int) -> int:
         return -(-max_backlog // len(self.streams))

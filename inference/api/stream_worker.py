@@ -17,6 +17,7 @@ from inference.api.contract import Job, JobResult, image_key, result_key
 from inference.api.stream_protocol import (
     DEAD_LETTER_AGE_S,
     TRANSIENT,
+    WORKER_MODEL_TTL_S,
     WORKERS_KEY,
     Delivery,
     Fetched,
@@ -24,6 +25,7 @@ from inference.api.stream_protocol import (
     delivery,
     done_key,
     waiting_key,
+    worker_model_key,
 )
 
 log = logging.getLogger(__name__)
@@ -32,18 +34,22 @@ log = logging.getLogger(__name__)
 class WorkerSide(StreamBase):
     """The calls a worker makes."""
 
-    async def heartbeat(self, consumer: str) -> None:
-        """Beat in the workers' sorted set (consumer → time); gone for a day: dropped."""
+    async def heartbeat(self, consumer: str, model: str = "") -> None:
+        """Beat in the workers' sorted set (consumer → time), with the model served; gone for a
+        day: dropped."""
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:  # one key
             pipe.zadd(WORKERS_KEY, {consumer: now})
-            pipe.zremrangebyscore(WORKERS_KEY, 0, now - 86_400)
+            pipe.zremrangebyscore(WORKERS_KEY, 0, now - WORKER_MODEL_TTL_S)
             await pipe.execute()
+        if model:
+            await self.redis.set(worker_model_key(consumer), model, ex=WORKER_MODEL_TTL_S)
 
     async def leave(self, consumer: str) -> None:
         """A worker stopping on purpose takes itself out of the workers' set at once, so a check
         sent after it is told "analysis is down" straight away instead of waiting out the window."""
         await self.redis.zrem(WORKERS_KEY, consumer)
+        await self.redis.delete(worker_model_key(consumer))
 
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         """Up to ``count`` new entries from the shards, waiting up to ``block_ms`` when all are empty.

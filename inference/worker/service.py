@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from inference.api.connect import connect
 from inference.api.contract import MAX_JOB_S, Job, JobError, JobResult, first_problem
 from inference.api.errors import MoodringError
+from inference.api.manifest import model_id
 from inference.api.settings import load_settings
 from inference.api.transport import TRANSIENT, Delivery, connect_blobs, open_transport
 from inference.serve.adapter import Adapter
@@ -73,6 +74,7 @@ class Worker:
         metrics: Metrics | None = None,
         blobs: Redis | None = None,
         adapters: AdapterFollower | None = None,
+        model: str = "",
     ) -> None:
         self.redis = redis
         self.queue = open_transport(redis, settings, settings.dead_letter_stream, blobs)
@@ -82,6 +84,9 @@ class Worker:
         self.name = name or f"{self.host}-{os.getpid()}"
         self.metrics = metrics or Metrics()
         self.adapters = adapters  # None: no community adapter (readings are the model's own)
+        manifest = getattr(predictor, "manifest", None)
+        # the model's id (inference.api.manifest.model_id), beaten with each heartbeat
+        self.model = model or (model_id(manifest) if manifest is not None else "")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
         self._stopping = asyncio.Event()
         self._last_claim = 0.0
@@ -162,7 +167,8 @@ class Worker:
                 log.debug("beat failed: %s", exc)
 
     async def _beat(self) -> None:
-        await self.queue.heartbeat(self.name)
+        await self.queue.heartbeat(self.name, self.model)
+        self.metrics.serves(self.model, self.adapters.version if self.adapters is not None else "")
         if self.metrics.enabled:
             self.metrics.depth.set((await self.queue.backlog()).total)
 
@@ -201,7 +207,7 @@ class Worker:
         if d.answer_to and answer:
             res = self._error(d.answer_to, code, f"dead-lettered: {reason}")
         await self.queue.dead_letter(self.name, d, res, reason)
-        self.metrics.observe("dead_letter", 0.0)
+        self.metrics.dead_letter(code)
 
     async def _process(self, entries: list[Delivery]) -> None:
         """One batch. Whatever is wrong with one entry is settled for that entry alone."""
@@ -273,9 +279,7 @@ class Worker:
                     log.exception("job crashed the model on its own; dead-lettering it")
                     outs.append(None)
         batch_ms = (time.perf_counter() - t) * 1000
-        self.metrics.batch_sizes[len(ready)] += 1
-        if self.metrics.enabled:
-            self.metrics.batch.observe(len(ready))
+        self.metrics.batched(len(ready))
         results: list[tuple[Delivery, JobResult | None]] = []
         for (d, job, _), out in zip(ready, outs, strict=True):
             if out is None:
@@ -313,7 +317,7 @@ class Worker:
                 continue
             self.processed += 1
             outcome = "ok" if res.error is None else res.error.code
-            self.metrics.observe(outcome, now - job.submitted_at)
+            self.metrics.observe(outcome, now - job.submitted_at, res.timings_ms)
             log.info(
                 "job %s user %s %s faces=%d batch=%d %.0f ms",
                 job.job_id,

@@ -138,6 +138,11 @@ class SpotifyCatalog:
                     return list(tracks.values())[:limit]
         return list(tracks.values())
 
+    async def probe(self) -> int:
+        """One uncached test search (``moodring doctor``): how many tracks it found; raises
+        :class:`CatalogUnavailable` when the credentials or the service fail."""
+        return len(await asyncio.to_thread(self._search_blocking, "happy"))
+
     async def _search(self, query: str, anchor: Anchor) -> list[Track]:
         key = "moodring:spotify:q:" + hashlib.sha1(f"{self._settings.market}|{query}".encode()).hexdigest()
         cached = await self._redis.get(key)

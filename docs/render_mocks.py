@@ -211,6 +211,7 @@ def _sample() -> tuple[Any, Image.Image]:
 
 def payloads() -> dict[str, tuple[dict[str, Any], dict[str, Image.Image]]]:
     from bot import embeds, texts, views
+    from bot.disk_forget import bound_s
     from bot.guilds import ServerSettings
     from bot.sessions import QueuedTrack, SessionView
     from inference.api.emotions import load_registry
@@ -227,7 +228,9 @@ def payloads() -> dict[str, tuple[dict[str, Any], dict[str, Image.Image]]]:
     asked["attachments"] = reading["attachments"]
     privacy = {
         "flags": 1 << 6,
-        "content": texts.privacy(90, 20, texts.duration(3600), contributing=False, given=0),
+        "content": texts.privacy(
+            90, 20, texts.duration(3600), contributing=False, given=0, rewrite=texts.duration(bound_s(600))
+        ),
         "components": views.privacy_view(owner, contributing=False).to_components(),
     }
     embed, _ = embeds.check_embed(out, emotions)

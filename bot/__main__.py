@@ -28,14 +28,17 @@ async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_g
     from inference.api.connect import connect
     from inference.api.emotions import EmotionError
     from inference.api.transport import connect_blobs
+    from recommender.links import LinkResolver
     from recommender.mood import MoodMapError
+    from recommender.sources import build_link_sources
 
     use_api_base(settings.discord_api_base)
     redis = connect(settings.redis_url, settings.redis_cluster)
     blobs = connect_blobs(settings)  # photos and heatmaps only; a Redis without persistence
     try:
         try:
-            services = build_services(settings, sources, redis, blobs=blobs)
+            links = LinkResolver(build_link_sources(sources, redis, settings.redis_url), redis)
+            services = build_services(settings, sources, redis, blobs=blobs, links=links)
         except (MoodMapError, EmotionError) as exc:
             log.error("%s", exc)
             raise SystemExit(2) from None

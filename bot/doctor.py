@@ -31,8 +31,9 @@ from inference.api.health import NodeFacts, node_facts
 from inference.api.manifest import MANIFEST_FILE, ModelManifest, default_model_dir, model_id, sha256_file
 from inference.api.settings import describe_error
 from inference.api.transport import TRANSIENT, StreamTransport, connect_blobs, open_transport
+from recommender.links import SourceFailed
 from recommender.mood import MoodPoint
-from recommender.sources import build_catalogs, load_source_settings
+from recommender.sources import build_catalogs, build_link_sources, load_source_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ UNREACHABLE: tuple[type[Exception], ...] = (RedisError, *TRANSIENT, OSError)
 DISCORD_API = "https://discord.com/api/v10"
 MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT (verified) or _LIMITED
 TIMEOUT_S = 10.0
+PROBE_LINK = "https://www.deezer.com/track/3135556"  # a track every link source knows
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +291,21 @@ async def _music(
         report.add(
             f"music {catalog.name}", "ok" if found else "warning", f"a test search found {found} tracks"
         )
+    for source in build_link_sources(sources, redis, settings.redis_url):
+        # keyless: a failure costs exact links (replies use search links), not the reply
+        try:
+            async with asyncio.timeout(TIMEOUT_S), aiohttp.ClientSession() as http:
+                answer = await source.find(http, "Daft Punk", "One More Time", {"deezer": PROBE_LINK})
+        except (SourceFailed, aiohttp.ClientError, TimeoutError) as exc:
+            report.add(
+                f"links {source.name}",
+                "warning",
+                f"a test lookup failed ({exc}): replies use search links until it answers "
+                f"(or set MOODRING_{source.name.upper()}_ENABLED=false)",
+            )
+            continue
+        known = ", ".join(sorted(answer.links)) if answer else "nothing"
+        report.add(f"links {source.name}", "ok", f"a test lookup found {known}")
 
 
 async def _discord(report: Report, settings: BotSettings) -> None:

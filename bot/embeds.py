@@ -13,7 +13,9 @@ from bot.mood_flow import CheckOutcome
 from bot.sessions import SessionView
 from bot.store import BASELINE_PHOTOS, MoodEntry, summarize
 from inference.api.emotions import EmotionRegistry
+from recommender.platforms import LABELS
 from recommender.ranking import Recommendation
+from recommender.tracks import Track
 
 HEATMAP_NAME = "heatmap.jpg"
 CHART_NAME = "moods.png"
@@ -26,7 +28,36 @@ def bar(p: float, width: int = 10) -> str:
 
 def _track_line(i: int, rec: Recommendation) -> str:
     artists = ", ".join(rec.track.artists)
-    return f"{i}. [{rec.track.title} — {artists}]({rec.track.url})\n   *{rec.reason}*"
+    head = (
+        f"{rec.track.title} — {artists}"
+        if rec.track.choices
+        else f"[{rec.track.title} — {artists}]({rec.track.url})"
+    )
+    extras = link_extras(rec.track)
+    return f"{i}. {head}\n   *{rec.reason}*" + (f"\n   {extras}" if extras else "")
+
+
+def link_extras(track: Track) -> str:
+    """The links beside "Listen": the 30-second preview, and for "ask every time" without one page
+    for every platform, one link per platform (the listener picks)."""
+    parts = [f"[{LABELS.get(p, p)}]({url})" for p, url in track.choices]
+    if track.preview_url:
+        parts.append(f"[\N{BLACK RIGHT-POINTING TRIANGLE} Preview]({track.preview_url})")
+    return " · ".join(parts)
+
+
+def listen_lines(tracks: Sequence[Track], platform: str) -> str:
+    """A session's queue with links on one member's platform (their ephemeral Listen answer)."""
+    where = LABELS.get(platform, platform)
+    lines = [texts.SESSION_LISTEN_HEAD.format(platform=where)]
+    for i, t in enumerate(tracks):
+        name = f"{t.title} — {', '.join(t.artists)}"
+        head = name if t.choices else f"[{name}]({t.url})"
+        extras = link_extras(t)
+        lines.append(
+            ("**Now playing:** " if i == 0 else f"{i + 1}. ") + head + (f" · {extras}" if extras else "")
+        )
+    return "\n".join(lines)
 
 
 def tracks_embed(tracks: Sequence[Recommendation], title: str, colour: int = 0x1DB954) -> discord.Embed:
@@ -49,8 +80,14 @@ def check_embed(out: CheckOutcome, emotions: EmotionRegistry) -> tuple[discord.E
             name=f"{len(out.faces)} faces (largest first)", value=_faces_lines(out)[:1024], inline=False
         )
     if out.tracks:
-        music = "\n".join(_track_line(i, r) for i, r in enumerate(out.tracks, 1))
-        embed.add_field(name=f"Music ({out.strategy})", value=music[:1024], inline=False)
+        lines = [_track_line(i, r) for i, r in enumerate(out.tracks, 1)]
+        if sum(len(line) + 1 for line in lines) <= 1024:
+            embed.add_field(name=f"Music ({out.strategy})", value="\n".join(lines), inline=False)
+        else:  # links on every platform: a field per track, never a link cut in half
+            for i, line in enumerate(lines):
+                embed.add_field(
+                    name=f"Music ({out.strategy})" if i == 0 else "\u200b", value=line[:1024], inline=False
+                )
     files = []
     if out.heatmap_jpeg:
         files.append(discord.File(io.BytesIO(out.heatmap_jpeg), HEATMAP_NAME))
@@ -146,14 +183,13 @@ def session_embed(view: SessionView) -> discord.Embed:
     embed = discord.Embed(title="Listening session", colour=0x1DB954, description=view.mood_line)
     playing = view.now_playing
     if playing is not None:
+        # no links here: the board is everyone's, and each member's Listen opens their own platform
         embed.add_field(
             name="Now playing",
-            value=f"[{playing.title} — {', '.join(playing.artists)}]({playing.url})\n*{playing.reason}*",
+            value=f"**{playing.title}** — {', '.join(playing.artists)}\n*{playing.reason}*",
             inline=False,
         )
-        upcoming = "\n".join(
-            f"{i}. [{t.title} — {t.artists[0]}]({t.url})" for i, t in enumerate(view.queue[1:5], 2)
-        )
+        upcoming = "\n".join(f"{i}. {t.title} — {t.artists[0]}" for i, t in enumerate(view.queue[1:5], 2))
         if upcoming:
             embed.add_field(name="Up next", value=upcoming[:1024], inline=False)
     members = " ".join(f"<@{m}>" + (" (host)" if m == view.host_id else "") for m in view.members)

@@ -198,7 +198,13 @@ async def finish_check(
         log.info("user %s was forgotten during a check; its reading was not kept", store.hash(user_id))
         return CheckOutcome(error="forgotten_during_check")
     chosen = strategy or recommender.mood_map.default_strategy(emotion)
-    tracks = await recommender.recommend(emotion, probs=probs, strategy=chosen, user=store.hash(user_id))
+    tracks = await recommender.recommend(
+        emotion,
+        probs=probs,
+        strategy=chosen,
+        user=store.hash(user_id),
+        platform=await store.platform(user_id),
+    )
     heatmap = base64.b64decode(result.heatmap_jpeg_b64) if result.heatmap_jpeg_b64 else None
     return CheckOutcome(
         faces=faces,

@@ -20,6 +20,7 @@ from bot.store import BotHistory, UserStore
 from inference.api.client import JobClient
 from inference.api.emotions import EmotionRegistry, load_registry
 from inference.api.transport import StreamTransport, open_transport
+from recommender.links import LinkResolver
 from recommender.mood import load_mood_map
 from recommender.service import Recommender
 from recommender.sources import build_catalogs
@@ -48,6 +49,7 @@ def build_services(
     redis: Redis,
     emotions: EmotionRegistry | None = None,
     blobs: Redis | None = None,
+    links: LinkResolver | None = None,
 ) -> Services:
     """Wire Redis-backed stores, the queue client and the recommender.
 
@@ -67,7 +69,8 @@ def build_services(
         ask_share=settings.ask_share,
     )
     catalogs = build_catalogs(sources, redis, settings.redis_url)
-    recommender = Recommender(mood_map, catalogs, BotHistory(store, session_ttl_s=settings.session_idle_s))
+    history = BotHistory(store, session_ttl_s=settings.session_idle_s)
+    recommender = Recommender(mood_map, catalogs, history, links=links)
     sessions = Sessions(
         redis,
         recommender,

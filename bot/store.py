@@ -35,6 +35,7 @@ from bot.user_records import (
 )
 from inference.api import community
 from inference.api.community import ASKED, SHOWN, LabelRecord
+from recommender.platforms import CHOICES, DEFAULT, Choice
 
 # The store's own types and names, defined in bot.user_records; callers import them from here.
 __all__ = [
@@ -225,6 +226,21 @@ class UserStore(ConsentStore):
         mean = sum(counts.values()) / len(self.classes)
         return {c: (1 + counts.get(c, 0)) / (1 + mean) for c in self.classes}
 
+    # music platform --------------------------------------------------------------------
+    async def platform(self, user_id: int | str) -> Choice:
+        """Where the user's Listen links open (``/mood music``); never chosen: Spotify."""
+        raw = await self.redis.get(self._key(user_id, "platform"))
+        chosen = as_text(raw) if raw is not None else ""
+        return chosen if chosen in CHOICES else DEFAULT
+
+    async def set_platform(self, user_id: int | str, choice: Choice) -> None:
+        """Remember the platform (only with consent, like the rest: export shows it, forget
+        deletes it). Raises :class:`NoConsent`."""
+        if choice not in CHOICES:
+            raise ValueError(f"not a platform: {choice!r}")
+        key = self._key(user_id, "platform")
+        await self.consented_write(self.hash(user_id), lambda pipe: pipe.set(key, choice))
+
     # calm-face baseline -----------------------------------------------------------
     async def baseline(self, user_id: int | str) -> dict[str, Any] | None:
         """The user's calm face: ``{"probs": {...}, "photos": n, "at": time}``, or None."""
@@ -285,6 +301,9 @@ class UserStore(ConsentStore):
             "recent_recommendations": [
                 as_text(k) for k in await self.redis.lrange(self._key(user_id, "recs"), 0, -1)
             ],
+            "music_platform": as_text(raw)
+            if (raw := await self.redis.get(self._key(user_id, "platform")))
+            else None,
             "contributing": await self.contributing(user_id),
             "contributions": await self.contributions(user_id),
         }

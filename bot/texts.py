@@ -24,7 +24,8 @@ PRIVACY = (
     "to disk) and deleted right after. It is never written to disk, logs or the database, and "
     "neither is the heatmap or the attachment link.\n"
     "• What is kept: the emotion label, its probabilities and the time, for your `/mood history` "
-    "({days} days by default), and your corrections. `/mood export` shows all of it; "
+    "({days} days by default), your corrections, and the music app you chose (`/mood music`). "
+    "`/mood export` shows all of it; "
     "`/mood forget` deletes all of it: from the database at once, and from its files on disk "
     "within {rewrite}.\n"
     "• **Calm face** (optional, `/mood baseline`): if you show me a relaxed selfie, I keep only that "
@@ -58,6 +59,17 @@ FORGET_CONFIRM = (
     "This deletes **everything** moodring stores about you (history, corrections, consent, recent "
     "music, session memberships). Continue?"
 )
+MUSIC_NOW = "Your **Listen** links open on **{platform}**. Change it with `/mood music platform:`."
+MUSIC_SET = (
+    "Done: your **Listen** links now open on **{platform}**: the exact track where moodring can "
+    "find it, else a search there."
+)
+MUSIC_ASK = (
+    "Done: each track now offers every platform (one page listing them where moodring can find "
+    "the track, else a search link on each)."
+)
+SESSION_QUEUE_EMPTY = "Nothing queued yet: members check in with `/mood check` and the music follows."
+SESSION_LISTEN_HEAD = "Links for you, on **{platform}**:"
 FORGET_DONE = "Done: deleted {what}. moodring knows nothing about you now."
 FORGET_CANCELLED = "Nothing was deleted."
 HISTORY_EMPTY = "No readings in the last {days} days. Try `/mood check` with a selfie."

@@ -26,6 +26,7 @@ USER_KEYS = (
     "sessions",
     "contribute",
     "labels",
+    "platform",
 )
 CONTRIBUTE_VERSION = 1  # bump when what contributing means changes: everyone is asked again
 

@@ -252,8 +252,15 @@ def reading_layout(
         parts.append(discord.ui.TextDisplay(f"**Music ({out.strategy})**"))
         for rec in out.tracks[:5]:
             line = f"**{rec.track.title}** — {', '.join(rec.track.artists)}\n-# {rec.reason}"
+            extras = embeds.link_extras(rec.track)
+            text: discord.ui.TextDisplay[Any] = discord.ui.TextDisplay(
+                line + (f"\n{extras}" if extras else "")
+            )
+            if rec.track.choices:  # "ask every time", no single link: the platforms are in the text
+                parts.append(text)
+                continue
             listen = discord.ui.Button[Any](label="Listen", url=rec.track.url)
-            parts.append(discord.ui.Section(discord.ui.TextDisplay(line[:1000]), accessory=listen))
+            parts.append(discord.ui.Section(text, accessory=listen))
     if out.entry_id is not None and out.asked:
         parts.append(discord.ui.TextDisplay(texts.ASK_LINE))
         parts.append(discord.ui.ActionRow(*label_buttons(owner, out)))
@@ -315,6 +322,8 @@ def link_view(tracks: Sequence[Recommendation]) -> discord.ui.View:
     """One link button per track (Discord opens Spotify; nothing comes back to the bot)."""
     view = discord.ui.View(timeout=None)
     for rec in tracks[:5]:
+        if rec.track.choices:  # a link per platform, in the embed's text
+            continue
         label = f"{rec.track.title} — {rec.track.artists[0]}" if rec.track.artists else rec.track.title
         view.add_item(discord.ui.Button(label=label[:80], url=rec.track.url, row=0))
     return view

@@ -7,15 +7,20 @@ from typing import Any
 
 import discord
 
+from bot import embeds, texts
 from bot.context import context
+from bot.services import Services
+from bot.sessions import SessionError
 from bot.views_common import measured, switched_on
+from recommender.links import with_links
+from recommender.tracks import Track
 
-SESSION_LABELS = {"join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
+SESSION_LABELS = {"listen": "Listen", "join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
 
 
 class SessionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"mr:sess:(?P<channel>\d+):(?P<action>join|leave|skip|end)",
+    template=r"mr:sess:(?P<channel>\d+):(?P<action>listen|join|leave|skip|end)",
 ):
     """Join/Leave/Skip/End on a session message; any bot process can handle it."""
 
@@ -23,6 +28,8 @@ class SessionButton(
         style = discord.ButtonStyle.danger if action == "end" else discord.ButtonStyle.secondary
         if action == "join":
             style = discord.ButtonStyle.success
+        if action == "listen":
+            style = discord.ButtonStyle.primary
         super().__init__(
             discord.ui.Button(
                 label=SESSION_LABELS[action], style=style, custom_id=f"mr:sess:{channel_id}:{action}"
@@ -42,6 +49,10 @@ class SessionButton(
     @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if self.action == "listen":  # the shared queue, on this member's own platform
+            text = await listen_text(context(interaction).services, self.channel_id, interaction.user.id)
+            await interaction.followup.send(text, ephemeral=True)
+            return
         text = await context(interaction).board.act(
             self.channel_id,
             self.action,
@@ -50,6 +61,23 @@ class SessionButton(
             message_id=interaction.message.id if interaction.message else None,
         )
         await interaction.followup.send(text, ephemeral=True)
+
+
+async def listen_text(services: Services, channel_id: int, user_id: int) -> str:
+    """The session's queue with each track on the member's platform (waits up to a second for
+    exact links: the answer is deferred, so it can)."""
+    try:
+        view = await services.sessions.view(channel_id)
+    except SessionError as exc:
+        return texts.session_error(str(exc))
+    if not view.queue:
+        return texts.SESSION_QUEUE_EMPTY
+    platform = await services.store.platform(user_id)
+    tracks = [Track(t.title, t.artists, t.url, "session") for t in view.queue[:5]]
+    resolver = services.recommender.links
+    found = await resolver.resolve(tracks, deadline_s=1.0) if resolver is not None else {}
+    linked = [with_links(t, found.get(t.key), platform) for t in tracks]
+    return embeds.listen_lines(linked, platform)[:2000]
 
 
 def session_view(channel_id: int) -> discord.ui.View:

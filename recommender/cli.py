@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from recommender.links import LinkResolver
 from recommender.mood import STRATEGIES
 
 
@@ -31,8 +32,19 @@ def format_recommendations(recs: list, strategy: str) -> list[str]:  # type: ign
     lines = [f"music ({strategy}):"]
     for i, r in enumerate(recs, 1):
         lines.append(f"  {i}. {r.track.title} — {', '.join(r.track.artists)}  [{r.reason}]")
-        lines.append(f"     {r.track.url}")
+        for platform, url in r.track.choices or (("", r.track.url),):
+            lines.append(f"     {platform + ': ' if platform else ''}{url}")
+        if r.track.preview_url:
+            lines.append(f"     preview: {r.track.preview_url}")
     return lines
+
+
+def link_resolver() -> LinkResolver:
+    """The link sources configured in the environment, for a one-off lookup (no cache): the exact
+    track on the chosen platform where the network answers within 3 s, else a search there."""
+    from recommender.sources import build_link_sources, load_source_settings
+
+    return LinkResolver(build_link_sources(load_source_settings(lambda cls: cls()), None, ""), None, 3.0)
 
 
 @click.command("recommend")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from recommender.catalogs import Catalog, CatalogUnavailable
+from recommender.links import LinkResolver, with_links
 from recommender.mood import MoodMap, MoodPoint, Strategy
+from recommender.platforms import Choice
 from recommender.ranking import Recommendation, rank
 from recommender.tracks import Track
 
@@ -41,7 +44,12 @@ class Recommender:
     """Turns a mood into a list of tracks from the first catalog that can serve it."""
 
     def __init__(
-        self, mood_map: MoodMap, catalogs: Sequence[Catalog], history: History, pool_size: int = 400
+        self,
+        mood_map: MoodMap,
+        catalogs: Sequence[Catalog],
+        history: History,
+        pool_size: int = 400,
+        links: LinkResolver | None = None,
     ) -> None:
         if not catalogs:
             raise ValueError("at least one catalog is required")
@@ -49,6 +57,7 @@ class Recommender:
         self.catalogs = list(catalogs)
         self.history = history
         self.pool_size = pool_size
+        self.links = links  # None: no lookups; links are search links on the listener's platform
 
     async def recommend(
         self,
@@ -60,8 +69,12 @@ class Recommender:
         user: str = "anonymous",
         seed: int = 0,
         start: MoodPoint | None = None,
+        platform: Choice | None = None,
     ) -> list[Recommendation]:
-        """Recommend ``n`` tracks; ``probs`` (all 7 classes) refines the starting point."""
+        """Recommend ``n`` tracks; ``probs`` (all 7 classes) refines the starting point.
+
+        ``platform``: each track's link opens there (the exact track where a link source knows
+        it, else a search there); None: the catalog's own link."""
         strategy = strategy or self.mood_map.default_strategy(emotion)
         if start is None:
             start = self.mood_map.point_for(probs) if probs else self.mood_map.point(emotion)
@@ -82,4 +95,11 @@ class Recommender:
                 break
             log.warning("catalog %s gave %d of %d tracks; trying the next", catalog.name, len(picks), n)
         await self.history.add(user, [p.track.key for p in picks])
-        return picks
+        return picks if platform is None else await self.linked(picks, platform)
+
+    async def linked(
+        self, picks: Sequence[Recommendation], platform: Choice, deadline_s: float | None = None
+    ) -> list[Recommendation]:
+        """``picks`` with each track's link (and preview) on ``platform``, within the deadline."""
+        found = await self.links.resolve([p.track for p in picks], deadline_s) if self.links else {}
+        return [replace(p, track=with_links(p.track, found.get(p.track.key), platform)) for p in picks]

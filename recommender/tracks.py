@@ -35,6 +35,8 @@ class Track:
     year: int | None = None
     preview_url: str | None = None
     album_art: str | None = None
+    # "ask every time" without one page for every platform: (platform, link) each, the listener picks
+    choices: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:

@@ -16,6 +16,8 @@ import pytest
 from PIL import Image, ImageDraw
 from redis.asyncio import Redis
 
+from tests.fakemusic import Fakes, start_fakes
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -232,3 +234,10 @@ async def wait_for_worker(redis: Redis, within_s: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("no worker came up")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[Fakes]:
+    """The keyless music services (Deezer, iTunes, Odesli) faked on 127.0.0.1."""
+    async for fake in start_fakes():
+        yield fake

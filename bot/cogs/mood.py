@@ -23,7 +23,8 @@ from bot.mood_flow import (
     set_calm_face,
 )
 from bot.recovery import OpenCheck
-from bot.store import DAY, summarize
+from bot.store import DAY, NoConsent, summarize
+from recommender.platforms import CHOICES, LABELS
 
 if TYPE_CHECKING:
     from bot.app import MoodringBot
@@ -157,6 +158,27 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         await interaction.response.send_message(
             texts.FORGET_CONFIRM, view=views.forget_view(interaction.user.id), ephemeral=True
         )
+
+    @app_commands.command(name="music", description="Where your Listen links open")
+    @app_commands.describe(platform="Your music app, or: ask every time")
+    @app_commands.choices(platform=[app_commands.Choice(name=LABELS[c], value=c) for c in CHOICES])
+    async def music(
+        self, interaction: discord.Interaction, platform: app_commands.Choice[str] | None = None
+    ) -> None:
+        store, user_id = self.services.store, interaction.user.id
+        if platform is None:
+            current = LABELS[await store.platform(user_id)]
+            await interaction.response.send_message(texts.MUSIC_NOW.format(platform=current), ephemeral=True)
+            return
+        choice = next(c for c in CHOICES if c == platform.value)
+        try:
+            await store.set_platform(user_id, choice)
+        except NoConsent:  # kept like the rest of what moodring remembers: only with consent
+            reply = views.error_reply(self.services, user_id, "consent_needed")
+            await interaction.response.send_message(**reply, ephemeral=True)
+            return
+        said = texts.MUSIC_ASK if choice == "ask" else texts.MUSIC_SET.format(platform=LABELS[choice])
+        await interaction.response.send_message(said, ephemeral=True)
 
     @app_commands.command(name="privacy", description="What moodring does with your photos and data")
     async def privacy(self, interaction: discord.Interaction) -> None:

@@ -12,6 +12,7 @@ from inference.api.errors import ImageError, ModelError, NoFaceFound, exit_statu
 from inference.api.heatmap import write_heatmap
 from inference.serve.faces import DETECTORS
 from inference.serve.settings import engine_settings
+from recommender.platforms import CHOICES
 
 
 def sample_photo() -> Path:
@@ -40,6 +41,13 @@ def sample_photo() -> Path:
 )
 @click.option("--no-music", is_flag=True, help="Skip the music recommendations.")
 @click.option(
+    "--platform",
+    type=click.Choice(list(CHOICES)),
+    default=None,
+    help="links on this platform (the exact track where Deezer/iTunes/Odesli answer, else a search); "
+    "default: the catalog's own (Spotify)",
+)
+@click.option(
     "--baseline",
     "calm",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -61,6 +69,7 @@ def analyze_command(
     detector: str | None,
     strategy: str | None,
     no_music: bool,
+    platform: str | None,
     calm: Path | None,
     adapter_file: Path | None,
 ) -> None:
@@ -138,8 +147,14 @@ def analyze_command(
 
         largest = result.faces[0]
         rec = build_recommender()
+        if platform is not None:
+            from recommender.cli import link_resolver
+
+            rec.links = link_resolver()
         strategy = strategy or rec.mood_map.default_strategy(largest.emotion)
-        music = asyncio.run(rec.recommend(largest.emotion, probs=largest.probs, strategy=strategy))
+        music = asyncio.run(
+            rec.recommend(largest.emotion, probs=largest.probs, strategy=strategy, platform=platform)
+        )
     if as_json:
         payload = {
             "photo": str(photo),
@@ -169,6 +184,8 @@ def analyze_command(
                     "title": r.track.title,
                     "artists": list(r.track.artists),
                     "url": r.track.url,
+                    "preview_url": r.track.preview_url,
+                    "every_platform": dict(r.track.choices) or None,
                     "reason": r.reason,
                 }
                 for r in music

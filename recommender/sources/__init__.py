@@ -1,8 +1,10 @@
 """Music sources. Each module in this package is one source and is found by itself:
 
 ``NAME`` (str), ``PRIORITY`` (lower is asked first), ``Settings`` (a pydantic-settings class, its
-own environment block) and ``build(settings, redis, redis_url) -> Catalog | None`` (None: not
-configured). A new source (Deezer, say) is one new module here; nothing else changes.
+own environment block) and ``build(settings, redis, redis_url)``, which returns a
+:class:`~recommender.catalogs.Catalog` (picks for a mood: offline, Spotify), a
+:class:`~recommender.links.LinkSource` (a pick's exact track and preview: Deezer, iTunes,
+Odesli) or None (not configured). A new source is one new module here; nothing else changes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from pydantic_settings import BaseSettings
 
 from recommender.catalogs import Catalog
+from recommender.links import LinkSource
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,25 @@ def load_source_settings(load: Callable[[type[BaseSettings]], BaseSettings]) -> 
     return {s.name: load(s.settings_cls) for s in sources()}
 
 
-def build_catalogs(settings: Mapping[str, BaseSettings], redis: Any, redis_url: str) -> list[Catalog]:
-    """The configured sources' catalogs, first asked first; sources without settings use defaults."""
-    catalogs = []
+def _built(settings: Mapping[str, BaseSettings], redis: Any, redis_url: str) -> list[Any]:
+    built = []
     for s in sources():
-        catalog = s.build(settings.get(s.name) or s.settings_cls(), redis, redis_url)
-        if catalog is not None:
-            catalogs.append(catalog)
+        made = s.build(settings.get(s.name) or s.settings_cls(), redis, redis_url)
+        if made is not None:
+            built.append(made)
+    return built
+
+
+def build_catalogs(settings: Mapping[str, BaseSettings], redis: Any, redis_url: str) -> list[Catalog]:
+    """The configured sources' catalogs (picks for a mood), first asked first; sources without
+    settings use defaults."""
+    catalogs = [c for c in _built(settings, redis, redis_url) if hasattr(c, "candidates")]
     log.info("music sources: %s", ", ".join(c.name for c in catalogs))
     return catalogs
+
+
+def build_link_sources(settings: Mapping[str, BaseSettings], redis: Any, redis_url: str) -> list[LinkSource]:
+    """The configured link sources (a pick's exact track on each platform, its preview)."""
+    found = [s for s in _built(settings, redis, redis_url) if hasattr(s, "find")]
+    log.info("link sources: %s", ", ".join(s.name for s in found) or "none (search links only)")
+    return found

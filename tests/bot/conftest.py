@@ -18,6 +18,7 @@ from bot.services import build_services
 from bot.settings import BotSettings
 from inference.api.connect import connect
 from inference.api.contract import hash_user
+from recommender.links import LinkResolver
 from tests.conftest import wait_for_worker
 from tests.fakediscord import FakeDiscord
 
@@ -82,7 +83,8 @@ async def bot_factory(fake: FakeDiscord, redis_url: str, **defaults: Any) -> Asy
     """
     running: list[tuple[MoodringBot, asyncio.Task[None], Redis]] = []
 
-    async def factory(**overrides: Any) -> MoodringBot:
+    async def factory(links: LinkResolver | None = None, **overrides: Any) -> MoodringBot:
+        """A bot; ``links``: the link lookups its replies use (none: search links only)."""
         values: dict[str, Any] = {
             "discord_token": "fake-token",
             "user_salt": TEST_SALT,
@@ -94,7 +96,7 @@ async def bot_factory(fake: FakeDiscord, redis_url: str, **defaults: Any) -> Asy
         settings = BotSettings(**values | defaults | overrides)
         use_api_base(settings.discord_api_base)
         client = connect(settings.redis_url, settings.redis_cluster)
-        bot = MoodringBot(build_services(settings, {}, client))
+        bot = MoodringBot(build_services(settings, {}, client, links=links))
         task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
         running.append((bot, task, client))
         await fake.wait_ready(len(running))

@@ -22,9 +22,13 @@ from inference.api.contract import inflight_key
 from inference.api.manifest import ModelManifest, model_id
 from inference.api.settings import QueueSettings
 from inference.api.transport import open_transport
+from recommender.sources.deezer import DeezerSettings
+from recommender.sources.itunes import ItunesSettings
+from recommender.sources.odesli import OdesliSettings
 from tests.bot.conftest import TEST_SALT, run_worker
 from tests.conftest import spawn_redis
 from tests.fakediscord import FakeDiscord
+from tests.fakemusic import Fakes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -91,6 +95,14 @@ async def _beat(url: str, model: str, name: str = "w-doctor") -> None:
         await redis.aclose()
 
 
+# the keyless link sources off: no network in tests (one test points them at the fakes)
+OFFLINE: dict[str, Any] = {
+    "deezer": DeezerSettings(enabled=False),
+    "itunes": ItunesSettings(enabled=False),
+    "odesli": OdesliSettings(enabled=False),
+}
+
+
 def _by_status(report: Report) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"ok": [], "warning": [], "problem": []}
     for c in report.checks:
@@ -103,7 +115,7 @@ async def test_a_healthy_deployment_is_all_ok(
 ) -> None:
     settings = _settings(deployment, discord_api, tiny_model_dir)
     async with run_worker(deployment.durable, tiny_model_dir):
-        report = await diagnose(settings, {})
+        report = await diagnose(settings, OFFLINE)
     lines = [c.line() for c in report.checks]
     assert report.healthy, lines
     assert _by_status(report)["warning"] == [] and _by_status(report)["problem"] == [], lines
@@ -125,7 +137,7 @@ async def test_each_misconfiguration_is_one_problem_line(
     model = model_id(ModelManifest.load(tiny_model_dir / "manifest.json"))
     await _beat(deployment.durable, model)
     good = _settings(deployment, discord_api, tiny_model_dir)
-    assert (await diagnose(good, {})).healthy
+    assert (await diagnose(good, OFFLINE)).healthy
 
     persisting_blobs = deployment.redis("--appendonly", "yes", "--save", "")
     evicting = deployment.redis("--appendonly", "yes", "--maxmemory-policy", "allkeys-lru")
@@ -143,22 +155,22 @@ async def test_each_misconfiguration_is_one_problem_line(
         "discord intents": _settings(deployment, discord_api, tiny_model_dir, watch_channels=True),
     }
     for what, settings in cases.items():
-        report = await diagnose(settings, {})
+        report = await diagnose(settings, OFFLINE)
         problems = [c for c in report.checks if c.status == "problem"]
         assert not report.healthy, what
         assert len(problems) == 1 and what in problems[0].name, (what, [c.line() for c in problems])
     discord_api.app_flags = 1 << 19  # Message Content granted (the limited flag, under 100 servers)
-    assert (await diagnose(cases["discord intents"], {})).healthy
+    assert (await diagnose(cases["discord intents"], OFFLINE)).healthy
 
 
 async def test_photos_on_the_durable_redis_and_an_unreachable_one_are_problems(
     deployment: Deployment, discord_api: FakeDiscord, tiny_model_dir: Path
 ) -> None:
     shared = _settings(deployment, discord_api, tiny_model_dir, blob_redis_url=None)
-    report = await diagnose(shared, {})
+    report = await diagnose(shared, OFFLINE)
     assert [c.name for c in report.checks if c.status == "problem"] == ["blob redis", "workers"]
     gone = _settings(deployment, discord_api, tiny_model_dir, redis_url="redis://127.0.0.1:1/0")
-    report = await diagnose(gone, {})
+    report = await diagnose(gone, OFFLINE)
     assert [c.name for c in report.checks if c.status == "problem"] == ["durable redis"]
 
 
@@ -170,7 +182,7 @@ async def test_a_stale_user_lock_and_dead_letters_are_reported(
     try:
         await redis.set(inflight_key("someone"), "a-job-nobody-waits-for", ex=20)  # held 5 s already
         await redis.xadd("moodring:jobs:dead", {"job": "", "reason": "malformed"})
-        report = await diagnose(_settings(deployment, discord_api, tiny_model_dir), {})
+        report = await diagnose(_settings(deployment, discord_api, tiny_model_dir), OFFLINE)
     finally:
         await redis.aclose()
     warnings = {c.name: c.message for c in report.checks if c.status == "warning"}
@@ -192,7 +204,7 @@ def _doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 async def test_the_command_exits_by_what_it_found_and_never_with_a_traceback(
-    deployment: Deployment, discord_api: FakeDiscord, tiny_model_dir: Path
+    deployment: Deployment, discord_api: FakeDiscord, tiny_model_dir: Path, fakes: Fakes
 ) -> None:
     await _beat(deployment.durable, model_id(ModelManifest.load(tiny_model_dir / "manifest.json")))
     env = {
@@ -202,11 +214,22 @@ async def test_the_command_exits_by_what_it_found_and_never_with_a_traceback(
         "MOODRING_REDIS_URL": deployment.durable,
         "MOODRING_BLOB_REDIS_URL": deployment.blobs,
         "MOODRING_MODEL_DIR": str(tiny_model_dir),
+        "MOODRING_DEEZER_API_BASE": fakes.url("deezer"),
+        "MOODRING_ITUNES_API_BASE": fakes.url("itunes"),
+        "MOODRING_ODESLI_API_BASE": fakes.url("odesli"),
     }
     healthy = await _run(env, "--json")
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     doc = json.loads(healthy.stdout)
     assert doc["healthy"] and {c["status"] for c in doc["checks"]} == {"ok"}
+    lookups = {c["name"]: c["message"] for c in doc["checks"] if c["name"].startswith("links ")}
+    assert set(lookups) == {"links deezer", "links itunes", "links odesli"}
+    fakes.mode["odesli"] = "429"  # a keyless source failing: a warning, not a problem
+    limited = await _run(env)
+    assert limited.returncode == 0
+    assert any(
+        line.startswith("warning  links odesli: a test lookup failed") for line in limited.stdout.splitlines()
+    )
     bad = await _run(env | {"MOODRING_DISCORD_TOKEN": "wrong"})
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert [line for line in bad.stdout.splitlines() if line.startswith("problem")] == [
@@ -234,7 +257,7 @@ async def test_a_cluster_is_checked_node_by_node_with_its_slots(
         redis_cluster=True,
         blob_redis_url=None,
     )
-    report = await diagnose(settings, {})
+    report = await diagnose(settings, OFFLINE)
     by_name = {c.name: c for c in report.checks}
     assert by_name["cluster"].status == "ok" and "all 16384 slots" in by_name["cluster"].message
     nodes = [n for n in by_name if n.startswith("durable redis ") and n.count(" ") == 2]

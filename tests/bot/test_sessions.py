@@ -48,7 +48,7 @@ async def test_start_join_check_in_vote_skip_and_end(
 ) -> None:
     bot = await start_bot()
     board = await _start(fake)
-    assert {c.split(":")[-1] for c in custom_ids(board)} == {"join", "leave", "skip", "end"}
+    assert {c.split(":")[-1] for c in custom_ids(board)} == {"listen", "join", "leave", "skip", "end"}
     for user in (BOB, CAROL, DAVE):
         assert "You joined" in await _press(fake, user, board, "join")
     assert "already" in await _press(fake, BOB, board, "join")
@@ -63,7 +63,8 @@ async def test_start_join_check_in_vote_skip_and_end(
     assert len(view.queue) == 5
     embed = fake.messages[int(board["id"])]["embeds"][0]
     assert embed["description"] == view.mood_line
-    assert any(f["name"] == "Now playing" and view.queue[0].url in f["value"] for f in embed["fields"])
+    playing = next(f["value"] for f in embed["fields"] if f["name"] == "Now playing")
+    assert view.queue[0].title in playing and "http" not in playing  # links: each member's Listen
 
     # A non-member can't vote; members need a majority (3 of 4).
     assert "Only members" in await _press(fake, EVE, board, "skip")

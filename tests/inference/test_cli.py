@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from PIL import Image
 
 from inference.cli import COMMANDS
 from inference.training.data import FER2013_CLASSES as EMOTIONS
+from tests.fakemusic import Fakes
 
 
 def _moodring(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -99,3 +101,25 @@ def test_analyze_unreadable_file_exits_4(tmp_path: Path) -> None:
     proc = _moodring("analyze", str(junk), cwd=tmp_path)
     assert proc.returncode == 4
     assert "Traceback" not in proc.stderr
+
+
+async def test_analyze_gives_links_on_the_chosen_platform(tmp_path: Path, fakes: Fakes) -> None:
+    """`--platform`: the exact tracks through the link sources (faked here), or a search there."""
+    env = {
+        "MOODRING_DEEZER_API_BASE": fakes.url("deezer"),
+        "MOODRING_ITUNES_API_BASE": fakes.url("itunes"),
+        "MOODRING_ODESLI_API_BASE": fakes.url("odesli"),
+    }
+    proc = await asyncio.to_thread(
+        _moodring, "analyze", "--json", "--platform", "tidal", cwd=tmp_path, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    music = json.loads(proc.stdout)["music"]
+    assert len(music) == 5 and all(m["url"].startswith("https://listen.tidal.com/track/") for m in music)
+    assert all(m["preview_url"].startswith("https://") for m in music)
+    fakes.mode = {"deezer": "500", "itunes": "500", "odesli": "500"}
+    proc = await asyncio.to_thread(
+        _moodring, "analyze", "--json", "--platform", "tidal", cwd=tmp_path, env=env
+    )
+    music = json.loads(proc.stdout)["music"]
+    assert len(music) == 5 and all(m["url"].startswith("https://listen.tidal.com/search?") for m in music)

@@ -1,0 +1,230 @@
+"""Exact track links and previews for picks that came as artist + title, on every platform.
+
+The link sources (:mod:`recommender.sources`: modules whose ``build`` returns a
+:class:`LinkSource`) are asked in two rounds: those that search by artist and title (Deezer,
+iTunes), then those that map a known link to the other platforms (Odesli). Answers are cached in
+Redis (a week; a miss for an hour), each source is rate-limited across processes and backs off
+after a 429, and a reply waits at most ``deadline_s`` for them: what isn't known by then is a
+search link on the listener's platform, and the lookup finishes in the background so the next
+reply has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from recommender.platforms import PLATFORMS, Choice, search_link
+from recommender.tracks import Track
+
+log = logging.getLogger(__name__)
+
+CACHE_TTL_S = 86_400  # a day: a Deezer preview URL carries an expiring token
+MISS_TTL_S = 3_600
+
+
+class SourceFailed(Exception):
+    """A link source could not answer (timeout, refused, garbage); ``retry_after_s`` after a 429."""
+
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the sources know about one track."""
+
+    links: Mapping[str, str] = field(default_factory=dict)  # platform -> the exact track
+    preview: str | None = None  # a 30-second audio clip (MP3 or AAC)
+    page: str | None = None  # one page listing every platform (song.link)
+
+    def merged(self, other: Found) -> Found:
+        return Found({**other.links, **self.links}, self.preview or other.preview, self.page or other.page)
+
+    def to_json(self) -> str:
+        return json.dumps({"links": dict(self.links), "preview": self.preview, "page": self.page})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Found:
+        data = json.loads(raw)
+        return cls(dict(data.get("links") or {}), data.get("preview"), data.get("page"))
+
+
+class LinkSource(Protocol):
+    """One keyless service. ``needs_link``: it maps a known link (else: it searches)."""
+
+    name: str
+    needs_link: bool
+    per_minute: int
+
+    async def find(self, http: Any, artist: str, title: str, known: Mapping[str, str]) -> Found | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where one listener's "Listen" goes for one track."""
+
+    url: str
+    direct: bool  # the exact track (else a search on the listener's platform)
+    preview: str | None = None
+    every_platform: tuple[tuple[str, str], ...] = ()  # "ask every time" without a page: one link each
+
+
+def listen(track: Track, found: Found | None, choice: Choice) -> Listen:
+    """The link for ``choice``: the exact track where known, else a search on that platform."""
+    found = found or Found()
+    artist = track.artists[0] if track.artists else ""
+    if choice == "ask":
+        if found.page:
+            return Listen(found.page, True, found.preview)
+        every = tuple((p, found.links.get(p) or search_link(p, artist, track.title)) for p in PLATFORMS)
+        return Listen(every[0][1], False, found.preview, every)
+    direct = found.links.get(choice)
+    if direct:
+        return Listen(direct, True, found.preview)
+    return Listen(search_link(choice, artist, track.title), False, found.preview)
+
+
+def _known(track: Track) -> dict[str, str]:
+    return {"spotify": track.url} if track.url.startswith("https://open.spotify.com/track/") else {}
+
+
+def cache_key(track: Track) -> str:
+    name = f"{track.main_artist}|{track.title.lower()}"
+    return "moodring:links:" + hashlib.sha1(name.encode()).hexdigest()
+
+
+class LinkResolver:
+    """Looks up links for tracks within a deadline, through the cache and the sources."""
+
+    def __init__(
+        self, sources: Sequence[LinkSource], redis: Any, deadline_s: float = 0.3, timeout_s: float = 3.0
+    ):
+        self.sources = list(sources)
+        self.redis = redis
+        self.deadline_s = deadline_s
+        self.timeout_s = timeout_s  # a lookup still running after the deadline gives up after this
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def resolve(self, tracks: Sequence[Track], deadline_s: float | None = None) -> dict[str, Found]:
+        """What is known about each track (by ``Track.key``) after at most the deadline."""
+        known: dict[str, Found] = {t.key: Found(_known(t)) for t in tracks}
+        if not tracks:
+            return known
+        cached = await self.redis.mget([cache_key(t) for t in tracks]) if self.redis else [None] * len(tracks)
+        missing = []
+        for t, raw in zip(tracks, cached, strict=True):
+            if raw is None:
+                missing.append(t)
+            else:
+                known[t.key] = known[t.key].merged(Found.from_json(raw))
+        if not missing or not self.sources:
+            return known
+        task = asyncio.create_task(self._lookup(missing, known), name="track links")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(task), deadline_s if deadline_s is not None else self.deadline_s
+            )
+        except TimeoutError:
+            log.info("track links: %d of %d still looked up after the deadline", len(missing), len(tracks))
+        return dict(known)
+
+    async def drain(self) -> None:
+        """Wait for lookups that outlived their reply (tests, shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _lookup(self, tracks: Sequence[Track], known: dict[str, Found]) -> None:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(
+            timeout=timeout, headers={"User-Agent": "moodring (Discord bot)"}
+        ) as http:
+            await asyncio.gather(*(self._one(http, t, known) for t in tracks))
+
+    async def _one(self, http: Any, track: Track, known: dict[str, Found]) -> None:
+        artist = track.artists[0] if track.artists else ""
+        found = known[track.key]
+        for needs_link in (False, True):
+            round_ = [s for s in self.sources if s.needs_link == needs_link]
+            if needs_link and not found.links:
+                break
+            answers = await asyncio.gather(
+                *(self._ask(s, http, artist, track.title, found.links) for s in round_)
+            )
+            for answer in answers:
+                if answer is not None:
+                    found = found.merged(answer)
+            known[track.key] = found  # what the reply can use if the deadline comes now
+        if self.redis is not None:  # None: a one-off command line lookup, no cache
+            ttl = CACHE_TTL_S if found.links or found.preview else MISS_TTL_S
+            await self.redis.set(cache_key(track), found.to_json(), ex=ttl)
+
+    async def _ask(
+        self, source: LinkSource, http: Any, artist: str, title: str, links: Mapping[str, str]
+    ) -> Found | None:
+        backoff = f"moodring:links:backoff:{source.name}"
+        window = f"moodring:links:rate:{source.name}:{int(time.time() // 60)}"
+        if self.redis is not None:
+            if await self.redis.exists(backoff):
+                return None
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(window)
+                pipe.expire(window, 120)
+                used, _ = await pipe.execute()
+            if int(used) > source.per_minute:  # polite: the service's published limit, across processes
+                return None
+        try:
+            return await source.find(http, artist, title, links)
+        except SourceFailed as exc:
+            if exc.retry_after_s > 0 and self.redis is not None:
+                await self.redis.set(backoff, "1", px=max(1, int(exc.retry_after_s * 1000)))
+            log.info("link source %s: %s", source.name, exc)
+            return None
+
+
+async def get_json(
+    http: Any, url: str, params: Mapping[str, str], source: str, missing_ok: bool = False
+) -> dict[str, Any]:
+    """GET a JSON object from a source; :class:`SourceFailed` for anything else (429: with its wait)."""
+    import aiohttp
+
+    try:
+        async with http.get(url, params=dict(params)) as resp:
+            if resp.status == 429:
+                raise SourceFailed("429 Too Many Requests", retry_after_s=_retry_after(resp.headers))
+            if resp.status == 404 and missing_ok:
+                return {}
+            if resp.status != 200:
+                raise SourceFailed(f"answered {resp.status}")
+            data = await resp.json(content_type=None)  # iTunes says text/javascript
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise SourceFailed(f"{type(exc).__name__}: {str(exc)[:80]}") from exc
+    if not isinstance(data, dict):
+        raise SourceFailed("not a JSON object")
+    return data
+
+
+def _retry_after(headers: Mapping[str, str]) -> float:
+    try:
+        return min(3_600.0, max(1.0, float(headers.get("Retry-After", 60))))
+    except (TypeError, ValueError):
+        return 60.0
+
+
+def with_links(track: Track, found: Found | None, choice: Choice) -> Track:
+    """The track with its URL on the listener's platform and the preview, if any."""
+    where = listen(track, found, choice)
+    return replace(
+        track, url=where.url, preview_url=where.preview or track.preview_url, choices=where.every_platform
+    )

@@ -6,7 +6,17 @@ every emotion x strategy takes the top 10 and measures mean |valence - target| a
 checks that `lift` lists rise monotonically in valence, and how well the offline
 catalog's hand-assigned coordinates agree with Spotify's for the tracks both contain.
 
-    python benchmarks/recommender_eval.py [--data ../shared/datasets/spotify_hit_predictor]
+Then two figures for where people listen (no network: the keyless link sources are faked on
+127.0.0.1 with the answer times given by --delays, a private redis-server caches):
+
+- coverage: for every emotion x strategy, the distinct tracks one user gets over 20 replies of 5
+  (the recommender avoids the last 30 it gave), from the built-in catalog and from the import;
+- links: per platform, how many of a reply's 5 tracks get the exact track link, cold (first
+  reply: the 300 ms deadline) and warm (the lookups the first reply started have landed), and
+  the time the links add to the reply.
+
+    python -m benchmarks.recommender_eval [--data ../shared/datasets/spotify_hit_predictor]
+                                           [--delays itunes=0.15,deezer=0.12,odesli=0.45]
 """
 
 from __future__ import annotations
@@ -16,8 +26,11 @@ import asyncio
 import random
 import statistics
 import tempfile
+import time
+from collections.abc import AsyncGenerator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any, cast
 
 from recommender.catalogs import import_csv, load_imported, load_offline_catalog
 from recommender.mood import STRATEGIES, load_mood_map
@@ -30,7 +43,89 @@ def errors(tracks: list, path: list) -> tuple[float, float]:  # type: ignore[typ
     return dv, de
 
 
-async def main_async(data: Path) -> None:
+async def coverage(catalogs: dict[str, Any]) -> None:
+    mm = load_mood_map()
+    print("\n| emotion | strategy | " + " | ".join(f"distinct in 20 replies ({n})" for n in catalogs) + " |")
+    print("|---|---|" + "---|" * len(catalogs))
+    for emotion in mm.names:
+        for strategy in STRATEGIES:
+            counts = []
+            for cat in catalogs.values():
+                rec = Recommender(mm, [cat], MemoryHistory(), pool_size=2000)
+                seen: set[str] = set()
+                for i in range(20):
+                    picks = await rec.recommend(str(emotion), strategy=strategy, n=5, user="u", seed=i)
+                    seen.update(p.track.key for p in picks)
+                counts.append(str(len(seen)))
+            print(f"| {emotion} | {strategy} | " + " | ".join(counts) + " |")
+
+
+async def links(delays: dict[str, float]) -> None:
+    from redis.asyncio import Redis
+
+    from recommender.links import LinkResolver
+    from recommender.platforms import CHOICES
+    from tests.conftest import spawn_redis
+    from tests.fakemusic import sources, start_fakes
+
+    server, url = spawn_redis("--save", "", "--appendonly", "no", workdir=tempfile.mkdtemp())
+    redis = Redis.from_url(url)
+    fakes_gen = cast(AsyncGenerator[Any, None], start_fakes())
+    fakes = await anext(fakes_gen)
+    fakes.delays = delays
+    fakes.artists = {f"{t.artists[0]} {t.title}": t.artists[0] for t in load_offline_catalog().tracks}
+    mm = load_mood_map()
+    print(f"\nlink sources faked with answer times {delays} (s); 5 tracks per reply, 14 replies each")
+    print(
+        "| platform | exact links, cold | exact links, warm | added ms, cold p50 / max | added ms, warm p50 |"
+    )
+    print("|---|---|---|---|---|")
+    try:
+        for choice in CHOICES:
+            resolver = LinkResolver(sources(fakes, itunes=10_000, odesli=10_000), redis, deadline_s=0.3)
+            rec = Recommender(mm, [load_offline_catalog()], MemoryHistory(), links=resolver)
+            runs: dict[str, list[tuple[int, float]]] = {"cold": [], "warm": []}
+            for emotion in mm.names:
+                for strategy in ("match", "lift"):
+                    picks = await rec.recommend(
+                        str(emotion), strategy=strategy, n=5, user=f"{emotion}{strategy}"
+                    )
+                    await redis.flushdb()  # cold: nothing cached, no rate spent
+                    for phase in ("cold", "warm"):
+                        started = time.perf_counter()
+                        linked = await rec.linked(picks, choice)
+                        took = (time.perf_counter() - started) * 1000
+                        direct = sum(_direct(r.track.url, r.track.choices) for r in linked)
+                        runs[phase].append((direct, took))
+                        await resolver.drain()  # the lookups the cold reply started land
+            cold, warm = runs["cold"], runs["warm"]
+            exact_cold = statistics.mean(d for d, _ in cold)
+            exact_warm = statistics.mean(d for d, _ in warm)
+            print(
+                f"| {choice} | {exact_cold:.1f} of 5 | {exact_warm:.1f} of 5 | "
+                f"{statistics.median(t for _, t in cold):.0f} / {max(t for _, t in cold):.0f} | "
+                f"{statistics.median(t for _, t in warm):.0f} |"
+            )
+    finally:
+        await fakes_gen.aclose()
+        await redis.aclose()
+        server.terminate()
+
+
+def _direct(url: str, choices: tuple[tuple[str, str], ...]) -> bool:
+    """An exact track (or song.link's page for it), not a search."""
+    return not choices and ("/search" not in url)
+
+
+async def main_async(data: Path, delays: dict[str, float]) -> None:
+    catalogs: dict[str, Any] = {"built-in": load_offline_catalog()}
+    if data.exists():
+        catalogs["imported"] = await features(data)
+    await coverage(catalogs)
+    await links(delays)
+
+
+async def features(data: Path) -> Any:
     files = sorted(data.glob("dataset-of-*.csv"))
     store = Path(tempfile.mkdtemp()) / "catalog.csv"
     rep = import_csv(files, store)
@@ -84,12 +179,16 @@ async def main_async(data: Path) -> None:
             f"offline catalog vs Spotify features on {len(pairs)} shared tracks: "
             f"valence MAE {mv:.3f} (r={cv:.2f}), energy MAE {me:.3f} (r={ce:.2f})"
         )
+    return cat
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=Path("../shared/datasets/spotify_hit_predictor"))
-    asyncio.run(main_async(ap.parse_args().data))
+    ap.add_argument("--delays", default="itunes=0.15,deezer=0.12,odesli=0.45")
+    args = ap.parse_args()
+    delays = {k: float(v) for k, v in (item.split("=") for item in args.delays.split(","))}
+    asyncio.run(main_async(args.data, delays))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ async def run(settings: BotSettings, sources: Mapping[str, BaseSettings], sync_g
     blobs = connect_blobs(settings)  # photos and heatmaps only; a Redis without persistence
     try:
         try:
-            links = LinkResolver(build_link_sources(sources, redis, settings.redis_url), redis)
-            services = build_services(settings, sources, redis, blobs=blobs, links=links)
+            services = build_services(settings, sources, redis, blobs=blobs)
+            # after the services: a bad mood map stops start-up before any source is built
+            services.recommender.links = LinkResolver(
+                build_link_sources(sources, redis, settings.redis_url), redis
+            )
         except (MoodMapError, EmotionError) as exc:
             log.error("%s", exc)
             raise SystemExit(2) from None

@@ -72,6 +72,7 @@ class MoodringBot(commands.AutoShardedBot):
         self._adopting: asyncio.Task[None] | None = None
         self._compacting: asyncio.Task[None] | None = None
         self._measuring: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         self._orphans: set[asyncio.Task[None]] = set()
         self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis), session_view)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
@@ -82,6 +83,8 @@ class MoodringBot(commands.AutoShardedBot):
         await self.services.ledger.beat()
         self._adopting = asyncio.create_task(self._adopt_loop(), name="adopt orphaned checks")
         self._compacting = asyncio.create_task(self._compact_loop(), name="rewrites owed after forgets")
+        if self.services.recommender.links is not None and self.services.settings.warm_links:
+            self._warming = asyncio.create_task(self._warm_loop(), name="warm track links")
         if self.services.settings.bot_metrics_port is not None:
             self._measuring = asyncio.create_task(self._metrics_loop(), name="system gauges")
         for ext in EXTENSIONS:
@@ -119,7 +122,7 @@ class MoodringBot(commands.AutoShardedBot):
 
     async def close(self) -> None:
         self.board.coalescer.cancel()
-        for task in (self._adopting, self._compacting, self._measuring, *self._orphans):
+        for task in (self._adopting, self._compacting, self._measuring, self._warming, *self._orphans):
             if task is not None:
                 task.cancel()
         await super().close()
@@ -135,6 +138,19 @@ class MoodringBot(commands.AutoShardedBot):
                     task.add_done_callback(self._orphan_done)
             except RedisError:
                 log.warning("could not look for orphaned checks (redis); trying again", exc_info=True)
+            await asyncio.sleep(every_s)
+
+    async def _warm_loop(self, every_s: float = 3_600.0) -> None:
+        """Keep the built-in catalog's track links cached (a day each; looked at every hour)."""
+        links = self.services.recommender.links
+        assert links is not None
+        tracks = [t for c in self.services.recommender.catalogs for t in getattr(c, "tracks", ())[:5_000]]
+        while True:
+            try:
+                looked_up = await links.warm(tracks)
+                log.info("warmed the links of %d tracks", looked_up)
+            except RedisError:
+                log.warning("could not warm the track links (redis); trying again", exc_info=True)
             await asyncio.sleep(every_s)
 
     async def _metrics_loop(self) -> None:

@@ -53,6 +53,11 @@ class BotSettings(QueueSettings):
         description="of the readings of users who help improve readings, the random share whose reply "
         "asks 'Did I get it right?' (the unbiased labels the community adapter is weighted and judged by)",
     )
+    warm_links: bool = Field(
+        default=True,
+        description="look up the built-in catalog's track links in the background, at half the link "
+        "sources' rate limits, so replies find them cached (recommender.links)",
+    )
     bot_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="serve the bot's Prometheus metrics here (bot.metrics)"
     )

@@ -75,7 +75,7 @@ async def listen_text(services: Services, channel_id: int, user_id: int) -> str:
     platform = await services.store.platform(user_id)
     tracks = [Track(t.title, t.artists, t.url, "session") for t in view.queue[:5]]
     resolver = services.recommender.links
-    found = await resolver.resolve(tracks, deadline_s=1.0) if resolver is not None else {}
+    found = await resolver.resolve(tracks, deadline_s=1.0, want=platform) if resolver is not None else {}
     linked = [with_links(t, found.get(t.key), platform) for t in tracks]
     return embeds.listen_lines(linked, platform)[:2000]
 

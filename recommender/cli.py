@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from recommender.links import LinkResolver
 from recommender.mood import STRATEGIES
 
 
@@ -37,14 +36,6 @@ def format_recommendations(recs: list, strategy: str) -> list[str]:  # type: ign
         if r.track.preview_url:
             lines.append(f"     preview: {r.track.preview_url}")
     return lines
-
-
-def link_resolver() -> LinkResolver:
-    """The link sources configured in the environment, for a one-off lookup (no cache): the exact
-    track on the chosen platform where the network answers within 3 s, else a search there."""
-    from recommender.sources import build_link_sources, load_source_settings
-
-    return LinkResolver(build_link_sources(load_source_settings(lambda cls: cls()), None, ""), None, 3.0)
 
 
 @click.command("recommend")

@@ -3,10 +3,11 @@
 The link sources (:mod:`recommender.sources`: modules whose ``build`` returns a
 :class:`LinkSource`) are asked in two rounds: those that search by artist and title (Deezer,
 iTunes), then those that map a known link to the other platforms (Odesli). Answers are cached in
-Redis (a week; a miss for an hour), each source is rate-limited across processes and backs off
-after a 429, and a reply waits at most ``deadline_s`` for them: what isn't known by then is a
-search link on the listener's platform, and the lookup finishes in the background so the next
-reply has it.
+Redis (a day; a miss for an hour; a lookup a source skipped or failed for ten minutes), each
+source is rate-limited across processes and backs off after a 429, and a reply waits at most
+``deadline_s`` for them: what isn't known by then is a search link on the listener's platform,
+and the lookup finishes in the background so the next reply has it. A bot also warms the cache
+with its built-in catalog at the sources' pace (:meth:`LinkResolver.warm`), so replies rarely wait.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +28,8 @@ from recommender.tracks import Track
 log = logging.getLogger(__name__)
 
 CACHE_TTL_S = 86_400  # a day: a Deezer preview URL carries an expiring token
-MISS_TTL_S = 3_600
+MISS_TTL_S = 3_600  # every source answered and none knows the track
+RETRY_TTL_S = 600  # a source was skipped or failed: its part is asked again this soon
 
 
 class SourceFailed(Exception):
@@ -96,6 +99,10 @@ def _known(track: Track) -> dict[str, str]:
     return {"spotify": track.url} if track.url.startswith("https://open.spotify.com/track/") else {}
 
 
+def _has(found: Found, want: Choice) -> bool:
+    return bool(found.page) if want == "ask" else want in found.links
+
+
 def cache_key(track: Track) -> str:
     name = f"{track.main_artist}|{track.title.lower()}"
     return "moodring:links:" + hashlib.sha1(name.encode()).hexdigest()
@@ -113,8 +120,11 @@ class LinkResolver:
         self.timeout_s = timeout_s  # a lookup still running after the deadline gives up after this
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def resolve(self, tracks: Sequence[Track], deadline_s: float | None = None) -> dict[str, Found]:
-        """What is known about each track (by ``Track.key``) after at most the deadline."""
+    async def resolve(
+        self, tracks: Sequence[Track], deadline_s: float | None = None, want: Choice | None = None
+    ) -> dict[str, Found]:
+        """What is known about each track (by ``Track.key``) after at most the deadline; with
+        ``want``, as soon as every track has its link on that platform (or its page, for "ask")."""
         known: dict[str, Found] = {t.key: Found(_known(t)) for t in tracks}
         if not tracks:
             return known
@@ -130,13 +140,43 @@ class LinkResolver:
         task = asyncio.create_task(self._lookup(missing, known), name="track links")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        try:
-            await asyncio.wait_for(
-                asyncio.shield(task), deadline_s if deadline_s is not None else self.deadline_s
-            )
-        except TimeoutError:
-            log.info("track links: %d of %d still looked up after the deadline", len(missing), len(tracks))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (deadline_s if deadline_s is not None else self.deadline_s)
+        while not task.done():
+            if want is not None and all(_has(known[t.key], want) for t in tracks):
+                break  # the listener's links are here: the rest fills the cache in the background
+            left = deadline - loop.time()
+            if left <= 0:
+                log.info(
+                    "track links: %d of %d still looked up after the deadline", len(missing), len(tracks)
+                )
+                break
+            await asyncio.wait({task}, timeout=min(0.02, left))
         return dict(known)
+
+    def warm_pace_s(self) -> float:
+        """Seconds between two warming lookups: half the tightest source's per-minute budget
+        (the other half is the replies')."""
+        return 120.0 / min((s.per_minute for s in self.sources), default=60)
+
+    async def warm(self, tracks: Sequence[Track], pace_s: float | None = None) -> int:
+        """Look up the tracks not cached yet, one every ``pace_s`` seconds (a bot's built-in
+        catalog: replies then find their links cached instead of waiting for them). Any number of
+        processes may warm at once: a track is claimed before it is looked up. Returns how many
+        this call looked up."""
+        if self.redis is None or not self.sources:
+            return 0
+        done = 0
+        for track in tracks:
+            key = cache_key(track)
+            if await self.redis.exists(key) or not await self.redis.set(
+                f"{key}:warming", "1", nx=True, ex=60
+            ):
+                continue
+            await self._lookup([track], {track.key: Found(_known(track))})
+            done += 1
+            await asyncio.sleep(self.warm_pace_s() if pace_s is None else pace_s)
+        return done
 
     async def drain(self) -> None:
         """Wait for lookups that outlived their reply (tests, shutdown)."""
@@ -155,6 +195,7 @@ class LinkResolver:
     async def _one(self, http: Any, track: Track, known: dict[str, Found]) -> None:
         artist = track.artists[0] if track.artists else ""
         found = known[track.key]
+        complete = True
         for needs_link in (False, True):
             round_ = [s for s in self.sources if s.needs_link == needs_link]
             if needs_link and not found.links:
@@ -162,35 +203,42 @@ class LinkResolver:
             answers = await asyncio.gather(
                 *(self._ask(s, http, artist, track.title, found.links) for s in round_)
             )
-            for answer in answers:
+            for answer, answered in answers:
+                complete = complete and answered
                 if answer is not None:
                     found = found.merged(answer)
             known[track.key] = found  # what the reply can use if the deadline comes now
         if self.redis is not None:  # None: a one-off command line lookup, no cache
-            ttl = CACHE_TTL_S if found.links or found.preview else MISS_TTL_S
+            if not complete:  # a source was skipped (rate, back-off) or failed: ask again soon
+                ttl = RETRY_TTL_S
+            elif found.links or found.preview:  # spread, so a day's lookups don't expire at once
+                ttl = int(CACHE_TTL_S * random.uniform(0.8, 1.2))
+            else:
+                ttl = MISS_TTL_S
             await self.redis.set(cache_key(track), found.to_json(), ex=ttl)
 
     async def _ask(
         self, source: LinkSource, http: Any, artist: str, title: str, links: Mapping[str, str]
-    ) -> Found | None:
+    ) -> tuple[Found | None, bool]:
+        """The source's answer, and whether it answered (False: skipped or failed)."""
         backoff = f"moodring:links:backoff:{source.name}"
         window = f"moodring:links:rate:{source.name}:{int(time.time() // 60)}"
         if self.redis is not None:
             if await self.redis.exists(backoff):
-                return None
+                return None, False
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.incr(window)
                 pipe.expire(window, 120)
                 used, _ = await pipe.execute()
             if int(used) > source.per_minute:  # polite: the service's published limit, across processes
-                return None
+                return None, False
         try:
-            return await source.find(http, artist, title, links)
+            return await source.find(http, artist, title, links), True
         except SourceFailed as exc:
             if exc.retry_after_s > 0 and self.redis is not None:
                 await self.redis.set(backoff, "1", px=max(1, int(exc.retry_after_s * 1000)))
             log.info("link source %s: %s", source.name, exc)
-            return None
+            return None, False
 
 
 async def get_json(

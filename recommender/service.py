@@ -101,5 +101,6 @@ class Recommender:
         self, picks: Sequence[Recommendation], platform: Choice, deadline_s: float | None = None
     ) -> list[Recommendation]:
         """``picks`` with each track's link (and preview) on ``platform``, within the deadline."""
-        found = await self.links.resolve([p.track for p in picks], deadline_s) if self.links else {}
+        tracks = [p.track for p in picks]
+        found = await self.links.resolve(tracks, deadline_s, want=platform) if self.links else {}
         return [replace(p, track=with_links(p.track, found.get(p.track.key), platform)) for p in picks]

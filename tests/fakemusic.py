@@ -86,7 +86,7 @@ class Fakes:
 
     mode: dict[str, str] = field(default_factory=lambda: {"deezer": "ok", "itunes": "ok", "odesli": "ok"})
     artists: dict[str, str] = field(default_factory=dict)  # iTunes term -> artist (default: Daft Punk)
-    delay_s: float = 0.0  # every answer waits this long (realistic latency)
+    delays: dict[str, float] = field(default_factory=dict)  # per service: answers wait this long
     calls: list[str] = field(default_factory=list)
     port: int = 0
 
@@ -95,7 +95,7 @@ class Fakes:
 
     async def _answer(self, name: str, ok: Any, unknown: Any) -> web.Response:
         self.calls.append(name)
-        await asyncio.sleep(self.delay_s)
+        await asyncio.sleep(self.delays.get(name, 0.0))
         mode = self.mode[name]
         if mode == "slow":
             await asyncio.sleep(2)

@@ -148,9 +148,9 @@ def analyze_command(
         largest = result.faces[0]
         rec = build_recommender()
         if platform is not None:
-            from recommender.cli import link_resolver
+            from recommender.sources import one_off_link_resolver
 
-            rec.links = link_resolver()
+            rec.links = one_off_link_resolver()
         strategy = strategy or rec.mood_map.default_strategy(largest.emotion)
         music = asyncio.run(
             rec.recommend(largest.emotion, probs=largest.probs, strategy=strategy, platform=platform)

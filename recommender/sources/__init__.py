@@ -19,7 +19,7 @@ from typing import Any
 from pydantic_settings import BaseSettings
 
 from recommender.catalogs import Catalog
-from recommender.links import LinkSource
+from recommender.links import LinkResolver, LinkSource
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ def build_catalogs(settings: Mapping[str, BaseSettings], redis: Any, redis_url: 
     catalogs = [c for c in _built(settings, redis, redis_url) if hasattr(c, "candidates")]
     log.info("music sources: %s", ", ".join(c.name for c in catalogs))
     return catalogs
+
+
+def one_off_link_resolver() -> LinkResolver:
+    """The link sources configured in the environment, for a command line lookup (no cache): the
+    exact track on the chosen platform where the network answers within 3 s, else a search."""
+    return LinkResolver(build_link_sources(load_source_settings(lambda cls: cls()), None, ""), None, 3.0)
 
 
 def build_link_sources(settings: Mapping[str, BaseSettings], redis: Any, redis_url: str) -> list[LinkSource]:

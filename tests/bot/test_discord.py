@@ -214,6 +214,7 @@ async def test_commands_sync_to_the_dev_guild_only(fake: FakeDiscord, start_bot:
         "forget",
         "privacy",
         "baseline",
+        "music",
     }
     baseline = next(o for o in mood["options"] if o["name"] == "baseline")
     assert baseline["type"] == 2 and {o["name"] for o in baseline["options"]} == {"set", "show", "clear"}

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from bot import texts
 from bot.store import user_prefix
-from recommender.links import LinkResolver
+from recommender.links import Found, LinkResolver, cache_key
 from recommender.platforms import PLATFORMS
 from tests.bot.conftest import BotFactory, uh
 from tests.bot.helpers import accept_consent, check, links, start_session, walk
@@ -52,7 +52,7 @@ def _v2_text(msg: dict[str, Any]) -> str:
 async def test_a_platform_is_kept_with_consent_used_exported_and_forgotten(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis, fakes: Fakes
 ) -> None:
-    await start_bot(links=_resolver(fakes, redis))
+    await start_bot(links=_resolver(fakes, redis), warm_links=False)
     key = f"{user_prefix(uh(ALICE))}:platform"
     first = await _say(fake, ALICE, "music", platform="deezer")
     assert first["content"] == texts.CONSENT and not await redis.exists(key)  # nothing kept before consent
@@ -92,7 +92,7 @@ async def test_ask_every_time_offers_every_platform_within_discords_limits(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis, fakes: Fakes, v2: bool
 ) -> None:
     fakes.mode["deezer"] = fakes.mode["itunes"] = "500"  # nothing known: a link per platform
-    await start_bot(links=_resolver(fakes, redis), components_v2=v2)
+    await start_bot(links=_resolver(fakes, redis), components_v2=v2, warm_links=False)
     await accept_consent(fake, ALICE)
     assert "every platform" in (await _say(fake, ALICE, "music", platform="ask"))["content"]
     _, reading = await check(fake, ALICE)
@@ -115,7 +115,7 @@ async def test_ask_every_time_offers_every_platform_within_discords_limits(
 async def test_ask_every_time_with_the_sources_opens_one_page_for_every_platform(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis, fakes: Fakes
 ) -> None:
-    await start_bot(links=_resolver(fakes, redis))
+    await start_bot(links=_resolver(fakes, redis), warm_links=False)
     await accept_consent(fake, ALICE)
     await _say(fake, ALICE, "music", platform="ask")
     _, reading = await check(fake, ALICE)
@@ -125,7 +125,7 @@ async def test_ask_every_time_with_the_sources_opens_one_page_for_every_platform
 async def test_a_session_mixing_platforms_gives_each_member_their_own_links(
     fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis, fakes: Fakes
 ) -> None:
-    bot = await start_bot(links=_resolver(fakes, redis))
+    bot = await start_bot(links=_resolver(fakes, redis), warm_links=False)
     for user, platform in ((ALICE, "deezer"), (BOB, "apple_music")):
         await accept_consent(fake, user)
         await _say(fake, user, "music", platform=platform)
@@ -150,3 +150,17 @@ async def test_a_session_mixing_platforms_gives_each_member_their_own_links(
         others = [p for p in PLATFORMS if p != mine]
         assert not any(HOSTS[p] in said[user] for p in others), said[user]
         assert len(said[user]) <= 2000
+
+
+async def test_a_bot_warms_its_catalogs_links_in_the_background(
+    fake: FakeDiscord, start_bot: BotFactory, redis: Redis, fakes: Fakes
+) -> None:
+    bot = await start_bot(links=_resolver(fakes, redis))
+    first = bot.services.recommender.catalogs[-1].tracks[0]  # type: ignore[attr-defined]
+    for _ in range(100):  # the first lookup starts at once, the next ones at the sources' pace
+        if await redis.exists(cache_key(first)):
+            break
+        await asyncio.sleep(0.05)
+    cached = Found.from_json(await redis.get(cache_key(first)))
+    assert set(cached.links) == set(PLATFORMS)
+    assert fakes.calls.count("odesli") == 1  # 12 s apart: half of Odesli's 10 a minute

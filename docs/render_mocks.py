@@ -215,6 +215,7 @@ def payloads() -> dict[str, tuple[dict[str, Any], dict[str, Image.Image]]]:
     from bot.guilds import ServerSettings
     from bot.sessions import QueuedTrack, SessionView
     from inference.api.emotions import load_registry
+    from recommender.links import Found, with_links
 
     emotions = load_registry(None)
     out, heatmap = _sample()
@@ -261,6 +262,28 @@ def payloads() -> dict[str, tuple[dict[str, Any], dict[str, Image.Image]]]:
         "flags": 1 << 6,
         "content": texts.server_settings(ServerSettings(enabled=True, sessions=False, strategy="calm")),
     }
+    # a Deezer listener's reading: exact tracks and previews (the link sources' answer, as cached)
+    deezer = [
+        replace(
+            r,
+            track=with_links(
+                r.track,
+                Found(
+                    {"deezer": f"https://www.deezer.com/track/{3135556 + i}"},
+                    f"https://audio-ssl.itunes.apple.com/itunes-assets/AudioPreview/{i}.aac.p.m4a",
+                ),
+                "deezer",
+            ),
+        )
+        for i, r in enumerate(out.tracks)
+    ]
+    platform_layout, _ = views.reading_layout(replace(out, tracks=tuple(deezer)), emotions, owner, share=True)
+    on_platform = {"flags": (1 << 15) | (1 << 6), "components": platform_layout.to_components()}
+    on_platform["attachments"] = reading["attachments"]
+    listen = {
+        "flags": 1 << 6,
+        "content": embeds.listen_lines([d.track for d in deezer], "deezer"),
+    }
     return {
         "reading": (reading, images),
         "reading-asked": (asked, images),
@@ -268,7 +291,9 @@ def payloads() -> dict[str, tuple[dict[str, Any], dict[str, Image.Image]]]:
         "privacy": (privacy, {}),
         "consent-prompt": (consent, {}),
         "selfie-channel-consent": (watch, {}),
+        "reading-on-a-platform": (on_platform, images),
         "session-board": (board, {}),
+        "session-listen": (listen, {}),
         "server-settings": (settings, {}),
     }
 
@@ -293,7 +318,13 @@ ABOUT = {
     "the Accept button carries a token for the photo already sent.",
     "selfie-channel-consent": "A photo posted in a watched channel by a member who hasn't consented: "
     "one reply with the prompt; Accept reads that photo, privately.",
-    "session-board": "The listening session's message in the channel, edited at most once a second.",
+    "session-board": "The listening session's message in the channel, edited at most once a second: "
+    "the shared queue once, without links (members listen on different platforms).",
+    "reading-on-a-platform": "A reading for a user who chose Deezer (`/mood music`): each Listen opens "
+    "the exact track there, and a Preview link plays the 30-second clip. Without an exact link it is "
+    "a search on Deezer; never another service.",
+    "session-listen": "A member's **Listen** on the session board: the queue on their own platform, "
+    "only for them.",
     "server-settings": "`/moodring server …` for admins: every setting as it stands.",
 }
 
@@ -307,6 +338,15 @@ def main() -> None:
         "faces and five offline-catalog tracks). Each section shows the JSON payload Discord receives and",
         "a mock rendered from that payload (dark theme; emoji dropped; structure and wording, not pixels).",
         "Flags: 64 = ephemeral (only the user sees it), 32768 = Components V2.",
+        "",
+        "**Previews are links, not attachments.** Where a link source gives a 30-second clip, a",
+        "reply shows a *Preview* link beside *Listen*. Attaching the clip instead would cost, per",
+        "reply of five tracks, 2.5 MB (Deezer's MP3 at 128 kbit/s: ~0.47 MB a clip) to 5 MB",
+        "(iTunes' AAC at up to 256 kbit/s: ~0.94 MB), downloaded from the CDN and uploaded again",
+        "before the reply can be sent: within Discord's attachment limit (10 MiB for a bot in a",
+        "server without boosts), but seconds of transfer on a small VPS for every reading, against",
+        "~110 characters of the 4,000 a Components V2 message's text may hold per link. Estimated",
+        "from the formats' bitrates, not measured live (this machine has no network).",
         "",
     ]
     for name, (payload, images) in payloads().items():

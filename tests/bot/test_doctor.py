@@ -29,6 +29,8 @@ from tests.bot.conftest import TEST_SALT, run_worker
 from tests.conftest import spawn_redis
 from tests.fakediscord import FakeDiscord
 from tests.fakemusic import Fakes
+from tests.recommender.test_spotify import FakeSpotify
+from tests.recommender.test_spotify import _settings as spotify_settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,6 +68,24 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     for p in procs:
         p.terminate()
         p.wait(timeout=10)
+
+
+@pytest.fixture
+async def fake_spotify() -> AsyncIterator[FakeSpotify]:
+    """tests/recommender/test_spotify.py's fake Spotify (token + search) on 127.0.0.1."""
+    from aiohttp import web
+
+    fake = FakeSpotify()
+    app = web.Application()
+    app.router.add_post("/api/token", fake.token)
+    app.router.add_get("/v1/search", fake.search)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield fake
+    await runner.cleanup()
 
 
 @pytest.fixture
@@ -263,3 +283,23 @@ async def test_a_cluster_is_checked_node_by_node_with_its_slots(
     nodes = [n for n in by_name if n.startswith("durable redis ") and n.count(" ") == 2]
     assert len(nodes) >= 3  # every node, each with its own line
     assert by_name["blob redis"].status == "warning"  # photos share the cluster, which doesn't persist
+
+
+async def test_spotify_credentials_are_tried_with_one_uncached_search(
+    deployment: Deployment, discord_api: FakeDiscord, tiny_model_dir: Path, fake_spotify: FakeSpotify
+) -> None:
+    """The music check through real spotipy against the fake Spotify: good credentials are ok,
+    credentials Spotify refuses (expired, revoked) are a problem with what to do."""
+    await _beat(deployment.durable, model_id(ModelManifest.load(tiny_model_dir / "manifest.json")))
+    settings = _settings(deployment, discord_api, tiny_model_dir)
+    spotify = fake_spotify
+    with_spotify = OFFLINE | {"spotify": spotify_settings(spotify)}
+    report = await diagnose(settings, with_spotify)
+    checks = {c.name: c for c in report.checks}
+    assert checks["music spotify"].status == "ok" and report.healthy
+    spotify.token_ok = False  # the app's secret was reset in Spotify's dashboard:
+    spotify.stale_tokens.add("fresh-1")  # the cached token is refused, and no new one is given
+    report = await diagnose(settings, with_spotify)
+    problems = [c for c in report.checks if c.status == "problem"]
+    assert [c.name for c in problems] == ["music spotify"] and not report.healthy
+    assert "a test search failed" in problems[0].message

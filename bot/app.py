@@ -149,8 +149,8 @@ class MoodringBot(commands.AutoShardedBot):
             try:
                 looked_up = await links.warm(tracks)
                 log.info("warmed the links of %d tracks", looked_up)
-            except RedisError:
-                log.warning("could not warm the track links (redis); trying again", exc_info=True)
+            except RedisError as exc:
+                log.warning("could not warm the track links (redis: %s); trying again in an hour", exc)
             await asyncio.sleep(every_s)
 
     async def _metrics_loop(self) -> None:
@@ -159,8 +159,8 @@ class MoodringBot(commands.AutoShardedBot):
         while True:
             try:
                 await s.metrics.refresh(s.queue, s.settings.worker_alive_s, s.redis, s.queue.blobs)
-            except RedisError:
-                log.warning("could not read the system gauges (redis); trying again", exc_info=True)
+            except RedisError as exc:
+                log.warning("could not read the system gauges (redis: %s); trying again", exc)
             await asyncio.sleep(REFRESH_S)
 
     async def on_app_command_completion(

@@ -22,6 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from recommender.platforms import PLATFORMS, Choice, search_link
 from recommender.tracks import Track
 
@@ -58,6 +61,28 @@ class Found:
     def from_json(cls, raw: str | bytes) -> Found:
         data = json.loads(raw)
         return cls(dict(data.get("links") or {}), data.get("preview"), data.get("page"))
+
+
+class LinkSettings(BaseSettings):
+    """What every keyless link source's settings have; a source's own class sets its environment
+    prefix (``MOODRING_<NAME>_``) and defaults."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    enabled: bool = Field(default=True, description="ask this service (keyless; needs network)")
+    api_base: str = ""
+    per_minute: int = Field(default=60, ge=1, description="requests per minute, all bot processes together")
+
+
+class KeylessSource:
+    """A link source's common part: its name, its round, its base URL and its budget."""
+
+    name = ""
+    needs_link = False  # True: it maps a known link (it runs in the second round)
+
+    def __init__(self, settings: LinkSettings) -> None:
+        self.base = settings.api_base.rstrip("/")
+        self.per_minute = settings.per_minute
 
 
 class LinkSource(Protocol):

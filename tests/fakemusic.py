@@ -141,18 +141,26 @@ class Fakes:
         return await self._answer("odesli", odesli_answer(n), None)
 
 
-async def start_fakes() -> AsyncIterator[Fakes]:
-    """The fake services, up until the generator is closed."""
-    fake = Fakes()
+async def serve(routes: list[web.RouteDef]) -> tuple[web.AppRunner, int]:
+    """An aiohttp app with ``routes`` on a free 127.0.0.1 port; its runner (clean it up) and port."""
     app = web.Application()
-    app.router.add_get("/deezer/search", fake.deezer)
-    app.router.add_get("/itunes/search", fake.itunes)
-    app.router.add_get("/odesli/links", fake.odesli)
+    app.add_routes(routes)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    fake.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def start_fakes() -> AsyncIterator[Fakes]:
+    """The fake services, up until the generator is closed."""
+    fake = Fakes()
+    routes = [
+        web.get("/deezer/search", fake.deezer),
+        web.get("/itunes/search", fake.itunes),
+        web.get("/odesli/links", fake.odesli),
+    ]
+    runner, fake.port = await serve(routes)
     yield fake
     await runner.cleanup()
 

@@ -10,32 +10,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from recommender.links import Found, SourceFailed, get_json
+from recommender.links import Found, KeylessSource, LinkSettings, SourceFailed, get_json
 
 NAME = "deezer"
 PRIORITY = 30
 
 
-class DeezerSettings(BaseSettings):
+class DeezerSettings(LinkSettings):
     model_config = SettingsConfigDict(env_prefix="MOODRING_DEEZER_", env_file=".env", extra="ignore")
 
-    enabled: bool = Field(default=True, description="look picks up on Deezer (keyless; needs network)")
     api_base: str = "https://api.deezer.com"
-    per_minute: int = Field(default=300, ge=1, description="requests per minute, all bot processes together")
+    per_minute: int = Field(default=300, ge=1)
 
 
 Settings = DeezerSettings
 
 
-class DeezerLinks:
+class DeezerLinks(KeylessSource):
     name = NAME
-    needs_link = False
-
-    def __init__(self, settings: DeezerSettings) -> None:
-        self.base = settings.api_base.rstrip("/")
-        self.per_minute = settings.per_minute
 
     async def find(self, http: Any, artist: str, title: str, known: Mapping[str, str]) -> Found | None:
         query = f'artist:"{artist}" track:"{title}"' if artist else title

@@ -10,34 +10,31 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from recommender.links import Found, SourceFailed, get_json
+from recommender.links import Found, KeylessSource, LinkSettings, SourceFailed, get_json
 
 NAME = "itunes"
 PRIORITY = 20  # before Deezer: its preview URLs do not expire
 
 
-class ItunesSettings(BaseSettings):
+class ItunesSettings(LinkSettings):
     model_config = SettingsConfigDict(env_prefix="MOODRING_ITUNES_", env_file=".env", extra="ignore")
 
-    enabled: bool = Field(default=True, description="look picks up on Apple Music (keyless; needs network)")
     api_base: str = "https://itunes.apple.com"
     country: str = Field(default="US", min_length=2, max_length=2, description="the store the links open")
-    per_minute: int = Field(default=20, ge=1, description="requests per minute, all bot processes together")
+    per_minute: int = Field(default=20, ge=1)
 
 
 Settings = ItunesSettings
 
 
-class ItunesLinks:
+class ItunesLinks(KeylessSource):
     name = NAME
-    needs_link = False
 
     def __init__(self, settings: ItunesSettings) -> None:
-        self.base = settings.api_base.rstrip("/")
+        super().__init__(settings)
         self.country = settings.country
-        self.per_minute = settings.per_minute
 
     async def find(self, http: Any, artist: str, title: str, known: Mapping[str, str]) -> Found | None:
         params = {

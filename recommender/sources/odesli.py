@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from recommender.links import Found, SourceFailed, get_json
+from recommender.links import Found, KeylessSource, LinkSettings, SourceFailed, get_json
 
 NAME = "odesli"
 PRIORITY = 40
@@ -26,30 +26,26 @@ PLATFORMS = {
 }
 
 
-class OdesliSettings(BaseSettings):
+class OdesliSettings(LinkSettings):
     model_config = SettingsConfigDict(env_prefix="MOODRING_ODESLI_", env_file=".env", extra="ignore")
 
-    enabled: bool = Field(
-        default=True, description="map a found link to every platform (keyless; needs network)"
-    )
     api_base: str = "https://api.song.link/v1-alpha.1"
     api_key: SecretStr | None = Field(default=None, description="optional: a higher limit than 10 a minute")
     country: str = Field(default="US", min_length=2, max_length=2)
-    per_minute: int = Field(default=10, ge=1, description="requests per minute, all bot processes together")
+    per_minute: int = Field(default=10, ge=1)
 
 
 Settings = OdesliSettings
 
 
-class OdesliLinks:
+class OdesliLinks(KeylessSource):
     name = NAME
     needs_link = True
 
     def __init__(self, settings: OdesliSettings) -> None:
-        self.base = settings.api_base.rstrip("/")
+        super().__init__(settings)
         self.key = settings.api_key.get_secret_value() if settings.api_key else None
         self.country = settings.country
-        self.per_minute = settings.per_minute
 
     async def find(self, http: Any, artist: str, title: str, known: Mapping[str, str]) -> Found | None:
         start = next((known[p] for p in ("deezer", "apple_music", "spotify") if p in known), None)

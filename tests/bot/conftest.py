@@ -127,5 +127,10 @@ def bot_process_env(fake: FakeDiscord, redis_url: str, **extra: str) -> dict[str
         MOODRING_USER_SALT=TEST_SALT,
         MOODRING_DISCORD_API_BASE=fake.api_base,
         MOODRING_REDIS_URL=redis_url,
+        # no network in tests: the keyless link sources off (tests/bot/test_music_platforms.py
+        # drives them against fakes)
+        MOODRING_ITUNES_ENABLED="false",
+        MOODRING_DEEZER_ENABLED="false",
+        MOODRING_ODESLI_ENABLED="false",
     )
     return env | extra

@@ -28,7 +28,7 @@ from recommender.sources.odesli import OdesliSettings
 from tests.bot.conftest import TEST_SALT, run_worker
 from tests.conftest import spawn_redis
 from tests.fakediscord import FakeDiscord
-from tests.fakemusic import Fakes
+from tests.fakemusic import Fakes, serve
 from tests.recommender.test_spotify import FakeSpotify
 from tests.recommender.test_spotify import _settings as spotify_settings
 
@@ -76,14 +76,7 @@ async def fake_spotify() -> AsyncIterator[FakeSpotify]:
     from aiohttp import web
 
     fake = FakeSpotify()
-    app = web.Application()
-    app.router.add_post("/api/token", fake.token)
-    app.router.add_get("/v1/search", fake.search)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, fake.port = await serve([web.post("/api/token", fake.token), web.get("/v1/search", fake.search)])
     yield fake
     await runner.cleanup()
 

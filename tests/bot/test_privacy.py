@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
@@ -21,7 +20,7 @@ from inference.api.contract import hash_user
 from inference.api.errors import NoFaceFound
 from inference.api.settings import QueueSettings
 from inference.api.transport import open_transport
-from tests.bot.conftest import TEST_SALT, BotFactory, run_worker, uh
+from tests.bot.conftest import TEST_SALT, BotFactory, bot_process_env, run_worker, uh
 from tests.bot.helpers import accept_consent, check, custom_ids, reading_text, start_session
 from tests.bot.test_mood_flow import PROBS, FakeAnalyzer, _photo, _rec
 from tests.conftest import face_photo
@@ -258,13 +257,9 @@ async def test_a_check_survives_its_bot_process_dying(
 
     await UserStore(redis, CLASSES, salt=TEST_SALT).set_consent(ALICE, True)
     await open_transport(redis, QueueSettings()).heartbeat("w-busy-elsewhere")  # a worker is "up"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODRING_", "SPOTIPY_"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        MOODRING_DISCORD_TOKEN="fake-token",
-        MOODRING_USER_SALT=TEST_SALT,
-        MOODRING_DISCORD_API_BASE=fake.api_base,
-        MOODRING_REDIS_URL=redis_server,
+    env = bot_process_env(
+        fake,
+        redis_server,
         MOODRING_JOB_TIMEOUT_S="60",
         MOODRING_COOLDOWN_S="0",
         MOODRING_LOG_LEVEL="WARNING",

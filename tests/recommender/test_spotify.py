@@ -16,6 +16,7 @@ from recommender.mood import load_mood_map
 from recommender.service import MemoryHistory, Recommender
 from recommender.sources import build_catalogs
 from recommender.sources.spotify import BACKOFF_KEY, TOKEN_KEY, SpotifySettings, build_spotify_catalog
+from tests.fakemusic import serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,14 +74,7 @@ class FakeSpotify:
 @pytest.fixture
 async def spotify() -> AsyncIterator[FakeSpotify]:
     fake = FakeSpotify()
-    app = web.Application()
-    app.router.add_post("/api/token", fake.token)
-    app.router.add_get("/v1/search", fake.search)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, fake.port = await serve([web.post("/api/token", fake.token), web.get("/v1/search", fake.search)])
     yield fake
     await runner.cleanup()
 

@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recommend": ("recommender.cli:recommend_command", "Recommend music for an emotion (offline catalog)."),
     "catalog": ("recommender.cli:catalog_group", "Import a CSV track table (Spotify URIs + audio features)."),
     "worker": (
-        "inference.worker.service:worker_command",
+        "inference.worker.__main__:worker_command",
         "Consume analysis jobs from the queue (scales out).",
     ),
     "bot": ("bot.__main__:bot_command", "Run the Discord bot (needs MOODRING_DISCORD_TOKEN)."),

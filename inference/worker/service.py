@@ -1,6 +1,7 @@
 """The inference worker: jobs from the queue → batched ResNet50 + Grad-CAM → results.
 
-Composition root: ``moodring worker`` / ``python -m inference.worker``.
+Composition root and health check: :mod:`inference.worker.__main__` (``moodring worker``,
+``python -m inference.worker``).
 
 Job handling only; every broker call goes through :mod:`inference.api.transport`. Per loop:
 take over jobs a dead consumer left (claim), read up to ``batch_size`` new ones, drop expired
@@ -18,25 +19,20 @@ import contextlib
 import functools
 import logging
 import os
-import signal
 import socket
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-import click
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from inference.api.connect import connect
 from inference.api.contract import MAX_JOB_S, Job, JobError, JobResult, first_problem
 from inference.api.errors import MoodringError
 from inference.api.manifest import model_id
-from inference.api.settings import load_settings
-from inference.api.transport import TRANSIENT, Delivery, connect_blobs, open_transport
+from inference.api.transport import TRANSIENT, Delivery, open_transport
 from inference.serve.adapter import Adapter
 from inference.serve.personal import Personal
 from inference.worker.adapting import AdapterFollower
@@ -327,95 +323,3 @@ class Worker:
                 res.batch_size,
                 (now - job.submitted_at) * 1000,
             )
-
-
-async def check(settings: WorkerSettings) -> int:
-    """Health check for containers: Redis answers and this host's worker beat recently."""
-    redis = connect(settings.redis_url, settings.redis_cluster, socket_timeout=3)
-    try:
-        await redis.ping()
-        beats = await open_transport(redis, settings).recent_heartbeats(socket.gethostname())
-    except TRANSIENT as exc:
-        click.echo(f"unhealthy: redis unreachable ({exc})", err=True)
-        return 1
-    finally:
-        await redis.aclose()
-    if not beats or time.time() - max(beats) > settings.worker_alive_s:
-        click.echo("unhealthy: no recent worker heartbeat", err=True)
-        return 1
-    click.echo("healthy")
-    return 0
-
-
-async def serve(settings: WorkerSettings) -> None:
-    """Build the predictor and Redis client, run one worker until SIGTERM."""
-    import torch
-
-    from inference.api.intake import IntakeLimits
-    from inference.api.settings import EXIT_CONFIG
-    from inference.serve.device import DeviceUnavailable
-    from inference.serve.predictor import Predictor
-
-    torch.set_num_threads(settings.torch_threads)
-    limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
-    try:
-        predictor = Predictor.load(
-            settings.model_dir,
-            settings.face_detector,
-            limits,
-            bf16=settings.bf16,
-            device=settings.device,
-            prepare_threads=settings.prepare_threads,
-        )
-    except DeviceUnavailable as exc:
-        log.error("%s", exc)
-        raise SystemExit(EXIT_CONFIG) from None
-    redis = connect(
-        settings.redis_url,
-        settings.redis_cluster,
-        socket_timeout=max(5.0, settings.block_ms / 1000 + 2),
-        socket_connect_timeout=3,
-        health_check_interval=10,
-    )
-    blobs = connect_blobs(settings, socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
-    name = f"{socket.gethostname()}-{os.getpid()}"
-    adapters = AdapterFollower(
-        redis,
-        settings,
-        predictor.manifest.classes,
-        predictor.projection_sha256,
-        predictor.projection.dims if predictor.projection is not None else 0,
-        name,
-    )
-    worker = Worker(
-        redis,
-        predictor,
-        settings,
-        name=name,
-        metrics=Metrics.start(settings.metrics_port),
-        blobs=blobs,
-        adapters=adapters,
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    try:
-        await worker.run()
-    finally:
-        predictor.close()
-        await redis.aclose()
-        if blobs is not None:
-            await blobs.aclose()
-
-
-@click.command("worker")
-@click.option("--check", "health", is_flag=True, help="Exit 0 if Redis and this host's worker are healthy.")
-def worker_command(health: bool) -> None:
-    """Consume analysis jobs from Redis Streams (scale out: run more of these anywhere)."""
-    from inference.api.logsetup import configure_logging
-
-    settings = load_settings(WorkerSettings)
-    configure_logging(settings.log_level, settings.log_json)
-    if health:
-        sys.exit(asyncio.run(check(settings)))
-    asyncio.run(serve(settings))

@@ -27,14 +27,15 @@ def bar(p: float, width: int = 10) -> str:
 
 
 def _track_line(i: int, rec: Recommendation) -> str:
-    artists = ", ".join(rec.track.artists)
-    head = (
-        f"{rec.track.title} — {artists}"
-        if rec.track.choices
-        else f"[{rec.track.title} — {artists}]({rec.track.url})"
-    )
     extras = link_extras(rec.track)
-    return f"{i}. {head}\n   *{rec.reason}*" + (f"\n   {extras}" if extras else "")
+    return f"{i}. {linked_name(rec.track)}\n   *{rec.reason}*" + (f"\n   {extras}" if extras else "")
+
+
+def linked_name(track: Track) -> str:
+    """``Title — Artists`` as a link to the track; plain text when the track offers every
+    platform instead (its links are in :func:`link_extras`)."""
+    name = f"{track.title} — {', '.join(track.artists)}"
+    return name if track.choices else f"[{name}]({track.url})"
 
 
 def link_extras(track: Track) -> str:
@@ -51,8 +52,7 @@ def listen_lines(tracks: Sequence[Track], platform: str) -> str:
     where = LABELS.get(platform, platform)
     lines = [texts.SESSION_LISTEN_HEAD.format(platform=where)]
     for i, t in enumerate(tracks):
-        name = f"{t.title} — {', '.join(t.artists)}"
-        head = name if t.choices else f"[{name}]({t.url})"
+        head = linked_name(t)
         extras = link_extras(t)
         lines.append(
             ("**Now playing:** " if i == 0 else f"{i + 1}. ") + head + (f" · {extras}" if extras else "")

@@ -12,7 +12,6 @@ from bot.context import context
 from bot.services import Services
 from bot.sessions import SessionError
 from bot.views_common import measured, switched_on
-from recommender.links import with_links
 from recommender.tracks import Track
 
 SESSION_LABELS = {"listen": "Listen", "join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
@@ -74,9 +73,7 @@ async def listen_text(services: Services, channel_id: int, user_id: int) -> str:
         return texts.SESSION_QUEUE_EMPTY
     platform = await services.store.platform(user_id)
     tracks = [Track(t.title, t.artists, t.url, "session") for t in view.queue[:5]]
-    resolver = services.recommender.links
-    found = await resolver.resolve(tracks, deadline_s=1.0, want=platform) if resolver is not None else {}
-    linked = [with_links(t, found.get(t.key), platform) for t in tracks]
+    linked = await services.recommender.link_tracks(tracks, platform, deadline_s=1.0)
     return embeds.listen_lines(linked, platform)[:2000]
 
 

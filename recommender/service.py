@@ -101,6 +101,12 @@ class Recommender:
         self, picks: Sequence[Recommendation], platform: Choice, deadline_s: float | None = None
     ) -> list[Recommendation]:
         """``picks`` with each track's link (and preview) on ``platform``, within the deadline."""
-        tracks = [p.track for p in picks]
+        tracks = await self.link_tracks([p.track for p in picks], platform, deadline_s)
+        return [replace(p, track=t) for p, t in zip(picks, tracks, strict=True)]
+
+    async def link_tracks(
+        self, tracks: Sequence[Track], platform: Choice, deadline_s: float | None = None
+    ) -> list[Track]:
+        """``tracks`` with their links (and previews) on ``platform``, within the deadline."""
         found = await self.links.resolve(tracks, deadline_s, want=platform) if self.links else {}
-        return [replace(p, track=with_links(p.track, found.get(p.track.key), platform)) for p in picks]
+        return [with_links(t, found.get(t.key), platform) for t in tracks]

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageDraw
 from redis.asyncio import Redis
 
-from tests.fakemusic import Fakes, start_fakes
+from tests.fakemusic import Fakes, FakeSpotify, start_fakes, start_spotify
 
 
 def _free_port() -> int:
@@ -240,4 +240,11 @@ async def wait_for_worker(redis: Redis, within_s: float = 60) -> None:
 async def fakes() -> AsyncIterator[Fakes]:
     """The keyless music services (Deezer, iTunes, Odesli) faked on 127.0.0.1."""
     async for fake in start_fakes():
+        yield fake
+
+
+@pytest.fixture
+async def spotify() -> AsyncIterator[FakeSpotify]:
+    """A fake Spotify (token + search) on 127.0.0.1, for spotipy."""
+    async for fake in start_spotify():
         yield fake

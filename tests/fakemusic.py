@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from recommender.sources import deezer, itunes, odesli
+from recommender.sources.spotify import SpotifySettings
 
 
 def deezer_hit(
@@ -177,3 +178,76 @@ def sources(fake: Fakes, **per_minute: int) -> list[Any]:
             odesli.OdesliSettings(api_base=fake.url("odesli"), per_minute=per_minute.get("odesli", 10))
         ),
     ]
+
+
+# Spotify's Web API (token + search), for the Spotify catalog through real spotipy ---------------
+
+
+def _item(n: int, query: str) -> dict[str, object]:
+    return {
+        "id": f"{abs(hash((query, n))) % 10**22:022d}",
+        "name": f"{query} song {n}",
+        "artists": [{"name": f"{query} artist {n}"}],
+        "album": {"images": [{"url": "https://i.scdn.co/image/x"}], "release_date": "2019-05-01"},
+        "preview_url": None,
+    }
+
+
+@dataclass
+class FakeSpotify:
+    mode: str = "ok"  # ok | 429 | 500 | slow
+    token_ok: bool = True
+    stale_tokens: set[str] = field(default_factory=set)
+    paths: list[str] = field(default_factory=list)
+    tokens_issued: int = 0
+    port: int = 0
+
+    async def token(self, request: web.Request) -> web.Response:
+        self.paths.append(request.path)
+        if not self.token_ok:
+            return web.json_response({"error": "invalid_client"}, status=400)
+        self.tokens_issued += 1
+        return web.json_response(
+            {"access_token": f"fresh-{self.tokens_issued}", "token_type": "Bearer", "expires_in": 3600}
+        )
+
+    async def search(self, request: web.Request) -> web.Response:
+        self.paths.append(request.path)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token in self.stale_tokens:
+            return web.json_response(
+                {"error": {"status": 401, "message": "The access token expired"}}, status=401
+            )
+        if self.mode == "429":
+            return web.json_response(
+                {"error": {"status": 429, "message": "rate limited"}},
+                status=429,
+                headers={"Retry-After": "2"},
+            )
+        if self.mode == "500":
+            return web.json_response({"error": {"status": 500, "message": "oops"}}, status=500)
+        if self.mode == "slow":
+            await asyncio.sleep(2)
+        q = request.query["q"]
+        assert request.query["type"] == "track" and int(request.query["limit"]) <= 10
+        return web.json_response({"tracks": {"items": [_item(n, q) for n in range(10)]}})
+
+
+async def start_spotify() -> AsyncIterator[FakeSpotify]:
+    """A fake Spotify (client-credentials token + search), up until the generator is closed."""
+    fake = FakeSpotify()
+    runner, fake.port = await serve([web.post("/api/token", fake.token), web.get("/v1/search", fake.search)])
+    yield fake
+    await runner.cleanup()
+
+
+def spotify_settings(fake: FakeSpotify, **kw: object) -> SpotifySettings:
+    values: dict[str, object] = {
+        "client_id": "id",
+        "client_secret": "secret",
+        "api_base": f"http://127.0.0.1:{fake.port}/v1",
+        "token_url": f"http://127.0.0.1:{fake.port}/api/token",
+        "timeout_s": 1.0,
+    }
+    values.update(kw)
+    return SpotifySettings(**values)  # type: ignore[arg-type]

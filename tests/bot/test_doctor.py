@@ -28,9 +28,7 @@ from recommender.sources.odesli import OdesliSettings
 from tests.bot.conftest import TEST_SALT, run_worker
 from tests.conftest import spawn_redis
 from tests.fakediscord import FakeDiscord
-from tests.fakemusic import Fakes, serve
-from tests.recommender.test_spotify import FakeSpotify
-from tests.recommender.test_spotify import _settings as spotify_settings
+from tests.fakemusic import Fakes, FakeSpotify, spotify_settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,17 +66,6 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     for p in procs:
         p.terminate()
         p.wait(timeout=10)
-
-
-@pytest.fixture
-async def fake_spotify() -> AsyncIterator[FakeSpotify]:
-    """tests/recommender/test_spotify.py's fake Spotify (token + search) on 127.0.0.1."""
-    from aiohttp import web
-
-    fake = FakeSpotify()
-    runner, fake.port = await serve([web.post("/api/token", fake.token), web.get("/v1/search", fake.search)])
-    yield fake
-    await runner.cleanup()
 
 
 @pytest.fixture
@@ -279,13 +266,12 @@ async def test_a_cluster_is_checked_node_by_node_with_its_slots(
 
 
 async def test_spotify_credentials_are_tried_with_one_uncached_search(
-    deployment: Deployment, discord_api: FakeDiscord, tiny_model_dir: Path, fake_spotify: FakeSpotify
+    deployment: Deployment, discord_api: FakeDiscord, tiny_model_dir: Path, spotify: FakeSpotify
 ) -> None:
     """The music check through real spotipy against the fake Spotify: good credentials are ok,
     credentials Spotify refuses (expired, revoked) are a problem with what to do."""
     await _beat(deployment.durable, model_id(ModelManifest.load(tiny_model_dir / "manifest.json")))
     settings = _settings(deployment, discord_api, tiny_model_dir)
-    spotify = fake_spotify
     with_spotify = OFFLINE | {"spotify": spotify_settings(spotify)}
     report = await diagnose(settings, with_spotify)
     checks = {c.name: c for c in report.checks}

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
-from aiohttp import web
 from redis.asyncio import Redis
 
 from recommender.catalogs import load_offline_catalog
@@ -16,79 +13,10 @@ from recommender.mood import load_mood_map
 from recommender.service import MemoryHistory, Recommender
 from recommender.sources import build_catalogs
 from recommender.sources.spotify import BACKOFF_KEY, TOKEN_KEY, SpotifySettings, build_spotify_catalog
-from tests.fakemusic import serve
+from tests.fakemusic import FakeSpotify
+from tests.fakemusic import spotify_settings as _settings
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _item(n: int, query: str) -> dict[str, object]:
-    return {
-        "id": f"{abs(hash((query, n))) % 10**22:022d}",
-        "name": f"{query} song {n}",
-        "artists": [{"name": f"{query} artist {n}"}],
-        "album": {"images": [{"url": "https://i.scdn.co/image/x"}], "release_date": "2019-05-01"},
-        "preview_url": None,
-    }
-
-
-@dataclass
-class FakeSpotify:
-    mode: str = "ok"  # ok | 429 | 500 | slow
-    token_ok: bool = True
-    stale_tokens: set[str] = field(default_factory=set)
-    paths: list[str] = field(default_factory=list)
-    tokens_issued: int = 0
-    port: int = 0
-
-    async def token(self, request: web.Request) -> web.Response:
-        self.paths.append(request.path)
-        if not self.token_ok:
-            return web.json_response({"error": "invalid_client"}, status=400)
-        self.tokens_issued += 1
-        return web.json_response(
-            {"access_token": f"fresh-{self.tokens_issued}", "token_type": "Bearer", "expires_in": 3600}
-        )
-
-    async def search(self, request: web.Request) -> web.Response:
-        self.paths.append(request.path)
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if token in self.stale_tokens:
-            return web.json_response(
-                {"error": {"status": 401, "message": "The access token expired"}}, status=401
-            )
-        if self.mode == "429":
-            return web.json_response(
-                {"error": {"status": 429, "message": "rate limited"}},
-                status=429,
-                headers={"Retry-After": "2"},
-            )
-        if self.mode == "500":
-            return web.json_response({"error": {"status": 500, "message": "oops"}}, status=500)
-        if self.mode == "slow":
-            await asyncio.sleep(2)
-        q = request.query["q"]
-        assert request.query["type"] == "track" and int(request.query["limit"]) <= 10
-        return web.json_response({"tracks": {"items": [_item(n, q) for n in range(10)]}})
-
-
-@pytest.fixture
-async def spotify() -> AsyncIterator[FakeSpotify]:
-    fake = FakeSpotify()
-    runner, fake.port = await serve([web.post("/api/token", fake.token), web.get("/v1/search", fake.search)])
-    yield fake
-    await runner.cleanup()
-
-
-def _settings(fake: FakeSpotify, **kw: object) -> SpotifySettings:
-    values: dict[str, object] = {
-        "client_id": "id",
-        "client_secret": "secret",
-        "api_base": f"http://127.0.0.1:{fake.port}/v1",
-        "token_url": f"http://127.0.0.1:{fake.port}/api/token",
-        "timeout_s": 1.0,
-    }
-    values.update(kw)
-    return SpotifySettings(**values)  # type: ignore[arg-type]
 
 
 def _recommender(fake: FakeSpotify, redis: Redis, redis_url: str, **kw: object) -> Recommender:

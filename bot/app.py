@@ -16,6 +16,7 @@ from bot import gate, texts, views
 from bot.board import EditCoalescer, SessionBoard
 from bot.disk_forget import TICK_S
 from bot.i18n import TableTranslator, load_tables
+from bot.late_links import LateLinks
 from bot.metrics import REFRESH_S
 from bot.mood_flow import CheckOutcome, finish_check
 from bot.recovery import OpenCheck
@@ -74,6 +75,7 @@ class MoodringBot(commands.AutoShardedBot):
         self._measuring: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self._orphans: set[asyncio.Task[None]] = set()
+        self.late_links = LateLinks(services.recommender)
         self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis), session_view)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
@@ -122,6 +124,7 @@ class MoodringBot(commands.AutoShardedBot):
 
     async def close(self) -> None:
         self.board.coalescer.cancel()
+        self.late_links.cancel()
         for task in (self._adopting, self._compacting, self._measuring, self._warming, *self._orphans):
             if task is not None:
                 task.cancel()

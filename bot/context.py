@@ -11,12 +11,14 @@ from typing import Protocol, cast
 import discord
 
 from bot.board import SessionBoard
+from bot.late_links import LateLinks
 from bot.services import Services
 
 
 class BotContext(Protocol):
     services: Services
     board: SessionBoard
+    late_links: LateLinks
 
     async def forget_user(self, user_id: int) -> int: ...
 

@@ -16,6 +16,7 @@ from bot.store import NoConsent, UserStore
 from inference.api.contract import FaceResult, JobResult
 from inference.api.errors import MoodringError
 from recommender.mood import Strategy
+from recommender.platforms import Choice
 from recommender.ranking import Recommendation
 from recommender.service import Recommender
 
@@ -60,6 +61,7 @@ class CheckOutcome:
     emotion: str | None = None  # the sender's face after their prior: what was stored
     probs: dict[str, float] | None = None
     asked: bool = False  # the reply asks "Did I get it right?" (Yes / No instead of "Spot on")
+    platform: Choice | None = None  # where the tracks' links open (the user's choice)
 
     @property
     def prior_applied(self) -> bool:
@@ -198,12 +200,9 @@ async def finish_check(
         log.info("user %s was forgotten during a check; its reading was not kept", store.hash(user_id))
         return CheckOutcome(error="forgotten_during_check")
     chosen = strategy or recommender.mood_map.default_strategy(emotion)
+    platform = await store.platform(user_id)
     tracks = await recommender.recommend(
-        emotion,
-        probs=probs,
-        strategy=chosen,
-        user=store.hash(user_id),
-        platform=await store.platform(user_id),
+        emotion, probs=probs, strategy=chosen, user=store.hash(user_id), platform=platform
     )
     heatmap = base64.b64decode(result.heatmap_jpeg_b64) if result.heatmap_jpeg_b64 else None
     return CheckOutcome(
@@ -216,4 +215,5 @@ async def finish_check(
         emotion=emotion,
         probs=probs,
         asked=recorded.asked,
+        platform=platform,
     )

@@ -5,6 +5,7 @@ in (the consent prompt, an error's sentence, or the reading)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -16,6 +17,7 @@ from bot.services import Services
 from bot.store import NoConsent
 from bot.views_common import OwnerOnly, downloader, measured, server_installed
 from bot.views_reading import check_view, reading_layout
+from recommender.ranking import Recommendation
 
 # (label, style) of the yes and no buttons of each confirmation kind
 CHOICES: dict[str, tuple[tuple[str, discord.ButtonStyle], tuple[str, discord.ButtonStyle]]] = {
@@ -98,7 +100,10 @@ class ChoiceButton(
         )
         services.metrics.check(out.error)
         share = server_installed(interaction)  # not in the bot's DM, nor where only the user installed it
-        await interaction.followup.send(**reply_for(services, self.owner, out, share=share), ephemeral=True)
+        sent = await interaction.followup.send(
+            **reply_for(services, self.owner, out, share=share), ephemeral=True
+        )
+        follow_links(interaction, sent, self.owner, out, share)
 
 
 class ContributeButton(
@@ -191,3 +196,21 @@ def reply_for(
     embed, files = embeds.check_embed(out, services.emotions)
     view = check_view(user_id, out, services.emotions, share=share)
     return {"embed": embed, "files": files, "view": view}
+
+
+def follow_links(
+    interaction: discord.Interaction,
+    sent: discord.WebhookMessage,
+    user_id: int,
+    out: CheckOutcome,
+    share: bool,
+) -> None:
+    """A reading's reply gets the track links its deadline left behind, by an edit when they land."""
+    bot = context(interaction)
+
+    def render(better: list[Recommendation]) -> dict[str, Any]:
+        reply = reply_for(bot.services, user_id, replace(out, tracks=tuple(better)), share)
+        reply.pop("files", None)  # the heatmap stays the message's attachment
+        return reply
+
+    bot.late_links.follow(sent, out.tracks, out.platform, render)

@@ -119,9 +119,17 @@ class CorrectSelect(
         except ReadingGone:
             await interaction.followup.send(texts.READING_GONE, ephemeral=True)
             return
-        tracks = await services.recommender.recommend(emotion, user=services.store.hash(self.owner))
-        embed = embeds.tracks_embed(tracks, title=texts.CORRECTED.format(emotion=emotion))
-        await interaction.followup.send(embed=embed, view=link_view(tracks), ephemeral=True)
+        platform = await services.store.platform(self.owner)
+        tracks = await services.recommender.recommend(
+            emotion, user=services.store.hash(self.owner), platform=platform
+        )
+
+        def render(picks: list[Recommendation]) -> dict[str, Any]:
+            title = texts.CORRECTED.format(emotion=emotion)
+            return {"embed": embeds.tracks_embed(picks, title=title), "view": link_view(picks)}
+
+        sent = await interaction.followup.send(**render(tracks), ephemeral=True)
+        context(interaction).late_links.follow(sent, tracks, platform, render)
 
 
 class CalmButton(

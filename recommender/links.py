@@ -144,6 +144,8 @@ class LinkResolver:
         self.deadline_s = deadline_s
         self.timeout_s = timeout_s  # a lookup still running after the deadline gives up after this
         self._background: set[asyncio.Task[Any]] = set()
+        # lookups a reply stopped waiting for: cache key -> (task, what it fills in, the track's key)
+        self._running: dict[str, tuple[asyncio.Task[Any], dict[str, Found], str]] = {}
 
     async def resolve(
         self, tracks: Sequence[Track], deadline_s: float | None = None, want: Choice | None = None
@@ -164,7 +166,9 @@ class LinkResolver:
             return known
         task = asyncio.create_task(self._lookup(missing, known), name="track links")
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        running = {cache_key(t): (task, known, t.key) for t in missing}
+        self._running.update(running)
+        task.add_done_callback(lambda done: self._finished(done, running))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (deadline_s if deadline_s is not None else self.deadline_s)
         while not task.done():
@@ -178,6 +182,33 @@ class LinkResolver:
                 break
             await asyncio.wait({task}, timeout=min(0.02, left))
         return dict(known)
+
+    async def settle(self, tracks: Sequence[Track], timeout_s: float | None = None) -> list[Found]:
+        """What is known about each of ``tracks`` once the lookups their reply stopped waiting for
+        have ended (at most ``timeout_s``, default the lookup timeout): a reply sent at the
+        deadline is then edited with the links that came later. ``tracks`` may already carry a
+        listener's links (matched by artist and title)."""
+        keys = [cache_key(t) for t in tracks]
+        tasks = {self._running[k][0] for k in keys if k in self._running}
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.timeout_s + 0.5 if timeout_s is None else timeout_s)
+        cached = await self.redis.mget(keys) if self.redis else [None] * len(keys)
+        out = []
+        for track, key, raw in zip(tracks, keys, cached, strict=True):
+            found = Found(_known(track))
+            if raw is not None:
+                found = found.merged(Found.from_json(raw))
+            if key in self._running:  # still running (timed out): what it has found so far
+                _, known, original = self._running[key]
+                found = found.merged(known[original])
+            out.append(found)
+        return out
+
+    def _finished(self, task: asyncio.Task[Any], running: Mapping[str, tuple[Any, ...]]) -> None:
+        self._background.discard(task)
+        for key in running:
+            if self._running.get(key, (None,))[0] is task:
+                del self._running[key]
 
     def warm_pace_s(self) -> float:
         """Seconds between two warming lookups: half the tightest source's per-minute budget
@@ -293,6 +324,15 @@ def _retry_after(headers: Mapping[str, str]) -> float:
         return min(3_600.0, max(1.0, float(headers.get("Retry-After", 60))))
     except (TypeError, ValueError):
         return 60.0
+
+
+def is_direct(track: Track, choice: Choice) -> bool:
+    """Whether a linked track opens the track itself on ``choice`` (for "ask": one page for every
+    platform), not a search."""
+    if choice == "ask":
+        return not track.choices
+    artist = track.artists[0] if track.artists else ""
+    return track.url != search_link(choice, artist, track.title)
 
 
 def with_links(track: Track, found: Found | None, choice: Choice) -> Track:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from recommender.catalogs import Catalog, CatalogUnavailable
-from recommender.links import LinkResolver, with_links
+from recommender.links import LinkResolver, is_direct, with_links
 from recommender.mood import MoodMap, MoodPoint, Strategy
 from recommender.platforms import Choice
 from recommender.ranking import Recommendation, rank
@@ -110,3 +110,20 @@ class Recommender:
         """``tracks`` with their links (and previews) on ``platform``, within the deadline."""
         found = await self.links.resolve(tracks, deadline_s, want=platform) if self.links else {}
         return [with_links(t, found.get(t.key), platform) for t in tracks]
+
+    async def settled(
+        self, picks: Sequence[Recommendation], platform: Choice, timeout_s: float | None = None
+    ) -> list[Recommendation] | None:
+        """``picks`` (as linked for a reply) with the links that landed after the reply's deadline;
+        None when nothing changed (no lookup was left, or it found nothing more)."""
+        if self.links is None or not picks:
+            return None
+        found = await self.links.settle([p.track for p in picks], timeout_s)
+        better = []
+        for pick, known in zip(picks, found, strict=True):
+            now = with_links(pick.track, known, platform)
+            gained = (is_direct(now, platform) and not is_direct(pick.track, platform)) or bool(
+                now.preview_url and not pick.track.preview_url
+            )
+            better.append(replace(pick, track=now) if gained else pick)
+        return better if better != list(picks) else None

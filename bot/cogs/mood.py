@@ -297,7 +297,10 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             if out.error == "consent_needed":  # Accept will read this photo: no re-upload
                 token = await self.services.pending.hold(interaction.user.id, photo.url, strategy)
                 reply["view"] = views.consent_view(interaction.user.id, pending=token)
-            await interaction.followup.send(**reply, ephemeral=True)
+            sent = await interaction.followup.send(**reply, ephemeral=True)
+            views.follow_links(
+                interaction, sent, interaction.user.id, out, share=views.server_installed(interaction)
+            )
         finally:
             # cancelled (shutting down): it stays in the ledger and another process finishes it
             if not _cancelling():

@@ -77,6 +77,35 @@ async def test_a_platform_is_kept_with_consent_used_exported_and_forgotten(
     assert not await redis.exists(key)
 
 
+async def test_a_reply_sent_at_the_deadline_is_edited_with_the_exact_links_when_they_land(
+    fake: FakeDiscord, start_bot: BotFactory, worker: None, redis: Redis, fakes: Fakes
+) -> None:
+    # a cold cache and services slower than the 300 ms deadline: the reply goes out with search
+    # links on Deezer, then the same message is edited with the exact tracks and previews
+    fakes.delays.update(deezer=1.0, itunes=1.0)
+    bot = await start_bot(links=LinkResolver(sources(fakes), redis, deadline_s=0.3), warm_links=False)
+    await accept_consent(fake, ALICE)
+    await _say(fake, ALICE, "music", platform="deezer")
+    _, reading = await check(fake, ALICE)
+    first = links(reading)
+    assert len(first) == 5 and all(u.startswith("https://www.deezer.com/search") for u in first)
+    attachments = [a["id"] for a in reading["attachments"]]
+    await bot.late_links.drain()
+    edited = fake.messages[int(reading["id"])]
+    assert all(u.startswith("https://www.deezer.com/track/") for u in links(edited)), links(edited)
+    assert len(links(edited)) == 5 and _v2_text(edited).count("Preview](https://") == 5
+    assert [a["id"] for a in edited["attachments"]] == attachments  # the heatmap is kept, not sent again
+
+    # a correction answers on her platform too (and is completed the same way)
+    select = next(c for c in walk(edited["components"]) if str(c.get("custom_id", "")).startswith("mr:fix:"))
+    ix = await fake.click(ALICE, edited, select["custom_id"], values=["sad"])
+    await fake.acked(ix)
+    answer = await fake.reply(ix)
+    await bot.late_links.drain()
+    buttons = [c["url"] for c in walk(fake.messages[int(answer["id"])]["components"]) if c.get("url")]
+    assert len(buttons) == 5 and all(u.startswith("https://www.deezer.com/") for u in buttons), buttons
+
+
 async def test_without_any_link_source_each_link_is_a_search_on_the_chosen_platform(
     fake: FakeDiscord, start_bot: BotFactory, worker: None
 ) -> None:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from recommender.links import Found, LinkResolver, SourceFailed, cache_key, listen
+from recommender.links import Found, LinkResolver, SourceFailed, cache_key, is_direct, listen
 from recommender.platforms import search_link
 from recommender.sources import deezer
 from recommender.tracks import Track
@@ -169,3 +169,23 @@ async def test_a_reply_waits_only_for_the_listeners_own_platform(fakes: Fakes, r
     found = (await resolver.resolve([TRACK], want="deezer"))[TRACK.key]
     assert "deezer" in found.links and time.perf_counter() - started < 1.0  # not the whole deadline
     await resolver.drain()
+
+
+async def test_links_that_land_after_the_deadline_improve_the_reply_never_worsen_it(
+    fakes: Fakes, redis: Redis
+) -> None:
+    from recommender.catalogs import load_offline_catalog
+    from recommender.mood import load_mood_map
+    from recommender.service import MemoryHistory, Recommender
+
+    fakes.delays.update(deezer=0.8, itunes=0.8)
+    resolver = LinkResolver(sources(fakes), redis, deadline_s=0.3)
+    rec = Recommender(load_mood_map(), [load_offline_catalog()], MemoryHistory(), links=resolver)
+    sent = await rec.recommend("happy", n=1, platform="deezer")
+    assert not is_direct(sent[0].track, "deezer")  # the reply went out with a search on Deezer
+    better = await rec.settled(sent, "deezer")
+    assert better is not None and better[0].track.url.startswith("https://www.deezer.com/track/")
+    assert is_direct(better[0].track, "deezer") and better[0].track.preview_url
+    assert await rec.settled(better, "deezer") is None  # nothing more to add: no edit
+    await redis.delete(cache_key(sent[0].track))  # the cache expired meanwhile: a known link stays
+    assert await rec.settled(better, "deezer") is None

@@ -21,6 +21,7 @@ from bot.metrics import REFRESH_S
 from bot.mood_flow import CheckOutcome, finish_check
 from bot.recovery import OpenCheck
 from bot.services import Services
+from bot.tasks import TaskGroup
 from bot.views import DYNAMIC_ITEMS, session_view
 from inference.api.errors import MoodringError
 
@@ -74,7 +75,7 @@ class MoodringBot(commands.AutoShardedBot):
         self._compacting: asyncio.Task[None] | None = None
         self._measuring: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
-        self._orphans: set[asyncio.Task[None]] = set()
+        self._orphans = TaskGroup("finishing an orphaned check")
         self.late_links = LateLinks(services.recommender)
         self.board = SessionBoard(self, services.sessions, EditCoalescer(services.redis), session_view)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
@@ -124,8 +125,9 @@ class MoodringBot(commands.AutoShardedBot):
 
     async def close(self) -> None:
         self.board.coalescer.cancel()
-        self.late_links.cancel()
-        for task in (self._adopting, self._compacting, self._measuring, self._warming, *self._orphans):
+        self.late_links.tasks.cancel()
+        self._orphans.cancel()
+        for task in (self._adopting, self._compacting, self._measuring, self._warming):
             if task is not None:
                 task.cancel()
         await super().close()
@@ -136,9 +138,7 @@ class MoodringBot(commands.AutoShardedBot):
             try:
                 await self.services.ledger.beat()
                 for check in await self.services.ledger.adopt():
-                    task = asyncio.create_task(self._finish_orphan(check), name=f"orphan {check.job_id}")
-                    self._orphans.add(task)
-                    task.add_done_callback(self._orphan_done)
+                    self._orphans.start(self._finish_orphan(check), name=f"orphan {check.job_id}")
             except RedisError:
                 log.warning("could not look for orphaned checks (redis); trying again", exc_info=True)
             await asyncio.sleep(every_s)
@@ -181,11 +181,6 @@ class MoodringBot(commands.AutoShardedBot):
                 await self.services.disk_forget.compact()
             except RedisError:
                 log.warning("could not look for a rewrite owed after a forget (redis); trying again")
-
-    def _orphan_done(self, task: asyncio.Task[None]) -> None:
-        self._orphans.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("finishing an orphaned check failed", exc_info=task.exception())
 
     async def _finish_orphan(self, check: OpenCheck) -> None:
         """Wait for the worker's answer to a check another process started, and reply to it."""

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from bot import embeds, texts
 from bot.sessions import SessionError, Sessions
+from bot.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +26,13 @@ class EditCoalescer:
     def __init__(self, redis: Redis, interval_s: float = 1.0) -> None:
         self.redis = redis
         self.interval_ms = int(interval_s * 1000)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks = TaskGroup("session message edit")
 
     async def request(self, key: str, edit: Callable[[], Awaitable[None]]) -> None:
         """Make sure ``edit`` runs soon, after any change made before this call."""
         if not await self.redis.set(f"{key}:pending", "1", nx=True, px=self.interval_ms * 10):
             return
-        task = asyncio.create_task(self._run(key, edit), name=f"edit {key}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        self.tasks.start(self._run(key, edit), name=f"edit {key}")
 
     async def _run(self, key: str, edit: Callable[[], Awaitable[None]]) -> None:
         # 50 ms on top of the interval: request latency must not squeeze two edits closer together.
@@ -43,19 +42,12 @@ class EditCoalescer:
         await self.redis.delete(f"{key}:pending")
         await edit()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("session message edit failed", exc_info=task.exception())
-
     async def drain(self) -> None:
         """Wait for scheduled edits to finish (used by tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.tasks.drain()
 
     def cancel(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        self.tasks.cancel()
 
 
 class SessionBoard:

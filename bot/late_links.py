@@ -9,7 +9,6 @@ process stops meanwhile, the reply keeps its search links and the cache has the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import discord
 from redis.exceptions import RedisError
 
+from bot.tasks import TaskGroup
 from recommender.platforms import Choice
 from recommender.ranking import Recommendation
 from recommender.service import Recommender
@@ -29,7 +29,7 @@ Render = Callable[[list[Recommendation]], dict[str, Any]]  # the edit's argument
 class LateLinks:
     def __init__(self, recommender: Recommender) -> None:
         self.recommender = recommender
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks = TaskGroup("late links edit")
 
     def follow(
         self,
@@ -42,9 +42,7 @@ class LateLinks:
         behind at the deadline land; nothing if none was left or none came."""
         if message is None or platform is None or not picks or self.recommender.links is None:
             return
-        task = asyncio.create_task(self._edit(message, list(picks), platform, render), name="late links")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.start(self._edit(message, list(picks), platform, render), name="late links")
 
     async def _edit(
         self,
@@ -60,12 +58,3 @@ class LateLinks:
                 log.info("a reply got the track links that came after its deadline")
         except (discord.HTTPException, RedisError) as exc:  # the reply keeps its search links
             log.info("could not add late track links to a reply: %s", exc)
-
-    async def drain(self) -> None:
-        """Wait for pending edits (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def cancel(self) -> None:
-        for task in self._tasks:
-            task.cancel()

@@ -322,7 +322,9 @@ ABOUT = {
     "the shared queue once, without links (members listen on different platforms).",
     "reading-on-a-platform": "A reading for a user who chose Deezer (`/mood music`): each Listen opens "
     "the exact track there, and a Preview link plays the 30-second clip. Without an exact link it is "
-    "a search on Deezer; never another service.",
+    "a search on Deezer; never another service. A link not known within 300 ms (a cold cache) goes "
+    "out as that search and the same message is edited with the exact track when the lookup lands "
+    "(about 0.3 s later with the benchmark's assumed answer times).",
     "session-listen": "A member's **Listen** on the session board: the queue on their own platform, "
     "only for them.",
     "server-settings": "`/moodring server …` for admins: every setting as it stands.",

@@ -90,7 +90,7 @@ async def test_a_reply_sent_at_the_deadline_is_edited_with_the_exact_links_when_
     first = links(reading)
     assert len(first) == 5 and all(u.startswith("https://www.deezer.com/search") for u in first)
     attachments = [a["id"] for a in reading["attachments"]]
-    await bot.late_links.drain()
+    await bot.late_links.tasks.drain()
     edited = fake.messages[int(reading["id"])]
     assert all(u.startswith("https://www.deezer.com/track/") for u in links(edited)), links(edited)
     assert len(links(edited)) == 5 and _v2_text(edited).count("Preview](https://") == 5
@@ -101,7 +101,7 @@ async def test_a_reply_sent_at_the_deadline_is_edited_with_the_exact_links_when_
     ix = await fake.click(ALICE, edited, select["custom_id"], values=["sad"])
     await fake.acked(ix)
     answer = await fake.reply(ix)
-    await bot.late_links.drain()
+    await bot.late_links.tasks.drain()
     buttons = [c["url"] for c in walk(fake.messages[int(answer["id"])]["components"]) if c.get("url")]
     assert len(buttons) == 5 and all(u.startswith("https://www.deezer.com/") for u in buttons), buttons
 

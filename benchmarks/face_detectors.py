@@ -30,7 +30,9 @@ import torch
 from matplotlib import cbook
 from PIL import Image, ImageOps
 
-from inference.serve.faces import MIN_FACE_FRACTION, Face, HaarDetector, Landmarks, MtcnnDetector
+from inference.serve.detectors.haar import HaarDetector
+from inference.serve.detectors.mtcnn import MIN_FACE_FRACTION, MtcnnDetector
+from inference.serve.faces import Face, Landmarks
 from inference.training.data import list_imagefolder
 
 

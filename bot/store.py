@@ -62,19 +62,9 @@ class UserStore(ConsentStore):
     class holds the readings, labels, prior, calm face, cooldown, export and forget.
     """
 
-    async def record(
-        self,
-        user_id: int | str,
-        emotion: str,
-        probs: Mapping[str, float],
-        at: float | None = None,
-        *,
-        raw: Mapping[str, float] | None = None,
-        baseline: bool = False,
-    ) -> str:
-        """Append a reading (:meth:`record_reading`); its history entry id."""
-        recorded = await self.record_reading(user_id, emotion, probs, at, raw=raw, baseline=baseline)
-        return recorded.entry_id
+    async def record(self, user_id: int | str, emotion: str, probs: Mapping[str, float], **extra: Any) -> str:
+        """Append a reading (:meth:`record_reading`, which takes the same keywords); its history entry id."""
+        return (await self.record_reading(user_id, emotion, probs, **extra)).entry_id
 
     async def record_reading(
         self,

@@ -46,11 +46,9 @@ class ChoiceButton(
         )
         self.kind, self.owner, self.yes, self.pending = kind, owner, yes, pending
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> ChoiceButton:
-        return cls(match["kind"], int(match["owner"]), match["answer"] == "yes", match["pending"])
+    @staticmethod
+    def rebuild(m: re.Match[str], interaction: discord.Interaction) -> tuple[Any, ...]:
+        return m["kind"], int(m["owner"]), m["answer"] == "yes", m["pending"]
 
     @measured
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -125,11 +123,9 @@ class ContributeButton(
         )
         self.owner, self.on = owner, on
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> ContributeButton:
-        return cls(int(match["owner"]), match["on"] == "on")
+    @staticmethod
+    def rebuild(m: re.Match[str], interaction: discord.Interaction) -> tuple[Any, ...]:
+        return int(m["owner"]), m["on"] == "on"
 
     @measured
     async def callback(self, interaction: discord.Interaction) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -84,7 +85,23 @@ def export_file(data: dict[str, Any]) -> discord.File:
     return discord.File(io.BytesIO(json.dumps(data, indent=2).encode()), "moodring-export.json")
 
 
-class OwnerOnly:
+class Persistent:
+    """A component discord.py rebuilds from its ``custom_id`` after a restart, in any process
+    (mixed in before ``discord.ui.DynamicItem``): :meth:`rebuild` turns the template's groups into
+    the constructor's arguments, so discord.py's classmethod is written once, here."""
+
+    @staticmethod
+    def rebuild(m: re.Match[str], interaction: discord.Interaction) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> Any:
+        return cls(*cls.rebuild(match, interaction))
+
+
+class OwnerOnly(Persistent):
     """A persistent component only the user it was made for may use, and only where the server
     switch allows it (mixed in before ``discord.ui.DynamicItem``; the item sets ``owner``)."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -14,12 +14,25 @@ import discord
 from bot import embeds, texts
 from bot.context import context
 from bot.mood_flow import CheckOutcome
-from bot.store import NoConsent, ReadingGone
+from bot.store import Labelled, NoConsent, ReadingGone
 from bot.views_common import OwnerOnly, measured, server_installed
 from inference.api.emotions import EmotionRegistry
 from recommender.ranking import Recommendation
 
 log = logging.getLogger(__name__)
+
+
+async def labelled(
+    interaction: discord.Interaction, write: Callable[[], Awaitable[Labelled]]
+) -> Labelled | None:
+    """Label a reading; when it can't be (consent withdrawn, the reading trimmed) say so and give None."""
+    try:
+        return await write()
+    except NoConsent:  # an old reply after /mood forget or a decline: store nothing
+        await interaction.followup.send(texts.FORGOTTEN, ephemeral=True)
+    except ReadingGone:
+        await interaction.followup.send(texts.READING_GONE, ephemeral=True)
+    return None
 
 
 class ShareButton(
@@ -37,11 +50,9 @@ class ShareButton(
         )
         self.owner = owner
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> ShareButton:
-        return cls(int(match["owner"]))
+    @staticmethod
+    def rebuild(m: re.Match[str], interaction: discord.Interaction) -> tuple[Any, ...]:
+        return (int(m["owner"]),)
 
     @measured
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -100,24 +111,19 @@ class CorrectSelect(
         )
         self.owner, self.entry_id = owner, entry_id
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> CorrectSelect:
-        return cls(int(match["owner"]), match["entry"], context(interaction).services.emotions)
+    @staticmethod
+    def rebuild(m: re.Match[str], interaction: discord.Interaction) -> tuple[Any, ...]:
+        return int(m["owner"]), m["entry"], context(interaction).services.emotions
 
     @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         emotion = self.item.values[0]
         await interaction.response.defer(ephemeral=True, thinking=True)
         services = context(interaction).services
-        try:
-            await services.store.correct(self.owner, self.entry_id, emotion)
-        except NoConsent:  # an old reply after /mood forget or a decline: store nothing
-            await interaction.followup.send(texts.FORGOTTEN, ephemeral=True)
-            return
-        except ReadingGone:
-            await interaction.followup.send(texts.READING_GONE, ephemeral=True)
+        if (
+            await labelled(interaction, lambda: services.store.correct(self.owner, self.entry_id, emotion))
+            is None
+        ):
             return
         platform = await services.store.platform(self.owner)
         tracks = await services.recommender.recommend(
@@ -149,11 +155,9 @@ class CalmButton(
         )
         self.owner, self.entry_id = owner, entry_id
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> CalmButton:
-        return cls(int(match["owner"]), match["entry"])
+    @staticmethod
+    def rebuild(m: re.Match[str], interaction: discord.Interaction) -> tuple[Any, ...]:
+        return int(m["owner"]), m["entry"]
 
     @measured
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -199,30 +203,26 @@ class LabelButton(
         )
         self.kind, self.owner, self.entry_id = kind, owner, entry_id
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> LabelButton:
-        return cls(match["kind"], int(match["owner"]), match["entry"])
+    @staticmethod
+    def rebuild(m: re.Match[str], interaction: discord.Interaction) -> tuple[Any, ...]:
+        return m["kind"], int(m["owner"]), m["entry"]
 
     @measured
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         services = context(interaction).services
         store = services.store
-        try:
+
+        async def label() -> Labelled:
             if not await store.consent(self.owner):
                 raise NoConsent("no current consent")
             entry = await store.entry(self.owner, self.entry_id)
             if entry is None:
                 raise ReadingGone(self.entry_id)
-            said = None if self.kind == "no" else entry.emotion
-            done = await store.label(self.owner, self.entry_id, said)
-        except NoConsent:  # an old reply after /mood forget or a decline: store nothing
-            await interaction.followup.send(texts.FORGOTTEN, ephemeral=True)
-            return
-        except ReadingGone:
-            await interaction.followup.send(texts.READING_GONE, ephemeral=True)
+            return await store.label(self.owner, self.entry_id, None if self.kind == "no" else entry.emotion)
+
+        done = await labelled(interaction, label)
+        if done is None:
             return
         if self.kind == "no":  # which was it? the same select as "Not how I feel?"
             view = discord.ui.View(timeout=None)

@@ -11,13 +11,14 @@ from bot import embeds, texts
 from bot.context import context
 from bot.services import Services
 from bot.sessions import SessionError
-from bot.views_common import measured, switched_on
+from bot.views_common import Persistent, measured, switched_on
 from recommender.tracks import Track
 
 SESSION_LABELS = {"listen": "Listen", "join": "Join", "leave": "Leave", "skip": "Skip", "end": "End"}
 
 
 class SessionButton(
+    Persistent,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"mr:sess:(?P<channel>\d+):(?P<action>listen|join|leave|skip|end)",
 ):
@@ -36,11 +37,9 @@ class SessionButton(
         )
         self.channel_id, self.action = channel_id, action
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> SessionButton:
-        return cls(int(match["channel"]), match["action"])
+    @staticmethod
+    def rebuild(m: re.Match[str], interaction: discord.Interaction) -> tuple[Any, ...]:
+        return int(m["channel"]), m["action"]
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return await switched_on(interaction, self.custom_id)

@@ -10,6 +10,9 @@ import click
 
 from recommender.mood import STRATEGIES
 
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_OUT = click.Path(dir_okay=False, path_type=Path)
+
 
 def default_store() -> Path:
     base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
@@ -51,7 +54,7 @@ def format_recommendations(recs: list, strategy: str) -> list[str]:  # type: ign
 @click.option(
     "--catalog",
     "catalog_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=_FILE,
     default=None,
     help="an imported catalog (see `moodring catalog import`)",
 )
@@ -74,12 +77,10 @@ def catalog_group() -> None:
 
 
 @catalog_group.command("import")
-@click.argument(
-    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("files", nargs=-1, required=True, type=_FILE)
 @click.option(
     "--into",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OUT,
     default=None,
     help="where to store the validated catalog [default: ~/.local/share/moodring/catalog.csv]",
 )

@@ -17,7 +17,7 @@ from bot.mood_flow import CheckOutcome
 from bot.store import MoodEntry, UserStore
 from inference.api.contract import FaceResult
 from inference.api.emotions import FALLBACK_EMOJI, load_registry
-from inference.serve.faces import FullFrameDetector
+from inference.serve.detectors.full import FullFrameDetector
 from inference.serve.predictor import Predictor
 from inference.training.data import FER2013_CLASSES
 from recommender.catalogs import load_offline_catalog

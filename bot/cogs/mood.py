@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import discord
 from discord import app_commands
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from bot.app import MoodringBot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 StrategyChoice = Literal["match", "lift", "calm"]
 
@@ -107,17 +109,7 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         user_id = interaction.user.id
-        if self._slots.locked():
-            out = BaselineOutcome(error="busy")
-        else:
-            async with self._slots:
-                out = await set_calm_face(
-                    user_id,
-                    views.downloader(photo.read),
-                    store=self.services.store,
-                    analyzer=self.services.analyzer,
-                    cooldown_s=self.services.settings.cooldown_s,
-                )
+        out = await self._capped(BaselineOutcome(error="busy"), set_calm_face, user_id, photo)
         log.info("calm face by %s: %s", self.services.store.hash(user_id), out.error or out.reads_as)
         if out.error or out.saved is None:
             reply = views.error_reply(self.services, user_id, out.error or "internal", out.retry_after_s)
@@ -324,22 +316,37 @@ class Mood(commands.GroupCog, group_name="mood", group_description="Read the moo
         job_id: str | None = None,
     ) -> CheckOutcome:
         """Download (only if consent and cooldown allow) and run the check, within this process's cap."""
-        if self._slots.locked():
-            return CheckOutcome(error="busy")
-        async with self._slots:
-            out = await check_mood(
-                user_id,
-                views.downloader(photo.read),
-                store=self.services.store,
-                analyzer=self.services.analyzer,
-                recommender=self.services.recommender,
-                strategy=strategy,
-                cooldown_s=self.services.settings.cooldown_s,
-                job_id=job_id,
-            )
+        services = self.services
+        out = await self._capped(
+            CheckOutcome(error="busy"),
+            check_mood,
+            user_id,
+            photo,
+            recommender=services.recommender,
+            strategy=strategy,
+            job_id=job_id,
+        )
         log.info("check by %s: %s", self.services.store.hash(user_id), out.error or out.emotion)
         self.services.metrics.check(out.error)
         return out
+
+    async def _capped(
+        self, busy: T, flow: Callable[..., Awaitable[T]], user_id: int, photo: discord.Attachment, **more: Any
+    ) -> T:
+        """Run a photo flow (:mod:`bot.mood_flow`: it downloads only if consent and cooldown allow)
+        within this process's cap of photos in flight, or answer ``busy`` at once."""
+        if self._slots.locked():
+            return busy
+        services = self.services
+        async with self._slots:
+            return await flow(
+                user_id,
+                views.downloader(photo.read),
+                store=services.store,
+                analyzer=services.analyzer,
+                cooldown_s=services.settings.cooldown_s,
+                **more,
+            )
 
     def _reply(self, user_id: int, out: CheckOutcome, share: bool = True) -> dict[str, Any]:
         return views.reply_for(self.services, user_id, out, share)

@@ -25,6 +25,7 @@ from inference.api.heatmap import write_heatmap
 from inference.api.logsetup import configure_logging
 from inference.api.settings import QueueSettings, load_settings
 from inference.api.transport import connect_blobs
+from inference.cli_options import EXISTING_FILE, OUT_FILE, json_flag
 
 
 async def _submit(settings: QueueSettings, data: bytes, heatmap: bool, timeout_s: float | None) -> JobResult:
@@ -42,11 +43,11 @@ async def _submit(settings: QueueSettings, data: bytes, heatmap: bool, timeout_s
 
 
 @click.command("submit")
-@click.argument("photo", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the worker's result as JSON.")
+@click.argument("photo", type=EXISTING_FILE)
+@json_flag
 @click.option(
     "--heatmap",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OUT_FILE,
     default=None,
     help="Ask for the heatmap and write it here.",
 )

@@ -10,7 +10,8 @@ import click
 
 from inference.api.errors import ImageError, ModelError, NoFaceFound, exit_status, user_message
 from inference.api.heatmap import write_heatmap
-from inference.serve.faces import DETECTORS
+from inference.cli_options import EXISTING_FILE, OUT_FILE, adapter_option, json_flag, model_dir_option
+from inference.serve.faces import detector_names
 from inference.serve.settings import engine_settings
 from recommender.platforms import CHOICES
 
@@ -23,16 +24,16 @@ def sample_photo() -> Path:
 
 
 @click.command("analyze")
-@click.argument("photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.argument("photo", type=EXISTING_FILE, required=False)
+@json_flag
 @click.option(
     "--heatmap",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OUT_FILE,
     default=None,
     help="Write the Grad-CAM explanation here (JPEG; a .png or .webp name converts).",
 )
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-@click.option("--detector", type=click.Choice(sorted(DETECTORS)), default=None)
+@model_dir_option
+@click.option("--detector", type=click.Choice(detector_names()), default=None)
 @click.option(
     "--strategy",
     type=click.Choice(["match", "lift", "calm"]),
@@ -50,17 +51,11 @@ def sample_photo() -> Path:
 @click.option(
     "--baseline",
     "calm",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="A calm photo of the same person: PHOTO's largest face is read relative to it.",
 )
-@click.option(
-    "--adapter",
-    "adapter_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="A community adapter file (moodring adapt fit --from ... --out FILE) applied to every face.",
-)
+@adapter_option
 def analyze_command(
     photo: Path | None,
     as_json: bool,

@@ -1,23 +1,19 @@
-"""Face detection and FER2013-style cropping.
+"""Faces and FER2013-style cropping: what a detector returns (:class:`Face`, with its
+:class:`Landmarks` and :class:`Framing`), the :class:`FaceDetector` protocol, and the crop.
 
-Two offline detectors, both shipped inside PyPI wheels (nothing is downloaded):
-MTCNN from facenet-pytorch (boxes, scores and five landmarks) and OpenCV's Haar
-cascade (boxes only). ``benchmarks/face_detectors.py`` measured them; the
-numbers and the choice are in ``inference/MODEL_CARD.md``.
+The detectors themselves are one module each in :mod:`inference.serve.detectors`.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image
-
-from inference.api.settings import WORKING_SIDE
 
 log = logging.getLogger(__name__)
 
@@ -87,180 +83,6 @@ class FaceDetector(Protocol):
         ...
 
 
-# MTCNN's smallest face in its first pass, as a share of the working image's short side (never
-# under its 40 px): a selfie's face is far larger (taiwanese_dev: the smallest of 628 is 58 %),
-# and skipping the pyramid's largest levels saves about a sixth of detection. At 640x480 the floor
-# is 48 px. A photo where that pass finds no face, or only small ones, gets a second look (the
-# skipped fine levels down to 40 px, and the photo padded for faces larger than the frame:
-# inference/serve/mtcnn.py SecondLook), so group photos and close-ups are found again while a
-# selfie pays nothing. Both are measured by benchmarks/face_detectors.py (docs/performance.md).
-MIN_FACE_FRACTION = 0.10
-
-
-class MtcnnDetector:
-    """facenet-pytorch's MTCNN (weights ship in its wheel), on the CPU or (``to``) a GPU.
-
-    The networks come from facenet-pytorch; the cascade runs through
-    :func:`inference.serve.mtcnn.detect_many`, which area-averages the pyramid and candidate
-    crops with PIL instead of one torch ``interpolate`` call per box, and refines the
-    candidates of several photos in one R-Net and one O-Net pass.
-    """
-
-    name = "mtcnn"
-
-    def __init__(
-        self,
-        min_face_size: int = 40,
-        threshold: float = 0.92,
-        max_side: int = WORKING_SIDE,
-        min_face_fraction: float = MIN_FACE_FRACTION,
-        fine_pass: bool = True,
-        close_ups: bool = True,
-    ) -> None:
-        """``fine_pass`` / ``close_ups``: the second look's two parts (both on when served; off
-        only to measure what each one finds)."""
-        import torch
-        from facenet_pytorch.models.mtcnn import MTCNN
-
-        from inference.serve.mtcnn import SecondLook
-
-        mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=min_face_size).eval()
-        # Channels-last weights make every conv output (and the max-pools after them)
-        # channels-last: the networks run ~2x faster on CPU, same boxes to 1e-5 px.
-        self._nets = tuple(
-            net.to(memory_format=torch.channels_last) for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet)
-        )
-        self._min_face_size = min_face_size
-        self._min_face_fraction = min_face_fraction
-        self._threshold = threshold
-        self._max_side = max_side
-        self._second_look = SecondLook(threshold, fine=fine_pass, close_ups=close_ups)
-        self._device = torch.device("cpu")
-
-    def to(self, device: Any) -> MtcnnDetector:
-        """Run the three networks on ``device`` (a ``torch.device``)."""
-        self._nets = tuple(net.to(device) for net in self._nets)
-        self._device = device
-        return self
-
-    def detect(self, image: Image.Image) -> list[Face]:
-        return self.detect_many([image])[0]
-
-    def detect_many(self, images: Sequence[Image.Image]) -> list[list[Face]]:
-        """The faces of each image; the candidates of all of them go through R-Net and O-Net at once."""
-        import torch
-
-        from inference.serve.mtcnn import detect_many
-
-        scales = [min(1.0, self._max_side / max(image.size)) for image in images]
-        smalls = [
-            (
-                image
-                if scale == 1.0
-                else image.resize(
-                    (round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR
-                )
-            ).convert("RGB")
-            for image, scale in zip(images, scales, strict=True)
-        ]
-        pnet, rnet, onet = self._nets
-        with torch.inference_mode():
-            found = detect_many(
-                smalls,
-                pnet,
-                rnet,
-                onet,
-                self._min_face_size,
-                device=self._device,
-                min_face_fraction=self._min_face_fraction,
-                second_look=self._second_look,
-            )
-        return [
-            self._faces(boxes, points, scale) for (boxes, points), scale in zip(found, scales, strict=True)
-        ]
-
-    def _faces(self, boxes: Any, points: Any, scale: float) -> list[Face]:
-        faces = []
-        for box, pts in zip(boxes, points, strict=True):
-            if float(box[4]) < self._threshold:
-                continue
-            face = Face(
-                (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-                float(box[4]),
-                Landmarks(*((float(x), float(y)) for x, y in pts)),  # MTCNN's order is Landmarks' order
-            )
-            faces.append(face.scaled(1.0 / scale))
-        return faces
-
-
-class HaarDetector:
-    """OpenCV's frontal-face Haar cascade (ships in opencv-python-headless < 5)."""
-
-    name = "haar"
-
-    def __init__(self, min_face_size: int = 40, max_side: int = WORKING_SIDE) -> None:
-        import cv2
-
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
-        self._cascade = cv2.CascadeClassifier(path)
-        if self._cascade.empty():
-            raise RuntimeError(f"cannot load Haar cascade {path}")
-        self._min = min_face_size
-        self._max_side = max_side
-
-    def detect(self, image: Image.Image) -> list[Face]:
-        import cv2
-
-        scale = min(1.0, self._max_side / max(image.size))
-        grey = np.asarray(image.convert("L"))
-        if scale < 1.0:
-            grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects, _, weights = self._cascade.detectMultiScale3(
-            grey, scaleFactor=1.1, minNeighbors=5, minSize=(self._min, self._min), outputRejectLevels=True
-        )
-        faces = []
-        for (x, y, w, h), weight in zip(rects, weights, strict=True):
-            score = 1.0 / (1.0 + math.exp(-float(weight)))
-            faces.append(Face((float(x), float(y), float(x + w), float(y + h)), score).scaled(1.0 / scale))
-        return faces
-
-
-class FullFrameDetector:
-    """Treat the whole (already cropped) image as one face: for FER-style inputs and tests."""
-
-    name = "full"
-
-    def detect(self, image: Image.Image) -> list[Face]:
-        w, h = image.size
-        side = min(w, h)
-        box_side = side * FER_FRAMING.box_fraction
-        cx, cy = w / 2, h / 2 - FER_FRAMING.center_shift * side
-        return [Face((cx - box_side / 2, cy - box_side / 2, cx + box_side / 2, cy + box_side / 2), 1.0)]
-
-
-# name -> constructor; MOODRING_FACE_DETECTOR and the CLIs' --detector choose from these.
-DETECTORS: dict[str, Callable[[], FaceDetector]] = {
-    "mtcnn": MtcnnDetector,
-    "haar": HaarDetector,
-    "full": FullFrameDetector,
-}
-
-
-def build_detector(name: str, device: Any = None) -> FaceDetector:
-    """Construct a detector by name: ``mtcnn`` (default), ``haar`` or ``full`` (pre-cropped faces).
-
-    ``device`` (a ``torch.device``) moves a detector that has networks (MTCNN) there.
-    """
-    try:
-        detector = DETECTORS[name]()
-    except KeyError:
-        raise ValueError(f"unknown face detector {name!r}; use one of {sorted(DETECTORS)}") from None
-    move = getattr(detector, "to", None)
-    if device is not None and move is not None:
-        move(device)
-    return detector
-
-
 @dataclass(frozen=True, slots=True)
 class Crop:
     """A FER-framed grey face crop and the square it came from (for mapping maps back)."""
@@ -314,3 +136,27 @@ def _cut(grey: Image.Image, window: tuple[int, int, int, int]) -> Image.Image:
         return grey.crop(window)
     pads = ((inside[1] - y0, y1 - inside[3]), (inside[0] - x0, x1 - inside[2]))
     return Image.fromarray(np.pad(np.asarray(grey.crop(inside)), pads, mode="edge"))
+
+
+_DETECTORS = "inference.serve.detectors"  # found by name at run time: the detectors import this module
+
+
+def detector_names() -> list[str]:
+    """The detectors there are: the modules of :mod:`inference.serve.detectors`."""
+    import pkgutil
+
+    return sorted(info.name for info in pkgutil.iter_modules(importlib.import_module(_DETECTORS).__path__))
+
+
+def build_detector(name: str, device: Any = None) -> FaceDetector:
+    """Construct a detector by name: ``mtcnn`` (served), ``haar``, ``full`` (pre-cropped faces).
+
+    ``device`` (a ``torch.device``) moves a detector that has networks (MTCNN) there.
+    """
+    if name not in detector_names():
+        raise ValueError(f"unknown face detector {name!r}; use one of {detector_names()}")
+    detector: FaceDetector = importlib.import_module(f"{_DETECTORS}.{name}").Detector()
+    move = getattr(detector, "to", None)
+    if device is not None and move is not None:
+        move(device)
+    return detector

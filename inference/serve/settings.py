@@ -13,7 +13,7 @@ from inference.api.settings import WORKING_SIDE, CommonSettings, load_settings
 class EngineSettings(CommonSettings):
     """The emotion engine: used by ``moodring analyze|evaluate`` and the worker."""
 
-    face_detector: str = Field(default="mtcnn", description="a name in inference.serve.faces.DETECTORS")
+    face_detector: str = Field(default="mtcnn", description="a module name in inference.serve.detectors")
     torch_threads: int = Field(default=2, ge=1, le=256)
     bf16: bool | None = Field(
         default=None, description="bf16 autocast; unset: on exactly where the CPU has bf16 in hardware"
@@ -34,10 +34,10 @@ class EngineSettings(CommonSettings):
     @field_validator("face_detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:
-        from inference.serve.faces import DETECTORS
+        from inference.serve.faces import detector_names
 
-        if v not in DETECTORS:
-            raise ValueError(f"unknown face detector {v!r}; use one of {sorted(DETECTORS)}")
+        if v not in detector_names():
+            raise ValueError(f"unknown face detector {v!r}; use one of {detector_names()}")
         return v
 
 

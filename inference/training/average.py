@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from inference.api.manifest import MANIFEST_FILE, ModelManifest, sha256_file
+from inference.cli_options import EXISTING_DIR, OUT_DIR, share_option, threads_option, val_option
 from inference.serve.checkpoint import load_model
 from inference.serve.model import build_resnet50
 from inference.serve.precision import resolve_bf16
@@ -152,11 +153,11 @@ def average_run(run_dir: Path, out_dir: Path, last: int, command: str = "") -> M
 
 
 @click.command("average")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", type=EXISTING_DIR)
 @click.option("--last", type=click.IntRange(min=1), default=5, show_default=True, help="Epochs to average.")
 @click.option(
     "--out-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OUT_DIR,
     default=None,
     help="Where to export (default: RUN_DIR/averaged).",
 )
@@ -221,24 +222,12 @@ def interpolate_models(
 
 
 @click.command("interpolate")
-@click.argument("base", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("base", type=EXISTING_DIR)
 @click.argument("tuned", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.5,
-    show_default=True,
-    help="The tuned model's share: 0 = BASE, 1 = TUNED.",
-)
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option(
-    "--val",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=Path("../shared/datasets/fer2013/val"),
-    show_default=True,
-    help="ImageFolder tree whose single-view accuracy goes into the manifest.",
-)
-@click.option("--threads", default=2, show_default=True, help="torch intra-op threads.")
+@share_option("--alpha", default=0.5, help_text="The tuned model's share: 0 = BASE, 1 = TUNED.")
+@click.option("--out-dir", type=OUT_DIR, required=True)
+@val_option("ImageFolder tree whose single-view accuracy goes into the manifest.")
+@threads_option
 def interpolate_command(
     base: Path, tuned: Path, alpha: float, out_dir: Path, val: Path, threads: int
 ) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from inference.cli_options import EXISTING_DIR, val_option
 from inference.training.metrics import expected_calibration_error
 
 T_MIN, T_MAX = 0.05, 20.0
@@ -100,15 +101,8 @@ def cross_fit(log_probs: np.ndarray, labels: np.ndarray, seed: int = 0) -> Calib
 
 
 @click.command("calibrate")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--val",
-    "val_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=Path("../shared/datasets/fer2013/val"),
-    show_default=True,
-    help="Labelled faces (ImageFolder) to fit the temperature on.",
-)
+@click.argument("model_dir", type=EXISTING_DIR)
+@val_option("Labelled faces (ImageFolder) to fit the temperature on.", dest="val_dir")
 @click.option("--write", is_flag=True, help="Store the fitted temperature in MODEL_DIR/manifest.json.")
 def calibrate_command(model_dir: Path, val_dir: Path, write: bool) -> None:
     """Fit a softmax temperature for MODEL_DIR and report its cross-fitted calibration error."""

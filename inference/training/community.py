@@ -25,6 +25,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from inference.api.community import AdapterRegistry, Contribution, decode_features, read_contributions
+from inference.cli_options import EXISTING_DIR, OUT_FILE, model_dir_option
 from inference.serve.adapter import AdapterFile
 from inference.training.adapt import Feedback, Policy
 from inference.training.adapt_judge import fit_and_judge
@@ -185,14 +186,14 @@ def adapt_group() -> None:
 @click.option(
     "--from",
     "folder",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     default=None,
     help="Fit from a folder of labelled photos (ImageFolder) instead of the users' readings in Redis.",
 )
 @click.option("--detect", is_flag=True, help="With --from: the folder holds whole photos (detect → crop).")
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OUT_FILE,
     default=None,
     help="With --from: write the adapter here (JSON); it is never activated in Redis.",
 )
@@ -205,7 +206,7 @@ def adapt_group() -> None:
 )
 @click.option("--min-people", type=click.IntRange(1), default=None, help="Guard: fewest contributors (20).")
 @click.option("--margin", type=float, default=None, help="Guard: points a fit must win by (1.0).")
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@model_dir_option
 def fit_command(
     folder: Path | None,
     detect: bool,
@@ -346,13 +347,13 @@ class _registry:
 @adapt_group.command("projection")
 @click.option(
     "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     default=Path("../shared/datasets/fer2013/train"),
     show_default=True,
     help="FER2013 Training (faces only: the projection must never see the real-photo dev set).",
 )
 @click.option("--dims", type=click.IntRange(1, 128), default=128, show_default=True)
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@model_dir_option
 def projection_command(data: Path, dims: int, model_dir: Path | None) -> None:
     """Fit the fixed feature projection (PCA of the pooled features) and write it beside the weights."""
     from inference.api.manifest import MANIFEST_FILE, ModelManifest, default_model_dir

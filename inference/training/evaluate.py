@@ -13,7 +13,8 @@ from torch import nn
 
 from inference.api.errors import MoodringError
 from inference.api.manifest import ModelManifest
-from inference.serve.faces import DETECTORS, FaceDetector
+from inference.cli_options import EXISTING_DIR, OUT_FILE, adapter_option, model_dir_option
+from inference.serve.faces import FaceDetector, detector_names
 from inference.training.data import DatasetError, load_faces
 from inference.training.metrics import Report, classification_report
 from inference.training.photos import (
@@ -93,11 +94,11 @@ def write_json(
 
 
 @click.command("evaluate")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("directory", type=EXISTING_DIR)
 @click.option(
     "--json",
     "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OUT_FILE,
     default=None,
     help="Also write the report as JSON (accuracy and macro_f1 at top level).",
 )
@@ -123,15 +124,9 @@ def write_json(
     default=None,
     help="Strength of the calm-face correction (default: the manifest's baseline_alpha).",
 )
-@click.option(
-    "--adapter",
-    "adapter_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Apply a community adapter file (moodring adapt fit --from ... --out FILE) to every face.",
-)
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-@click.option("--detector", type=click.Choice(sorted(DETECTORS)), default=None)
+@adapter_option
+@model_dir_option
+@click.option("--detector", type=click.Choice(detector_names()), default=None)
 def evaluate_command(
     directory: Path,
     json_out: Path | None,

@@ -9,6 +9,7 @@ from typing import Literal
 
 import click
 
+from inference.cli_options import EXISTING_DIR, share_option, threads_option, val_option
 from inference.training.config import TrainConfig, plain_config, subcommand_args
 from inference.training.train import train
 
@@ -33,13 +34,7 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
     show_default=True,
     help="ImageFolder tree of 48x48 training faces.",
 )
-@click.option(
-    "--val",
-    type=click.Path(path_type=Path),
-    default=Path("../shared/datasets/fer2013/val"),
-    show_default=True,
-    help="ImageFolder tree used for model selection.",
-)
+@val_option("ImageFolder tree used for model selection.", must_exist=False)
 @click.option(
     "--out-dir", type=click.Path(path_type=Path), default=Path("runs/fer-resnet50"), show_default=True
 )
@@ -51,7 +46,7 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 )
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True, help="Peak one-cycle learning rate (AdamW).")
-@click.option("--threads", default=2, show_default=True, help="torch intra-op threads.")
+@threads_option
 @click.option("--limit", type=int, default=None, help="Use only N images of each split (smoke runs).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-bf16", is_flag=True, help="Train in fp32 instead of bf16 autocast.")
@@ -66,36 +61,30 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 @click.option(
     "--save-every", default=1, show_default=True, help="Write the resumable checkpoint every N epochs."
 )
-@click.option(
+@share_option(
     "--mix",
     "mix_p",
-    type=click.FloatRange(0.0, 1.0),
     default=0.0,
-    show_default=True,
-    help="Share of faces mixed with another (half mixup, half CutMix; soft targets). 0 = off.",
+    help_text="Share of faces mixed with another (half mixup, half CutMix; soft targets). 0 = off.",
 )
-@click.option(
+@share_option(
     "--photo-aug",
     "photo_p",
-    type=click.FloatRange(0.0, 1.0),
     default=0.0,
-    show_default=True,
-    help="Probability of each photo-path degradation (resolution, blur, JPEG, exposure). 0 = off.",
+    help_text="Probability of each photo-path degradation (resolution, blur, JPEG, exposure). 0 = off.",
 )
 @click.option(
     "--teacher",
     "teachers",
     multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     help="An exported model directory to distil from (repeat for an ensemble; their probabilities "
     "are averaged).",
 )
-@click.option(
+@share_option(
     "--distill",
-    type=click.FloatRange(0.0, 1.0),
     default=0.7,
-    show_default=True,
-    help="With --teacher: the teachers' share of the target (the labels keep the rest).",
+    help_text="With --teacher: the teachers' share of the target (the labels keep the rest).",
 )
 @click.option(
     "--teacher-view",
@@ -115,7 +104,7 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 )
 @click.option(
     "--init-from",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     default=None,
     help="Start from an exported model directory (manifest.json + weights) instead of random weights.",
 )

@@ -45,7 +45,7 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 async def run_worker(redis_url: str, tiny_model_dir: Path) -> AsyncIterator[None]:
     """An in-process worker (torch in its own single-thread executor) on the test Redis, up once it beat."""
     from inference.serve.checkpoint import load_model
-    from inference.serve.faces import FullFrameDetector
+    from inference.serve.detectors.full import FullFrameDetector
     from inference.serve.predictor import Predictor
     from inference.worker.service import Worker
     from inference.worker.settings import WorkerSettings

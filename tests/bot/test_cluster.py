@@ -28,7 +28,7 @@ ON_CLUSTER = {"redis_cluster": True, "queue_shards": 3}
 @pytest.fixture
 async def cluster_worker(redis_cluster: Cluster, cluster: Redis, tiny_model_dir: Path) -> AsyncIterator[None]:
     from inference.serve.checkpoint import load_model
-    from inference.serve.faces import FullFrameDetector
+    from inference.serve.detectors.full import FullFrameDetector
     from inference.serve.predictor import Predictor
     from inference.worker.service import Worker
     from inference.worker.settings import WorkerSettings

@@ -23,7 +23,7 @@ from inference.api.client import shrink_for_queue
 from inference.api.errors import MoodringError
 from inference.api.intake import IntakeLimits, decode_image
 from inference.serve.checkpoint import load_model
-from inference.serve.faces import FullFrameDetector
+from inference.serve.detectors.full import FullFrameDetector
 from inference.serve.predictor import Predictor
 from tests.conftest import face_photo
 

@@ -12,7 +12,7 @@ import torch
 from inference.api.community import decode_features
 from inference.api.manifest import MANIFEST_FILE, ModelManifest
 from inference.serve.adapter import Adapter, AdapterError
-from inference.serve.faces import FullFrameDetector
+from inference.serve.detectors.full import FullFrameDetector
 from inference.serve.personal import Personal
 from inference.serve.predictor import Predictor
 from inference.serve.projection import fit_projection, load_projection

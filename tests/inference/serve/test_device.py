@@ -17,9 +17,11 @@ from PIL import Image
 
 from inference.api.errors import BadImage, NoFaceFound
 from inference.serve.checkpoint import load_model
+from inference.serve.detectors.full import FullFrameDetector
+from inference.serve.detectors.mtcnn import MtcnnDetector
 from inference.serve.device import DeviceUnavailable, autocast_dtype, resolve_device
 from inference.serve.explain import CamClassifier
-from inference.serve.faces import Face, FullFrameDetector, MtcnnDetector
+from inference.serve.faces import Face
 from inference.serve.predictor import Analysis, Predictor
 from tests.conftest import face_photo
 

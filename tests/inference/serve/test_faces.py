@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from inference.serve.faces import Face, Landmarks, crop_face
@@ -57,7 +59,7 @@ def test_batched_cascade_matches_facenet_pytorch() -> None:
     import torch
     from facenet_pytorch.models.mtcnn import MTCNN
 
-    from inference.serve.faces import MtcnnDetector
+    from inference.serve.detectors.mtcnn import MtcnnDetector
 
     image = _portrait()
     with torch.inference_mode():
@@ -77,7 +79,7 @@ def test_batched_cascade_matches_facenet_pytorch() -> None:
 
 
 def test_cascade_on_face_free_and_flat_images() -> None:
-    from inference.serve.faces import MtcnnDetector
+    from inference.serve.detectors.mtcnn import MtcnnDetector
 
     det = MtcnnDetector()
     assert det.detect(Image.new("RGB", (320, 240), (128, 128, 128))) == []
@@ -111,7 +113,7 @@ def test_framing_is_unchanged_for_ordinary_faces() -> None:
 
 
 def _hopper_face() -> tuple[Image.Image, Face]:
-    from inference.serve.faces import MtcnnDetector
+    from inference.serve.detectors.mtcnn import MtcnnDetector
 
     image = _portrait()
     return image, max(MtcnnDetector().detect(image), key=lambda f: f.area)
@@ -133,7 +135,7 @@ def _over_centre(faces: list[Face], side: int) -> bool:
 
 
 def test_a_close_up_whose_face_overflows_the_frame_is_found() -> None:
-    from inference.serve.faces import MtcnnDetector
+    from inference.serve.detectors.mtcnn import MtcnnDetector
 
     served, one_pass = MtcnnDetector(), MtcnnDetector(close_ups=False, fine_pass=False)
     for window in (1.2, 0.85, 0.7):  # below 1 the face box is larger than the photo
@@ -165,7 +167,7 @@ def _group_photo(share: float, size: tuple[int, int] = (1280, 960)) -> Photo:
 
 
 def test_small_faces_of_a_group_photo_are_found() -> None:
-    from inference.serve.faces import MtcnnDetector
+    from inference.serve.detectors.mtcnn import MtcnnDetector
 
     # face boxes 4.75 % of the short side (heads about a tenth): 23 px at the 640 px working size
     photo, centres = _group_photo(0.0475)
@@ -184,7 +186,7 @@ def test_small_faces_of_a_group_photo_are_found() -> None:
 def test_photos_without_a_face_still_give_no_face_after_the_second_look() -> None:
     from matplotlib import cbook
 
-    from inference.serve.faces import MtcnnDetector
+    from inference.serve.detectors.mtcnn import MtcnnDetector
 
     det = MtcnnDetector()
     folder = Path(cbook.get_sample_data("logo2.png", asfileobj=False)).parent
@@ -203,3 +205,31 @@ def test_a_crop_that_leaves_the_photo_repeats_its_edge_instead_of_black() -> Non
     assert crop.pixels[0].mean() > 150  # above the photo: its bright top row, repeated
     inside = crop_face(im, Face((100.0, 100.0, 200.0, 200.0), 0.99), size=48)
     assert (inside.pixels == 90).all()  # a box well inside is cut exactly as before
+
+
+def test_each_detector_module_is_found_by_its_name_and_a_new_one_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inference.serve.detectors as package
+    from inference.serve.faces import build_detector, detector_names
+
+    assert detector_names() == ["full", "haar", "mtcnn"]
+    for name in ("full", "haar"):
+        assert build_detector(name).name == name
+    with pytest.raises(ValueError, match="unknown face detector 'nope'"):
+        build_detector("nope")
+    # a new detector is one new module in the package: settings and --detector see it at once
+    (tmp_path / "corner.py").write_text(
+        "from inference.serve.faces import Face\n\n"
+        "class Detector:\n"
+        "    name = 'corner'\n\n"
+        "    def detect(self, image):\n"
+        "        return [Face((0.0, 0.0, 10.0, 10.0), 1.0)]\n"
+    )
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    assert "corner" in detector_names()
+    from inference.serve.settings import EngineSettings
+
+    assert EngineSettings(face_detector="corner").face_detector == "corner"
+    assert build_detector("corner").detect(Image.new("RGB", (20, 20)))[0].box == (0.0, 0.0, 10.0, 10.0)
+    sys.modules.pop("inference.serve.detectors.corner", None)

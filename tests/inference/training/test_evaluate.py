@@ -114,7 +114,7 @@ def test_calm_baseline_reads_each_person_relative_to_their_first_neutral_photo()
 
 
 def test_evaluate_baseline_by_reads_labels_csv(tmp_path: Path) -> None:
-    from inference.serve.faces import FullFrameDetector
+    from inference.serve.detectors.full import FullFrameDetector
 
     root = _tree(tmp_path / "data", {"neutral": 20, "happy": 240})
     (root / "labels.csv").write_text(

@@ -18,7 +18,7 @@ from inference.api.client import JobClient
 from inference.api.community import AdapterRegistry
 from inference.serve.adapter import Adapter
 from inference.serve.checkpoint import load_model
-from inference.serve.faces import FullFrameDetector
+from inference.serve.detectors.full import FullFrameDetector
 from inference.serve.predictor import Predictor
 from inference.worker.adapting import AdapterFollower
 from inference.worker.service import Worker

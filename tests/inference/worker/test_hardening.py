@@ -28,7 +28,7 @@ from inference.api.errors import InvalidJob
 from inference.api.settings import QueueSettings
 from inference.api.transport import done_key, open_transport, waiting_key
 from inference.serve.checkpoint import load_model
-from inference.serve.faces import FullFrameDetector
+from inference.serve.detectors.full import FullFrameDetector
 from inference.serve.predictor import Predictor
 from inference.worker.service import Worker
 from inference.worker.settings import WorkerSettings

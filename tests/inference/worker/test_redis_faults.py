@@ -16,7 +16,7 @@ from inference.api.errors import Busy, JobTimeout, Unavailable
 from inference.api.settings import QueueSettings
 from inference.api.transport import open_transport
 from inference.serve.checkpoint import load_model
-from inference.serve.faces import FullFrameDetector
+from inference.serve.detectors.full import FullFrameDetector
 from inference.serve.predictor import Predictor
 from inference.worker.service import Worker
 from inference.worker.settings import WorkerSettings

@@ -23,7 +23,7 @@ from inference.api.errors import Busy, JobFailed, JobTimeout, Unavailable
 from inference.api.settings import QueueSettings
 from inference.api.transport import WORKERS_KEY, done_key, open_transport, waiting_key
 from inference.serve.checkpoint import load_model
-from inference.serve.faces import FullFrameDetector
+from inference.serve.detectors.full import FullFrameDetector
 from inference.serve.personal import Personal
 from inference.serve.predictor import Predictor
 from inference.worker.service import Worker

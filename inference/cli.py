@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "inference.training.average:interpolate_command",
         "Export a model between two others' weights (WiSE-FT).",
     ),
+    "quantize": (
+        "inference.training.quantize_cli:quantize_command",
+        "Write the int8 trunk for CPU serving and measure it against fp32.",
+    ),
     "calibrate": (
         "inference.training.calibrate:calibrate_command",
         "Fit the softmax temperature on labelled faces.",

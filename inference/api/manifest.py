@@ -50,6 +50,19 @@ class ModelManifest(BaseModel):
         description="a fixed projection of the pooled features (inference.serve.projection); empty: none",
     )
     projection_sha256: str = ""
+    int8_file: str = Field(
+        default="",
+        description="the trunk (stem, layer1-layer3) in int8, for CPUs (moodring quantize); empty: none",
+    )
+    int8_sha256: str = ""
+    int8_checks: dict[str, float] = Field(
+        default_factory=dict,
+        description="the int8 accuracy rule as measured: FER2013 PublicTest and taiwanese_dev --detect "
+        "accuracy against fp32 (points) and Grad-CAM agreement (mean IoU of the top-20 % region)",
+    )
+    int8_meets_rule: bool = Field(
+        default=False, description="the measured checks met the rule: int8 may be served by default"
+    )
     notes: str = ""
 
     @field_validator("classes")

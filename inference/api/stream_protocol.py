@@ -287,7 +287,8 @@ class StreamBase:
         beat: Any = await self.redis.zrangebyscore(WORKERS_KEY, time.time() - within_s, "+inf")
         names = [_name(n) for n in beat]
         models: list[Any] = [await self.redis.get(worker_model_key(n)) for n in names]  # any slots
-        return {n: _name(m) if m else "" for n, m in zip(names, models, strict=True)}
+        # a beat says "<model id> <precision>"; the model id is what deploys compare
+        return {n: _name(m).split(" ")[0] if m else "" for n, m in zip(names, models, strict=True)}
 
     async def dead_letter_count(self) -> int:
         """Entries in the dead-letter streams (kept a week, or the last 10,000 per shard)."""

@@ -254,8 +254,11 @@ class WorkerSide(StreamBase):
                     gone.append(name)
         return gone
 
-    async def recent_heartbeats(self, host: str) -> list[float]:
-        """Heartbeat times of this host's consumers (container health check); no keyspace scan."""
+    async def recent_heartbeats(self, host: str) -> list[tuple[str, float]]:
+        """What each of this host's consumers last beat ("<model id> <precision>") and when
+        (container health check); no keyspace scan."""
         beats: Any = await self.redis.zrange(WORKERS_KEY, 0, -1, withscores=True)
         prefix = f"{host}-".encode()
-        return [float(t) for name, t in beats if bytes(name).startswith(prefix)]
+        mine = [(bytes(name).decode(), float(t)) for name, t in beats if bytes(name).startswith(prefix)]
+        served: list[Any] = [await self.redis.get(worker_model_key(name)) for name, _ in mine]
+        return [(bytes(s).decode() if s else "", t) for (_, t), s in zip(mine, served, strict=True)]

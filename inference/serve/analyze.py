@@ -94,7 +94,12 @@ def analyze_command(
 
     try:
         predictor = Predictor.load(
-            settings.model_dir, settings.face_detector, limits, bf16=settings.bf16, device=settings.device
+            settings.model_dir,
+            settings.face_detector,
+            limits,
+            bf16=settings.bf16,
+            device=settings.device,
+            precision=settings.precision,
         )
     except DeviceUnavailable as exc:
         click.echo(f"moodring: configuration error: {exc}", err=True)

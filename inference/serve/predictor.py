@@ -28,15 +28,13 @@ from inference.serve.device import DeviceName, resolve_device
 from inference.serve.explain import CamClassifier, landmarks_in_crop, reason_text, region_shares
 from inference.serve.faces import Crop, Face, FaceDetector, build_detector, crop_face
 from inference.serve.personal import Personal, personal_weights
+from inference.serve.precision import serving_network
 from inference.serve.preprocess import faces_to_batch
 from inference.serve.projection import Projection, load_projection
 from inference.serve.render import Overlay, render_jpeg
 
 log = logging.getLogger(__name__)
-
 DEFAULT_LIMITS = IntakeLimits()
-
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -71,14 +69,12 @@ class Predictor:
     Create one per thread; the worker runs its single instance in a one-thread executor.
 
     ``device`` is where the network runs (the CPU by default; :mod:`inference.serve.device`).
-    ``prepare_threads`` > 1 decodes, crops and renders the photos of a batch on that many threads
-    at once (PIL and torch release the GIL), so a GPU isn't left waiting for one CPU core; the
-    batched detection (on a GPU) and the one batched classify + Grad-CAM pass stay on the
-    calling thread.
+    ``prepare_threads`` > 1 decodes, crops and renders a batch's photos on that many threads at
+    once (PIL and torch release the GIL), so a GPU isn't left waiting for one core; detection (on
+    a GPU) and the one batched classify + Grad-CAM pass stay on the calling thread.
     ``in_place``: serve ``model`` itself (norms folded, weights cast) instead of a copy of it.
-    ``projection``: the model's fixed feature projection (:mod:`inference.serve.projection`);
-    with it each sender's face also carries its projected features, and a community adapter
-    with a feature head can be applied.
+    ``projection`` (:mod:`inference.serve.projection`): each face also carries its projected
+    features, and a community adapter with a feature head can be applied.
     """
 
     def __init__(
@@ -95,8 +91,10 @@ class Predictor:
         batch_detect: bool | None = None,
         in_place: bool = False,
         projection: Projection | None = None,
+        precision: str = "",
     ) -> None:
         self.manifest = manifest
+        self.precision = precision or ("bf16" if bf16 else "fp32")  # what the network runs in
         self.projection = projection
         self.emotions = emotions or EmotionRegistry(manifest.classes)
         self.detector = detector
@@ -129,10 +127,11 @@ class Predictor:
         bf16: bool | None = None,
         device: DeviceName = "cpu",
         prepare_threads: int | None = None,
+        precision: str = "auto",
     ) -> Predictor:
         """Build a predictor from a model directory (default: the shipped checkpoint).
-
         ``prepare_threads`` unset: 1 on the CPU (the cores run the network), every core on a GPU.
+        ``precision``: ``int8``, ``bf16``, ``fp32`` or ``auto`` (:mod:`inference.serve.precision`).
 
         Raises:
             DeviceUnavailable: ``device="cuda"`` where PyTorch sees no GPU.
@@ -142,7 +141,8 @@ class Predictor:
         model, manifest = load_model(model_dir)
         projection = load_projection(model_dir, manifest)
         detect = build_detector(detector, where)
-        # the network loaded here is served itself: no second copy at start-up
+        # the network loaded here is served itself (in_place): no second copy at start-up
+        model, served, bf16 = serving_network(model, manifest, model_dir, precision, bf16, where)
         return cls(
             model,
             manifest,
@@ -153,6 +153,7 @@ class Predictor:
             prepare_threads=threads,
             in_place=True,
             projection=projection,
+            precision=served,
         )
 
     @property

@@ -18,6 +18,11 @@ class EngineSettings(CommonSettings):
     bf16: bool | None = Field(
         default=None, description="bf16 autocast; unset: on exactly where the CPU has bf16 in hardware"
     )
+    precision: Literal["auto", "int8", "bf16", "fp32"] = Field(
+        default="auto",
+        description="what the network runs in; auto: int8 on a CPU where the model's int8 trunk met its "
+        "accuracy rule (model card), else bf16 where the hardware has it, else fp32",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="where the network runs; auto: the GPU when PyTorch sees one"
     )

@@ -139,10 +139,12 @@ def evaluate_command(
     detector: str | None,
 ) -> None:
     """Evaluate on DIRECTORY: folders named after the model's classes (any subset of them)."""
+    import torch
+
     from inference.serve.checkpoint import load_model
     from inference.serve.faces import build_detector
     from inference.serve.model import fold_batchnorm
-    from inference.serve.precision import resolve_bf16
+    from inference.serve.precision import resolve_bf16, serving_network
     from inference.serve.settings import engine_settings
     from inference.training.data import DatasetError
     from inference.training.metrics import format_report
@@ -150,6 +152,9 @@ def evaluate_command(
     settings = engine_settings(model_dir, detector)
     model, manifest = load_model(settings.model_dir)
     model = fold_batchnorm(model.eval())  # the network exactly as the worker serves it
+    model, served, bf16 = serving_network(
+        model, manifest, settings.model_dir, settings.precision, settings.bf16, torch.device("cpu")
+    )
     det = build_detector(settings.face_detector) if detect else None
     adapt = _adapter(adapter_file, settings.model_dir, manifest) if adapter_file else None
     if adapt is not None and baseline_by:
@@ -161,7 +166,7 @@ def evaluate_command(
             directory,
             tta=tta,
             detector=det,  # type: ignore[arg-type]
-            bf16=resolve_bf16(settings.bf16),
+            bf16=resolve_bf16(bf16),
             baseline_by=baseline_by,
             alpha=baseline_alpha,
             adapt=adapt,
@@ -169,7 +174,7 @@ def evaluate_command(
     except DatasetError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(
-        f"model: {manifest.architecture} ({manifest.weights_sha256[:12]}), tta={tta}, "
+        f"model: {manifest.architecture} ({manifest.weights_sha256[:12]}, {served}), tta={tta}, "
         f"temperature={manifest.temperature:g}" + (f", adapter {adapter_file}" if adapter_file else "")
     )
     if stats is not None:

@@ -35,10 +35,11 @@ async def check(settings: WorkerSettings) -> int:
         return 1
     finally:
         await redis.aclose()
-    if not beats or time.time() - max(beats) > settings.worker_alive_s:
+    if not beats or time.time() - max(t for _, t in beats) > settings.worker_alive_s:
         click.echo("unhealthy: no recent worker heartbeat", err=True)
         return 1
-    click.echo("healthy")
+    served = ", ".join(sorted({what.replace(" ", " in ") for what, _ in beats if " " in what}))
+    click.echo(f"healthy (serving {served})" if served else "healthy")
     return 0
 
 
@@ -61,6 +62,7 @@ async def serve(settings: WorkerSettings) -> None:
             bf16=settings.bf16,
             device=settings.device,
             prepare_threads=settings.prepare_threads,
+            precision=settings.precision,
         )
     except DeviceUnavailable as exc:
         log.error("%s", exc)

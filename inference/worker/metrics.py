@@ -55,8 +55,10 @@ class Metrics:
         self.depth = Gauge(
             "moodring_queue_depth", "Backlog: entries not yet read plus read but unacknowledged", registry=r
         )
-        self.info = Info("moodring_worker", "The model and community adapter this worker serves", registry=r)
-        self.info.info({"model": "", "adapter": "none"})
+        self.info = Info(
+            "moodring_worker", "The model, community adapter and precision this worker serves", registry=r
+        )
+        self.info.info({"model": "", "adapter": "none", "precision": "unknown"})
         self.batch_sizes: Counter[int] = Counter()  # for the stop log line
         self.outcomes: Counter[str] = Counter()
 
@@ -69,9 +71,10 @@ class Metrics:
             log.info("metrics on :%d/metrics", port)
         return metrics
 
-    def serves(self, model: str, adapter: str) -> None:
-        """The versions this worker answers with (the adapter changes when a new one is activated)."""
-        self.info.info({"model": model, "adapter": adapter or "none"})
+    def serves(self, model: str, adapter: str, precision: str = "") -> None:
+        """The versions this worker answers with (the adapter changes when a new one is activated)
+        and the precision its network runs in."""
+        self.info.info({"model": model, "adapter": adapter or "none", "precision": precision or "unknown"})
 
     def observe(self, outcome: str, latency_s: float, timings_ms: Mapping[str, float] | None = None) -> None:
         """One job settled: ``ok``, an error code, ``dead_letter``, or ``rerun`` (answered before)."""

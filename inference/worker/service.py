@@ -163,8 +163,9 @@ class Worker:
                 log.debug("beat failed: %s", exc)
 
     async def _beat(self) -> None:
-        await self.queue.heartbeat(self.name, self.model)
-        self.metrics.serves(self.model, self.adapters.version if self.adapters is not None else "")
+        precision = str(getattr(self.predictor, "precision", ""))  # int8, bf16 or fp32
+        await self.queue.heartbeat(self.name, f"{self.model} {precision}".strip())
+        self.metrics.serves(self.model, self.adapters.version if self.adapters is not None else "", precision)
         if self.metrics.enabled:
             self.metrics.depth.set((await self.queue.backlog()).total)
 

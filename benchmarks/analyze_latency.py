@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from benchmarks._photos import selfie_jpeg
-from inference.serve.precision import cpu_has_native_bf16, resolve_bf16
+from inference.serve.precision import cpu_has_native_bf16
 from inference.serve.predictor import Predictor
 
 STAGES = ("decode", "detect", "classify_cam", "render", "total")
@@ -43,18 +43,18 @@ def main() -> None:
     ap.add_argument("--detector", default="mtcnn")
     ap.add_argument(
         "--precision",
-        choices=("auto", "bf16", "fp32"),
+        choices=("auto", "int8", "bf16", "fp32"),
         default="auto",
-        help="auto (the default, as served): bf16 autocast where the CPU has bf16 in hardware",
+        help="auto (the default, as served): the int8 trunk where it met its accuracy rule, else bf16 "
+        "where the CPU has bf16 in hardware, else fp32",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    bf16 = resolve_bf16({"auto": None, "bf16": True, "fp32": False}[args.precision])
-    predictor = Predictor.load(detector=args.detector, bf16=bf16)
+    predictor = Predictor.load(detector=args.detector, precision=args.precision)
     predictor.warm_up()
     print(
         f"machine: {cpu_name()}, torch threads={args.threads}, detector={args.detector}, "
-        f"bf16={bf16} (CPU bf16 in hardware: {cpu_has_native_bf16()}), runs={args.runs}"
+        f"precision={predictor.precision} (CPU bf16 in hardware: {cpu_has_native_bf16()}), runs={args.runs}"
     )
     print(f"{'image':18} {'stage':13} {'p50 ms':>8} {'p95 ms':>8}")
     for label, (w, h) in (("12 MP 4000x3000", (4000, 3000)), ("1 MP 1152x864", (1152, 864))):

@@ -48,9 +48,17 @@ def main() -> None:
         help="auto (the default, as served): the int8 trunk where it met its accuracy rule, else bf16 "
         "where the CPU has bf16 in hardware, else fp32",
     )
+    ap.add_argument(
+        "--float-tail",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="with --precision int8: layer4 and the head in bf16 or fp32 (auto: bf16 where the CPU has it); "
+        "fp32 is what a CPU without bf16 gets, e.g. measured with ONEDNN_MAX_CPU_ISA=AVX2",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    predictor = Predictor.load(detector=args.detector, precision=args.precision)
+    tail = {"auto": None, "bf16": True, "fp32": False}[args.float_tail]
+    predictor = Predictor.load(detector=args.detector, precision=args.precision, bf16=tail)
     predictor.warm_up()
     print(
         f"machine: {cpu_name()}, torch threads={args.threads}, detector={args.detector}, "

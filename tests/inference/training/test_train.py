@@ -92,7 +92,7 @@ def test_resume_accepts_a_checkpoint_from_before_mixing_and_ema_existed(
     cfg, out = run
     original = (out / "last.pt").read_bytes()
     ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    for key in ("mix_p", "ema_decay"):  # what a session-6 checkpoint's config looks like
+    for key in ("mix_p", "ema_decay"):  # what the config of a checkpoint from commit 893866b looks like
         del ckpt["config"][key]
     torch.save(ckpt, out / "last.pt")
     try:

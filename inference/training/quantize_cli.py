@@ -22,6 +22,7 @@ from inference.cli_options import EXISTING_DIR, FER_VAL, model_dir_option
 from inference.training.quantize_check import FER_POINTS, MIN_IOU, PHOTO_POINTS, every_kth, measure_rule
 
 log = logging.getLogger(__name__)
+AT = click.Path(file_okay=False, path_type=Path)  # read only by the check: looked for there
 
 
 @click.command("quantize")
@@ -34,10 +35,12 @@ log = logging.getLogger(__name__)
     help="FER2013 Training: the calibration faces (never the real-photo dev set).",
 )
 @click.option("--faces", "n_faces", type=click.IntRange(16, 28709), default=1024, show_default=True)
-@click.option("--val", type=EXISTING_DIR, default=FER_VAL, show_default=True, help="FER2013 PublicTest.")
+@click.option(
+    "--val", type=AT, default=FER_VAL, show_default=True, help="FER2013 PublicTest (for the check)."
+)
 @click.option(
     "--photos",
-    type=EXISTING_DIR,
+    type=AT,
     default=Path("../shared/datasets/taiwanese_dev"),
     show_default=True,
     help="Real photos for the --detect check (measured only; nothing is fitted on them).",
@@ -77,6 +80,11 @@ def quantize_command(
     updated.dump(folder / MANIFEST_FILE)
     if skip_check:
         return
+    missing = [str(d) for d in (val, photos) if not d.is_dir()]
+    if missing:
+        raise click.ClickException(
+            f"the check needs {', '.join(missing)} (or --skip-check: then auto won't serve it)"
+        )
     torch.manual_seed(0)
     checks = measure_rule(folder, updated, val, photos, settings.face_detector)
     meets = (

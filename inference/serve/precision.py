@@ -1,4 +1,7 @@
-"""Whether to run the network under bf16 autocast on this CPU.
+"""What the network runs in: the int8 trunk, bf16 autocast or float32 (``MOODRING_PRECISION``).
+
+int8 (:mod:`inference.serve.quantize`) is served by default only where the model's int8 trunk met
+its accuracy rule (``moodring quantize``, recorded in the manifest) and the CPU has the kernels.
 
 bf16 autocast pays only where the CPU has bf16 arithmetic (AVX512-BF16 or AMX, e.g.
 Intel Sapphire Rapids, AMD Zen 4): measured there, ResNet50 training at 48 px cost

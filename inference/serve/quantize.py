@@ -92,9 +92,12 @@ def _prepared(model: nn.Module, example: torch.Tensor) -> nn.Module:
     from torch.ao.quantization.quantize_fx import prepare_fx
 
     torch.backends.quantized.engine = ENGINE
-    folded = fold_batchnorm(copy.deepcopy(model).eval()).float().to(memory_format=torch.contiguous_format)
+    # a copy of the trunk only (not layer4, two thirds of the weights): the caller's model is untouched
+    trunk = (
+        fold_batchnorm(copy.deepcopy(Trunk(model)).eval()).float().to(memory_format=torch.contiguous_format)
+    )
     with _quiet():
-        return prepare_fx(Trunk(folded).eval(), get_default_qconfig_mapping(ENGINE), (example,))
+        return prepare_fx(trunk, get_default_qconfig_mapping(ENGINE), (example,))
 
 
 def _converted(prepared: nn.Module) -> nn.Module:

@@ -15,6 +15,7 @@ EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, path_type=Path)
 OUT_DIR = click.Path(file_okay=False, path_type=Path)
 FER_VAL = Path("../shared/datasets/fer2013/val")
+FER_TRAIN = Path("../shared/datasets/fer2013/train")
 F = TypeVar("F", bound=Callable[..., Any])
 
 model_dir_option = click.option(
@@ -42,3 +43,9 @@ def share_option(*names: str, default: float, help_text: str) -> Callable[[F], F
     return click.option(
         *names, type=click.FloatRange(0.0, 1.0), default=default, show_default=True, help=help_text
     )
+
+
+def train_option(help_text: str, must_exist: bool = True) -> Callable[[F], F]:
+    """``--data``: training faces (ImageFolder), FER2013's Training split unless told."""
+    kind = EXISTING_DIR if must_exist else click.Path(path_type=Path)
+    return click.option("--data", type=kind, default=FER_TRAIN, show_default=True, help=help_text)

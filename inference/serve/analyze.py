@@ -93,14 +93,7 @@ def analyze_command(
     from inference.serve.predictor import Predictor  # seconds of imports: only for a usable photo
 
     try:
-        predictor = Predictor.load(
-            settings.model_dir,
-            settings.face_detector,
-            limits,
-            bf16=settings.bf16,
-            device=settings.device,
-            precision=settings.precision,
-        )
+        predictor = Predictor.load(limits=limits, **settings.predictor_options())
     except DeviceUnavailable as exc:
         click.echo(f"moodring: configuration error: {exc}", err=True)
         sys.exit(2)

@@ -36,6 +36,11 @@ class EngineSettings(CommonSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_side: int = Field(default=WORKING_SIDE, ge=256, le=8192)
 
+    def predictor_options(self) -> dict[str, Any]:
+        """``Predictor.load``'s keywords from these settings: the worker and the CLIs load alike."""
+        options = self.model_dump(include={"model_dir", "bf16", "device", "prepare_threads", "precision"})
+        return {**options, "detector": self.face_detector}
+
     @field_validator("face_detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from inference.api.community import AdapterRegistry, Contribution, decode_features, read_contributions
-from inference.cli_options import EXISTING_DIR, OUT_FILE, model_dir_option
+from inference.cli_options import EXISTING_DIR, OUT_FILE, model_dir_option, train_option
 from inference.serve.adapter import AdapterFile
 from inference.training.adapt import Feedback, Policy
 from inference.training.adapt_judge import fit_and_judge
@@ -345,13 +345,7 @@ class _registry:
 
 
 @adapt_group.command("projection")
-@click.option(
-    "--data",
-    type=EXISTING_DIR,
-    default=Path("../shared/datasets/fer2013/train"),
-    show_default=True,
-    help="FER2013 Training (faces only: the projection must never see the real-photo dev set).",
-)
+@train_option("FER2013 Training (faces only: the projection must never see the real-photo dev set).")
 @click.option("--dims", type=click.IntRange(1, 128), default=128, show_default=True)
 @model_dir_option
 def projection_command(data: Path, dims: int, model_dir: Path | None) -> None:

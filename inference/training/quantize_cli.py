@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from inference.cli_options import EXISTING_DIR, FER_VAL, model_dir_option
+from inference.cli_options import FER_VAL, model_dir_option, train_option
 from inference.training.quantize_check import FER_POINTS, MIN_IOU, PHOTO_POINTS, every_kth, measure_rule
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,7 @@ AT = click.Path(file_okay=False, path_type=Path)  # read only by the check: look
 
 @click.command("quantize")
 @model_dir_option
-@click.option(
-    "--data",
-    type=EXISTING_DIR,
-    default=Path("../shared/datasets/fer2013/train"),
-    show_default=True,
-    help="FER2013 Training: the calibration faces (never the real-photo dev set).",
-)
+@train_option("FER2013 Training: the calibration faces (never the real-photo dev set).")
 @click.option("--faces", "n_faces", type=click.IntRange(16, 28709), default=1024, show_default=True)
 @click.option(
     "--val", type=AT, default=FER_VAL, show_default=True, help="FER2013 PublicTest (for the check)."

@@ -9,7 +9,7 @@ from typing import Literal
 
 import click
 
-from inference.cli_options import EXISTING_DIR, share_option, threads_option, val_option
+from inference.cli_options import EXISTING_DIR, share_option, threads_option, train_option, val_option
 from inference.training.config import TrainConfig, plain_config, subcommand_args
 from inference.training.train import train
 
@@ -27,13 +27,7 @@ def _parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 
 
 @click.command("train")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=Path("../shared/datasets/fer2013/train"),
-    show_default=True,
-    help="ImageFolder tree of 48x48 training faces.",
-)
+@train_option("ImageFolder tree of 48x48 training faces.", must_exist=False)
 @val_option("ImageFolder tree used for model selection.", must_exist=False)
 @click.option(
     "--out-dir", type=click.Path(path_type=Path), default=Path("runs/fer-resnet50"), show_default=True

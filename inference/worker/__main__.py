@@ -55,15 +55,7 @@ async def serve(settings: WorkerSettings) -> None:
     torch.set_num_threads(settings.torch_threads)
     limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
     try:
-        predictor = Predictor.load(
-            settings.model_dir,
-            settings.face_detector,
-            limits,
-            bf16=settings.bf16,
-            device=settings.device,
-            prepare_threads=settings.prepare_threads,
-            precision=settings.precision,
-        )
+        predictor = Predictor.load(limits=limits, **settings.predictor_options())
     except DeviceUnavailable as exc:
         log.error("%s", exc)
         raise SystemExit(EXIT_CONFIG) from None

@@ -120,10 +120,10 @@ class CorrectSelect(
         emotion = self.item.values[0]
         await interaction.response.defer(ephemeral=True, thinking=True)
         services = context(interaction).services
-        if (
-            await labelled(interaction, lambda: services.store.correct(self.owner, self.entry_id, emotion))
-            is None
-        ):
+        corrected = await labelled(
+            interaction, lambda: services.store.correct(self.owner, self.entry_id, emotion)
+        )
+        if corrected is None:
             return
         platform = await services.store.platform(self.owner)
         tracks = await services.recommender.recommend(

@@ -202,8 +202,15 @@ def _name(raw: bytes | str) -> str:
 
 
 def worker_model_key(consumer: str) -> str:
-    """The model id a worker serves (renewed with each beat; a day after its last one: gone)."""
+    """What a worker serves, "<model id> <precision>" (renewed with each beat; a day after its
+    last one: gone; written by ``heartbeat``, read back by :func:`served`)."""
     return f"moodring:worker:{{{consumer}}}:model"
+
+
+def served(raw: bytes | str | None) -> tuple[str, str]:
+    """The model id and precision a worker's beat says it serves ("" for what it didn't say)."""
+    model, _, precision = _name(raw).partition(" ") if raw else ("", "", "")
+    return model, precision
 
 
 def reserved_key(stream: str) -> str:
@@ -287,8 +294,7 @@ class StreamBase:
         beat: Any = await self.redis.zrangebyscore(WORKERS_KEY, time.time() - within_s, "+inf")
         names = [_name(n) for n in beat]
         models: list[Any] = [await self.redis.get(worker_model_key(n)) for n in names]  # any slots
-        # a beat says "<model id> <precision>"; the model id is what deploys compare
-        return {n: _name(m).split(" ")[0] if m else "" for n, m in zip(names, models, strict=True)}
+        return {n: served(m)[0] for n, m in zip(names, models, strict=True)}  # deploys compare model ids
 
     async def dead_letter_count(self) -> int:
         """Entries in the dead-letter streams (kept a week, or the last 10,000 per shard)."""

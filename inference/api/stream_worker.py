@@ -24,6 +24,7 @@ from inference.api.stream_protocol import (
     StreamBase,
     delivery,
     done_key,
+    served,
     waiting_key,
     worker_model_key,
 )
@@ -34,16 +35,17 @@ log = logging.getLogger(__name__)
 class WorkerSide(StreamBase):
     """The calls a worker makes."""
 
-    async def heartbeat(self, consumer: str, model: str = "") -> None:
-        """Beat in the workers' sorted set (consumer → time), with the model served; gone for a
-        day: dropped."""
+    async def heartbeat(self, consumer: str, model: str = "", precision: str = "") -> None:
+        """Beat in the workers' sorted set (consumer → time), with the model and precision served;
+        gone for a day: dropped."""
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:  # one key
             pipe.zadd(WORKERS_KEY, {consumer: now})
             pipe.zremrangebyscore(WORKERS_KEY, 0, now - WORKER_MODEL_TTL_S)
             await pipe.execute()
         if model:
-            await self.redis.set(worker_model_key(consumer), model, ex=WORKER_MODEL_TTL_S)
+            what = f"{model} {precision}".strip()
+            await self.redis.set(worker_model_key(consumer), what, ex=WORKER_MODEL_TTL_S)
 
     async def leave(self, consumer: str) -> None:
         """A worker stopping on purpose takes itself out of the workers' set at once, so a check
@@ -254,11 +256,11 @@ class WorkerSide(StreamBase):
                     gone.append(name)
         return gone
 
-    async def recent_heartbeats(self, host: str) -> list[tuple[str, float]]:
-        """What each of this host's consumers last beat ("<model id> <precision>") and when
-        (container health check); no keyspace scan."""
+    async def recent_heartbeats(self, host: str) -> list[tuple[float, str, str]]:
+        """When each of this host's consumers last beat, and the model id and precision it said it
+        serves (container health check); no keyspace scan."""
         beats: Any = await self.redis.zrange(WORKERS_KEY, 0, -1, withscores=True)
         prefix = f"{host}-".encode()
         mine = [(bytes(name).decode(), float(t)) for name, t in beats if bytes(name).startswith(prefix)]
-        served: list[Any] = [await self.redis.get(worker_model_key(name)) for name, _ in mine]
-        return [(bytes(s).decode() if s else "", t) for (_, t), s in zip(mine, served, strict=True)]
+        said: list[Any] = [await self.redis.get(worker_model_key(name)) for name, _ in mine]
+        return [(t, *served(raw)) for (_, t), raw in zip(mine, said, strict=True)]

@@ -49,3 +49,8 @@ def autocast_dtype(
         has_bf16 = (cuda_bf16 or torch.cuda.is_bf16_supported)()
         return torch.bfloat16 if has_bf16 else torch.float16
     return torch.bfloat16 if resolve_bf16(bf16) else None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How an autocast dtype (None: none) is named in settings, logs and metrics."""
+    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")

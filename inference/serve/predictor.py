@@ -24,7 +24,7 @@ from inference.api.intake import DecodedImage, IntakeLimits, decode_image
 from inference.api.manifest import ModelManifest
 from inference.serve.adapter import Adapter
 from inference.serve.checkpoint import load_model
-from inference.serve.device import DeviceName, resolve_device
+from inference.serve.device import DeviceName, precision_name, resolve_device
 from inference.serve.explain import CamClassifier, landmarks_in_crop, reason_text, region_shares
 from inference.serve.faces import Crop, Face, FaceDetector, build_detector, crop_face
 from inference.serve.personal import Personal, personal_weights
@@ -94,7 +94,6 @@ class Predictor:
         precision: str = "",
     ) -> None:
         self.manifest = manifest
-        self.precision = precision or ("bf16" if bf16 else "fp32")  # what the network runs in
         self.projection = projection
         self.emotions = emotions or EmotionRegistry(manifest.classes)
         self.detector = detector
@@ -114,6 +113,7 @@ class Predictor:
             in_place=in_place,
             features=projection is not None,
         )
+        self.precision = precision or precision_name(self._cam.dtype)  # load() names int8
         self._pool = (
             ThreadPoolExecutor(prepare_threads, thread_name_prefix="prepare") if prepare_threads > 1 else None
         )

@@ -144,7 +144,7 @@ def evaluate_command(
     from inference.serve.checkpoint import load_model
     from inference.serve.faces import build_detector
     from inference.serve.model import fold_batchnorm
-    from inference.serve.precision import resolve_bf16, serving_network
+    from inference.serve.precision import serving_network
     from inference.serve.settings import engine_settings
     from inference.training.data import DatasetError
     from inference.training.metrics import format_report
@@ -166,7 +166,7 @@ def evaluate_command(
             directory,
             tta=tta,
             detector=det,  # type: ignore[arg-type]
-            bf16=resolve_bf16(bf16),
+            bf16=bool(bf16),  # resolved by serving_network (the CPU's, or MOODRING_BF16)
             baseline_by=baseline_by,
             alpha=baseline_alpha,
             adapt=adapt,

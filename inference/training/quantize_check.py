@@ -39,6 +39,15 @@ def every_kth(count: int, n: int) -> np.ndarray:
     return np.arange(0, count, max(1, count // n))[:n]
 
 
+def meets_rule(checks: dict[str, float]) -> bool:
+    """The accuracy rule on :func:`measure_rule`'s figures: int8 may be served by default."""
+    return (
+        abs(checks["fer_val_delta_points"]) <= FER_POINTS
+        and abs(checks["photos_delta_points"]) <= PHOTO_POINTS
+        and checks["cam_top20_iou"] >= MIN_IOU
+    )
+
+
 def _accuracy(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> float:
     return classification_report(probs, labels, classes).accuracy
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from inference.cli_options import FER_VAL, model_dir_option, train_option
-from inference.training.quantize_check import FER_POINTS, MIN_IOU, PHOTO_POINTS, every_kth, measure_rule
+from inference.training.quantize_check import every_kth, measure_rule, meets_rule
 
 log = logging.getLogger(__name__)
 AT = click.Path(file_okay=False, path_type=Path)  # read only by the check: looked for there
@@ -81,11 +81,7 @@ def quantize_command(
         )
     torch.manual_seed(0)
     checks = measure_rule(folder, updated, val, photos, settings.face_detector)
-    meets = (
-        abs(checks["fer_val_delta_points"]) <= FER_POINTS
-        and abs(checks["photos_delta_points"]) <= PHOTO_POINTS
-        and checks["cam_top20_iou"] >= MIN_IOU
-    )
+    meets = meets_rule(checks)
     updated = updated.model_copy(update={"int8_checks": checks, "int8_meets_rule": meets})
     updated.dump(folder / MANIFEST_FILE)
     for name, value in checks.items():

@@ -35,11 +35,11 @@ async def check(settings: WorkerSettings) -> int:
         return 1
     finally:
         await redis.aclose()
-    if not beats or time.time() - max(t for _, t in beats) > settings.worker_alive_s:
+    if not beats or time.time() - max(t for t, _, _ in beats) > settings.worker_alive_s:
         click.echo("unhealthy: no recent worker heartbeat", err=True)
         return 1
-    served = ", ".join(sorted({what.replace(" ", " in ") for what, _ in beats if " " in what}))
-    click.echo(f"healthy (serving {served})" if served else "healthy")
+    serving = ", ".join(sorted({f"{model} in {precision}" for _, model, precision in beats if precision}))
+    click.echo(f"healthy (serving {serving})" if serving else "healthy")
     return 0
 
 

@@ -164,7 +164,7 @@ class Worker:
 
     async def _beat(self) -> None:
         precision = str(getattr(self.predictor, "precision", ""))  # int8, bf16 or fp32
-        await self.queue.heartbeat(self.name, f"{self.model} {precision}".strip())
+        await self.queue.heartbeat(self.name, self.model, precision)
         self.metrics.serves(self.model, self.adapters.version if self.adapters is not None else "", precision)
         if self.metrics.enabled:
             self.metrics.depth.set((await self.queue.backlog()).total)

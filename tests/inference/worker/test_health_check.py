@@ -20,8 +20,8 @@ async def test_the_check_names_the_model_and_precision_this_hosts_workers_serve(
     assert await check(settings) == 1
     assert "no recent worker heartbeat" in capsys.readouterr().err
     beats = open_transport(redis, QueueSettings(redis_url=redis_server))
-    await beats.heartbeat(f"{socket.gethostname()}-4242", "abf30fe23b79 int8")
-    await beats.heartbeat("elsewhere-1", "000000000000 fp32")  # another host's worker: not ours
+    await beats.heartbeat(f"{socket.gethostname()}-4242", "abf30fe23b79", "int8")
+    await beats.heartbeat("elsewhere-1", "000000000000", "fp32")  # another host's worker: not ours
     assert await check(settings) == 0
     assert capsys.readouterr().out.strip() == "healthy (serving abf30fe23b79 in int8)"
     # what deploys compare stays the model id alone

@@ -161,7 +161,7 @@ class MoodringBot(commands.AutoShardedBot):
         s = self.services
         while True:
             try:
-                await s.metrics.refresh(s.queue, s.settings.worker_alive_s, s.redis, s.queue.blobs)
+                await s.metrics.refresh(s.queue, s.settings.worker_alive_s, s.redis, s.blobs)
             except RedisError as exc:
                 log.warning("could not read the system gauges (redis: %s); trying again", exc)
             await asyncio.sleep(REFRESH_S)

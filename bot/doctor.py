@@ -26,11 +26,10 @@ from redis.exceptions import RedisError
 
 from bot.settings import BotSettings
 from inference.api.connect import connect
-from inference.api.contract import inflight_key
 from inference.api.health import NodeFacts, node_facts
 from inference.api.manifest import MANIFEST_FILE, ModelManifest, default_model_dir, model_id, sha256_file
 from inference.api.settings import describe_error
-from inference.api.transport import TRANSIENT, StreamTransport, connect_blobs, open_transport
+from inference.api.transport import TRANSIENT, Transport, connect_blobs, open_transport
 from recommender.links import SourceFailed
 from recommender.mood import MoodPoint
 from recommender.sources import build_catalogs, build_link_sources, load_source_settings
@@ -206,7 +205,7 @@ async def _cluster(report: Report, redis: Redis) -> None:
         )
 
 
-async def _queue(report: Report, settings: BotSettings, queue: StreamTransport) -> None:
+async def _queue(report: Report, settings: BotSettings, queue: Transport) -> None:
     backlog = (await queue.backlog()).total
     share = backlog / settings.max_backlog
     report.add(
@@ -218,9 +217,7 @@ async def _queue(report: Report, settings: BotSettings, queue: StreamTransport) 
     report.add(
         "dead letters",
         "ok" if dead == 0 else "warning",
-        "none"
-        if dead == 0
-        else f"{dead} kept (a week): read them with redis-cli XRANGE {next(iter(queue.dead.values()))} - +",
+        "none" if dead == 0 else f"{dead} kept (a week): read them with {queue.dead_letter_command()}",
     )
     workers = await queue.alive_workers(settings.worker_alive_s)
     if not workers:
@@ -243,7 +240,7 @@ async def _queue(report: Report, settings: BotSettings, queue: StreamTransport) 
             )
         elif expected:
             report.add("worker models", "ok", f"all serve {expected}, as the bot's manifest")
-    stale = await _stale_locks(queue, settings)
+    stale = await queue.stale_locks((int(settings.job_timeout_s) + 5) * 1000)
     report.add(
         "user locks",
         "ok" if not stale else "warning",
@@ -259,17 +256,6 @@ def _bot_model(model_dir: Path | None) -> str:
         return model_id(ModelManifest.load((model_dir or default_model_dir()) / MANIFEST_FILE))
     except (OSError, ValidationError):
         return ""
-
-
-async def _stale_locks(queue: StreamTransport, settings: BotSettings) -> int:
-    ttl_ms = (int(settings.job_timeout_s) + 5) * 1000
-    stale = 0
-    async for key in queue.redis.scan_iter(match=inflight_key("*"), count=500):
-        holder: Any = await queue.redis.get(key)
-        pttl = await queue.redis.pttl(key)
-        if holder is not None and await queue.lock_is_stale(holder.decode(), ttl_ms - max(int(pttl), 0)):
-            stale += 1
-    return stale
 
 
 async def _music(

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from redis.asyncio import Redis
 
 from inference.api.health import node_facts
-from inference.api.transport import StreamTransport
+from inference.api.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,7 @@ class BotMetrics:
         return trace
 
     # the system ---------------------------------------------------------------------------
-    async def refresh(
-        self, queue: StreamTransport, alive_s: float, redis: Redis, blobs: Redis | None
-    ) -> None:
+    async def refresh(self, queue: Transport, alive_s: float, redis: Redis, blobs: Redis | None) -> None:
         """Read workers, dead letters and every Redis node's memory and persistence."""
         self.workers_alive.set(len(await queue.alive_workers(alive_s)))
         self.dead_letter_entries.set(await queue.dead_letter_count())

@@ -19,7 +19,7 @@ from bot.settings import BotSettings
 from bot.store import BotHistory, UserStore
 from inference.api.client import JobClient
 from inference.api.emotions import EmotionRegistry, load_registry
-from inference.api.transport import StreamTransport, open_transport
+from inference.api.transport import Transport, open_transport
 from recommender.links import LinkResolver
 from recommender.mood import load_mood_map
 from recommender.service import Recommender
@@ -40,7 +40,8 @@ class Services:
     guilds: Guilds
     disk_forget: DiskForget
     metrics: BotMetrics
-    queue: StreamTransport  # read for the metrics and the doctor; jobs go through ``analyzer``
+    queue: Transport  # read for the metrics and the doctor; jobs go through ``analyzer``
+    blobs: Redis | None = None  # photos and heatmaps, when a Redis of their own holds them
 
 
 def build_services(
@@ -92,4 +93,5 @@ def build_services(
         DiskForget(redis, settings.forget_rewrite_s),
         BotMetrics(),
         open_transport(redis, settings, blobs=blobs),
+        blobs,
     )

@@ -15,6 +15,25 @@ AI_ACT = (
     "`/moodring server enabled:False`."
 )
 
+# What moodring keeps about a user, one phrase per key (the key's name under the user's prefix).
+# bot.user_records.USER_KEYS is this table's keys, so `/mood forget` deletes exactly what
+# `/mood privacy` tells of. A new consented data use is its line here and its write (through
+# consented_write) and export line in bot/store.py.
+KEPT = {
+    "consent": "that you agreed, and when",
+    "history": "each reading's emotion label, probabilities and time, for your `/mood history` "
+    "({days} days by default)",
+    "corrections": "your corrections",
+    "prior": "how often you corrected each emotion (your later readings lean that way)",
+    "recs": "the last songs suggested to you (so they don't repeat)",
+    "cooldown": "the few seconds' pause between your photos",
+    "sessions": "the listening sessions you are in",
+    "platform": "the music app you chose (`/mood music`)",
+    "baseline": "your calm face, if you give one (below)",
+    "contribute": "whether you help improve readings (below)",
+    "labels": "the readings you labelled while helping (below)",
+}
+
 PRIVACY = (
     "**What moodring does with your photo**\n"
     "• Your selfie is sent to a moodring worker, which finds faces and estimates an emotion with an "
@@ -23,8 +42,7 @@ PRIVACY = (
     "• The photo is held in memory only while it is analysed (seconds, in a store that never writes "
     "to disk) and deleted right after. It is never written to disk, logs or the database, and "
     "neither is the heatmap or the attachment link.\n"
-    "• What is kept: the emotion label, its probabilities and the time, for your `/mood history` "
-    "({days} days by default), your corrections, and the music app you chose (`/mood music`). "
+    "• What is kept: {kept}. "
     "`/mood export` shows all of it; "
     "`/mood forget` deletes all of it: from the database at once, and from its files on disk "
     "within {rewrite}.\n"
@@ -199,7 +217,12 @@ def privacy(days: int, min_people: int, refit: str, contributing: bool, given: i
         if contributing
         else PRIVACY_NOT_CONTRIBUTING
     )
-    return PRIVACY.format(days=days, min_people=min_people, refit=refit, rewrite=rewrite) + "\n\n" + state
+    kept = "; ".join(KEPT.values()).format(days=days)
+    return (
+        PRIVACY.format(days=days, min_people=min_people, refit=refit, rewrite=rewrite, kept=kept)
+        + "\n\n"
+        + state
+    )
 
 
 def duration(seconds: float) -> str:

@@ -9,25 +9,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.texts import KEPT
 from inference.api.errors import MoodringError
 
 DAY = 86_400
 BASELINE_PHOTOS = 5  # calm readings averaged into a user's baseline, at most
-# Every key a user can have (bot.sessions keeps the "sessions" index, recommender history "recs";
-# "contribute" and "labels" are the community calibration's: inference.api.community).
-USER_KEYS = (
-    "consent",
-    "history",
-    "corrections",
-    "prior",
-    "recs",
-    "cooldown",
-    "baseline",
-    "sessions",
-    "contribute",
-    "labels",
-    "platform",
-)
+# Every key a user can have, by name: the keys of bot.texts.KEPT, the table /mood privacy reads,
+# so forget deletes what users are told is kept (bot.sessions keeps the "sessions" index, the
+# recommender's history "recs"; "contribute" and "labels" are inference.api.community's).
+USER_KEYS = tuple(KEPT)
 CONTRIBUTE_VERSION = 1  # bump when what contributing means changes: everyone is asked again
 
 

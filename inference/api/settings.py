@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.api.contract import MAX_JOB_S
@@ -69,8 +69,9 @@ def _die(message: str) -> NoReturn:
 
 
 class QueueSettings(CommonSettings):
-    """Redis Streams job queue, shared by the submitting bot and the workers."""
+    """The job queue (Redis Streams by default), shared by the submitting bot and the workers."""
 
+    broker: str = Field(default="redis_streams", description="a module name in inference.api.brokers")
     redis_url: str = "redis://127.0.0.1:6379/0"
     blob_redis_url: str | None = Field(
         default=None,
@@ -102,6 +103,15 @@ class QueueSettings(CommonSettings):
         description="a worker that beat within this many seconds counts as up (a few beats: a worker "
         "that died is noticed this soon)",
     )
+
+    @field_validator("broker")
+    @classmethod
+    def _known_broker(cls, v: str) -> str:
+        from inference.api.transport import broker_names
+
+        if v not in broker_names():
+            raise ValueError(f"unknown broker {v!r}; use one of {broker_names()}")
+        return v
 
     @model_validator(mode="after")
     def _alive_spans_beats(self) -> QueueSettings:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 import zlib
+from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -122,3 +123,14 @@ class SubmitSide(StreamBase):
     async def workers_alive(self, within_s: float) -> int:
         """How many consumers beat in the last ``within_s`` seconds (one read, no scan)."""
         return int(await self.redis.zcount(WORKERS_KEY, time.time() - within_s, "+inf"))
+
+    async def stale_locks(self, ttl_ms: int) -> int:
+        """User locks ("one photo at a time") whose job is settled or gone, e.g. after a Redis
+        restart (the doctor counts them; each clears at its user's next photo)."""
+        stale = 0
+        async for key in self.redis.scan_iter(match=inflight_key("*"), count=500):
+            holder: Any = await self.redis.get(key)
+            pttl = await self.redis.pttl(key)
+            if holder is not None and await self.lock_is_stale(holder.decode(), ttl_ms - max(int(pttl), 0)):
+                stale += 1
+        return stale

@@ -1,33 +1,23 @@
-"""The broker: the job queue on Redis Streams, behind one small :class:`Transport`.
+"""The broker's one door: the :class:`Transport` submitters and workers use, and
+:func:`open_transport`, which opens the broker ``MOODRING_BROKER`` names (a module of
+:mod:`inference.api.brokers`; the default, ``redis_streams``, is the job queue on Redis Streams).
 
-Submitters and workers talk to the queue only through this module (its calls are written in
-:mod:`~inference.api.stream_submit` and :mod:`~inference.api.stream_worker`, their names and
-scripts in :mod:`~inference.api.stream_protocol`), so a broker swap (another stream engine, a
-managed queue) is a new class plus the line in :func:`open_transport`;
-the worker's job handling (:mod:`inference.worker.service`) and the submit client
-(:mod:`inference.api.client`) don't change.
-
-Redis Streams semantics used: one consumer group; ``XREADGROUP COUNT BLOCK`` to read,
-``XAUTOCLAIM`` to take over entries of a dead consumer, ``XACK`` + ``XDEL`` when done, a
-dead-letter stream for entries delivered too often; results are ``RPUSH``ed to a per-job list
-the submitter ``BLPOP``s.
-
-Sharding (``MOODRING_QUEUE_SHARDS``, and always on a Redis Cluster): the queue is N streams,
-each under its own hash tag with its dead-letter stream beside it (one slot per shard, so a
-shard's ack + dead letter stay one transaction). The tags are picked so that shard i's slot
-lies in the i-th N-th of the slot range, which ``redis-cli --cluster create`` hands to the
-i-th master: with N = masters, each master carries one shard. A submitter puts a job on the
-shard its id hashes to (or the next with room); every worker reads, claims and prunes all
-shards.
+Submitters and workers talk to the queue only through this module, so a broker swap (another
+stream engine, a managed queue) is one new module in :mod:`inference.api.brokers`; the worker's
+job handling (:mod:`inference.worker.service`), the submit client (:mod:`inference.api.client`),
+the doctor and the metrics don't change.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from inference.api.brokers.redis_streams import StreamTransport
 from inference.api.connect import connect
 from inference.api.contract import Job, JobResult
 from inference.api.settings import QueueSettings
@@ -42,8 +32,6 @@ from inference.api.stream_protocol import (
     shard_streams,
     waiting_key,
 )
-from inference.api.stream_submit import SubmitSide
-from inference.api.stream_worker import WorkerSide
 
 # The names callers use from here (the broker's one door); they are defined beside it.
 __all__ = [
@@ -54,6 +42,7 @@ __all__ = [
     "Fetched",
     "StreamTransport",
     "Transport",
+    "broker_names",
     "connect_blobs",
     "done_key",
     "open_transport",
@@ -72,7 +61,7 @@ class Transport(Protocol):
     async def submit(self, job: Job, image: bytes, ttl_s: int, max_backlog: int) -> bool: ...
     async def wait_result(self, job_id: str, wait_s: float) -> JobResult: ...
     async def cleanup(self, job_id: str, user_hash: str) -> None: ...
-    async def heartbeat(self, consumer: str) -> None: ...
+    async def heartbeat(self, consumer: str, model: str = ..., precision: str = ...) -> None: ...
     async def leave(self, consumer: str) -> None: ...
     async def workers_alive(self, within_s: float) -> int: ...
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
@@ -84,18 +73,12 @@ class Transport(Protocol):
         self, consumer: str, delivery: Delivery, result: JobResult | None, reason: str = ...
     ) -> None: ...
     async def prune_consumers(self, keep: str, idle_ms: int) -> list[str]: ...
-
-
-class StreamTransport(SubmitSide, WorkerSide):
-    """The job queue on Redis Streams (N shard streams, one consumer group, dead-letter streams):
-    the submit side (:mod:`inference.api.stream_submit`) and the worker side
-    (:mod:`inference.api.stream_worker`) over one set of clients and names.
-
-    Photo and result bytes (the heatmap is a copy of the photo) go to ``blobs``: a Redis run
-    without persistence, so no photo ever reaches a disk (``MOODRING_BLOB_REDIS_URL``; compose's
-    ``redis-blobs``). Jobs, acks and dead letters stay in ``redis``, which may persist (AOF).
-    Without ``blobs`` both live in ``redis``.
-    """
+    # what the doctor, the metrics and the container health check read
+    async def alive_workers(self, within_s: float) -> dict[str, str]: ...
+    async def recent_heartbeats(self, host: str) -> list[tuple[float, str, str]]: ...
+    async def dead_letter_count(self) -> int: ...
+    def dead_letter_command(self) -> str: ...
+    async def stale_locks(self, ttl_ms: int) -> int: ...
 
 
 def connect_blobs(settings: QueueSettings, **options: Any) -> Redis | None:
@@ -105,8 +88,21 @@ def connect_blobs(settings: QueueSettings, **options: Any) -> Redis | None:
     return connect(settings.blob_redis_url, settings.redis_cluster, **options)
 
 
+_BROKERS = "inference.api.brokers"
+
+
+def broker_names() -> list[str]:
+    """The brokers there are: the modules of :mod:`inference.api.brokers`."""
+    return sorted(info.name for info in pkgutil.iter_modules(importlib.import_module(_BROKERS).__path__))
+
+
 def open_transport(
     redis: Redis, settings: QueueSettings, dead_letter_stream: str = "", blobs: Redis | None = None
-) -> StreamTransport:
-    """The broker every process uses; the one place that picks it."""
-    return StreamTransport(redis, settings, dead_letter_stream, blobs)
+) -> Transport:
+    """The broker every process uses (``MOODRING_BROKER``); the one place that picks it."""
+    if settings.broker not in broker_names():
+        raise ValueError(f"unknown broker {settings.broker!r}; use one of {broker_names()}")
+    broker: Transport = importlib.import_module(f"{_BROKERS}.{settings.broker}").open(
+        redis, settings, dead_letter_stream, blobs
+    )
+    return broker

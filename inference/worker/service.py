@@ -194,11 +194,10 @@ class Worker:
     ) -> None:
         """Move an entry to the dead letters; its caller (when known and ``answer``) gets ``code``."""
         log.error(
-            "job %s (%s, delivery %d): moved to %s",
+            "job %s (%s, delivery %d): moved to the dead letters",
             d.answer_to or d.entry_id.decode(),
             reason,
             d.deliveries,
-            self.queue.dead[d.stream],
         )
         res = None
         if d.answer_to and answer:

@@ -138,3 +138,28 @@ async def test_no_write_without_current_consent(redis: Redis) -> None:
     await store.set_consent(9, True)
     await store.record(9, "happy", PROBS)
     assert len(await store.history(9)) == 1
+
+
+async def test_every_key_written_for_a_user_is_told_of_in_privacy_and_forgotten(redis: Redis) -> None:
+    """What a user is told is kept (/mood privacy's KEPT table) is what forget deletes: write every
+    kind of record the store has, then each key under the user's prefix must be in that table,
+    and its phrase in the privacy text."""
+    from bot import texts
+    from bot.user_records import user_prefix
+
+    store = UserStore(redis, FER2013)
+    await store.set_consent(7, True)
+    entry = await store.record(7, "happy", PROBS)
+    await store.correct(7, entry, "sad")
+    await BotHistory(store).add(hash_user(7), ["t1"])
+    await store.take_cooldown(7, 30)
+    await store.add_baseline(7, PROBS)
+    await store.set_platform(7, "deezer")
+    prefix = user_prefix(hash_user(7)) + ":"
+    written = {k.decode().removeprefix(prefix) async for k in redis.scan_iter(match=prefix + "*")}
+    assert len(written) >= 7
+    assert written <= set(texts.KEPT)
+    told = texts.privacy(days=90, min_people=5, refit="a day", contributing=False, given=0, rewrite="an hour")
+    for name in written:
+        assert texts.KEPT[name].format(days=90) in told
+    assert await store.forget(7) == len(written)

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.api.contract import MAX_JOB_S
+from inference.api.plugins import BROKERS, known
 
 EXIT_CONFIG = 2
 
@@ -107,11 +108,7 @@ class QueueSettings(CommonSettings):
     @field_validator("broker")
     @classmethod
     def _known_broker(cls, v: str) -> str:
-        from inference.api.transport import broker_names
-
-        if v not in broker_names():
-            raise ValueError(f"unknown broker {v!r}; use one of {broker_names()}")
-        return v
+        return known(BROKERS, v, "broker")
 
     @model_validator(mode="after")
     def _alive_spans_beats(self) -> QueueSettings:

@@ -10,8 +10,6 @@ the doctor and the metrics don't change.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -20,6 +18,7 @@ from redis.asyncio import Redis
 from inference.api.brokers.redis_streams import StreamTransport
 from inference.api.connect import connect
 from inference.api.contract import Job, JobResult
+from inference.api.plugins import BROKERS, load, module_names
 from inference.api.settings import QueueSettings
 from inference.api.stream_protocol import (
     TRANSIENT,
@@ -88,21 +87,16 @@ def connect_blobs(settings: QueueSettings, **options: Any) -> Redis | None:
     return connect(settings.blob_redis_url, settings.redis_cluster, **options)
 
 
-_BROKERS = "inference.api.brokers"
-
-
 def broker_names() -> list[str]:
     """The brokers there are: the modules of :mod:`inference.api.brokers`."""
-    return sorted(info.name for info in pkgutil.iter_modules(importlib.import_module(_BROKERS).__path__))
+    return module_names(BROKERS)
 
 
 def open_transport(
     redis: Redis, settings: QueueSettings, dead_letter_stream: str = "", blobs: Redis | None = None
 ) -> Transport:
     """The broker every process uses (``MOODRING_BROKER``); the one place that picks it."""
-    if settings.broker not in broker_names():
-        raise ValueError(f"unknown broker {settings.broker!r}; use one of {broker_names()}")
-    broker: Transport = importlib.import_module(f"{_BROKERS}.{settings.broker}").open(
+    broker: Transport = load(BROKERS, settings.broker, "broker").open(
         redis, settings, dead_letter_stream, blobs
     )
     return broker

@@ -6,7 +6,6 @@ The detectors themselves are one module each in :mod:`inference.serve.detectors`
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from dataclasses import dataclass
@@ -14,6 +13,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image
+
+from inference.api.plugins import DETECTORS, load, module_names
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +139,9 @@ def _cut(grey: Image.Image, window: tuple[int, int, int, int]) -> Image.Image:
     return Image.fromarray(np.pad(np.asarray(grey.crop(inside)), pads, mode="edge"))
 
 
-_DETECTORS = "inference.serve.detectors"  # found by name at run time: the detectors import this module
-
-
 def detector_names() -> list[str]:
     """The detectors there are: the modules of :mod:`inference.serve.detectors`."""
-    import pkgutil
-
-    return sorted(info.name for info in pkgutil.iter_modules(importlib.import_module(_DETECTORS).__path__))
+    return module_names(DETECTORS)
 
 
 def build_detector(name: str, device: Any = None) -> FaceDetector:
@@ -153,9 +149,7 @@ def build_detector(name: str, device: Any = None) -> FaceDetector:
 
     ``device`` (a ``torch.device``) moves a detector that has networks (MTCNN) there.
     """
-    if name not in detector_names():
-        raise ValueError(f"unknown face detector {name!r}; use one of {detector_names()}")
-    detector: FaceDetector = importlib.import_module(f"{_DETECTORS}.{name}").Detector()
+    detector: FaceDetector = load(DETECTORS, name, "face detector").Detector()
     move = getattr(detector, "to", None)
     if device is not None and move is not None:
         move(device)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from inference.api.plugins import DETECTORS, known
 from inference.api.settings import WORKING_SIDE, CommonSettings, load_settings
 
 
@@ -44,11 +45,7 @@ class EngineSettings(CommonSettings):
     @field_validator("face_detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:
-        from inference.serve.faces import detector_names
-
-        if v not in detector_names():
-            raise ValueError(f"unknown face detector {v!r}; use one of {detector_names()}")
-        return v
+        return known(DETECTORS, v, "face detector")
 
 
 def engine_settings(model_dir: Path | None = None, detector: str | None = None) -> EngineSettings:

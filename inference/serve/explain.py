@@ -14,7 +14,8 @@ from torch import nn
 
 from inference.serve.device import autocast_dtype
 from inference.serve.faces import Crop, Face, Landmarks
-from inference.serve.model import fold_batchnorm, pointwise_as_linear, resolve_layer
+from inference.serve.model import fold_batchnorm, resolve_layer
+from inference.serve.packed import pack_convolutions, packing_available
 from inference.serve.personal import reweight
 
 
@@ -58,15 +59,6 @@ def _cast_weights(model: nn.Module, dtype: torch.dtype) -> None:
             module.weight.data = module.weight.data.to(dtype)
             if module.bias is not None:
                 module.bias.data = module.bias.data.to(dtype)
-
-
-def _after(model: nn.Module, target_layer: str, change: Callable[[nn.Module], nn.Module]) -> None:
-    """Apply ``change`` to each top-level part of ``model`` that runs after ``target_layer`` (for
-    a ResNet and ``layer3``: ``layer4``, the pooling and ``fc``)."""
-    top = target_layer.split(".")[0]
-    names = [name for name, _ in model.named_children()]
-    for name in names[names.index(top) + 1 :] if top in names else []:
-        change(model.get_submodule(name))
 
 
 # (raw probabilities (B, C), pooled features (B, F) or None) -> adjusted probabilities (B, C):
@@ -145,10 +137,10 @@ class CamClassifier:
         # Gradients are only needed from the output back to the target layer's output.
         for p in model.parameters():
             p.requires_grad_(False)
+        if packing_available(self.device, self.dtype):  # a CPU: weights packed for oneDNN once
+            pack_convolutions(model, self.dtype or torch.float32)
         if self.dtype is not None:
             _cast_weights(model, self.dtype)
-        if self.dtype == torch.bfloat16 and self.device.type == "cpu":
-            _after(model, target_layer, pointwise_as_linear)  # where the backward runs
         self._hook = layer.register_forward_hook(_gradient_starts_here)
         self._pooled: list[torch.Tensor] = []
         self._feature_hook = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import resnet50
@@ -70,40 +69,3 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
                 module.downsample = nn.Sequential(fuse_conv_bn_eval(conv.eval(), norm.eval()))
     return model
-
-
-class PointwiseAsLinear(nn.Module):
-    """A 1×1 convolution (any stride, no padding) computed as a matrix product over the channels.
-
-    The same function; on a CPU in bf16 at the 3×3 maps of ``layer4`` it runs forward and backward
-    in about half the time oneDNN's convolution takes there (docs/performance.md, "Speed III"),
-    and that is where Grad-CAM's backward runs.
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(conv.weight.detach()[:, :, 0, 0].clone(), requires_grad=False)
-        self.bias = (
-            None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-        )
-        self.stride = conv.stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride != (1, 1):
-            x = x[:, :, :: self.stride[0], :: self.stride[1]]
-        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
-
-
-def pointwise_as_linear(module: nn.Module) -> nn.Module:
-    """Replace every plain 1×1 convolution inside ``module`` by :class:`PointwiseAsLinear` (in place)."""
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if (
-                isinstance(child, nn.Conv2d)
-                and child.kernel_size == (1, 1)
-                and child.padding == (0, 0)
-                and child.dilation == (1, 1)
-                and child.groups == 1
-            ):
-                setattr(parent, name, PointwiseAsLinear(child))
-    return module

@@ -6,7 +6,7 @@ crop (used to frame our crops like FER). False positives: face-free sample
 photos shipped with matplotlib plus synthetic noise. Latency: the 1-face
 grace_hopper photo at working resolution. Small faces: the same FER faces pasted
 into a 640x480 photo at a given share of its short side (a group photo's faces),
-found with the served smallest face (``MIN_FACE_FRACTION``) and without it. Close-ups: real
+found with the served smallest face (``MIN_FACE_FRACTION``, ``SKIP_LEVELS``) and without it. Close-ups: real
 colour portraits (``--closeups``, default taiwanese_dev), the face found on the whole photo, a
 square window around its centre whose side is a share of the face box (below 1 the face overflows
 the frame, as with a phone held close), resized to 720 px; found = a box that covers the window's
@@ -31,7 +31,7 @@ from matplotlib import cbook
 from PIL import Image, ImageOps
 
 from inference.serve.detectors.haar import HaarDetector
-from inference.serve.detectors.mtcnn import MIN_FACE_FRACTION, MtcnnDetector
+from inference.serve.detectors.mtcnn import MIN_FACE_FRACTION, SKIP_LEVELS, MtcnnDetector
 from inference.serve.faces import Face, Landmarks
 from inference.training.data import list_imagefolder
 
@@ -83,6 +83,10 @@ def in_photo(padded: Image.Image, share: float, size: tuple[int, int] = (640, 48
     return canvas
 
 
+# the first pass's smallest face: the floor, two pyramid levels coarser (MTCNN's factor 0.709)
+FIRST_PASS = f"first pass only ({MIN_FACE_FRACTION / 0.709**SKIP_LEVELS:.0%})"
+
+
 def small_faces(faces: list[Image.Image], shares: list[float]) -> None:
     """Recall on FER faces pasted small into a 640x480 photo, with and without the smallest-face floor."""
     if not shares:
@@ -90,8 +94,11 @@ def small_faces(faces: list[Image.Image], shares: list[float]) -> None:
     print(f"\nsmall faces: {len(faces)} FER faces pasted into a 640x480 photo, recall by face share")
     detectors = {
         "served (+ second look)": MtcnnDetector(),
-        f"first pass only ({MIN_FACE_FRACTION:.0%})": MtcnnDetector(fine_pass=False, close_ups=False),
-        "min face 40 px, one pass": MtcnnDetector(min_face_fraction=0.0, fine_pass=False, close_ups=False),
+        "served, no level skipped": MtcnnDetector(skip_levels=0),
+        FIRST_PASS: MtcnnDetector(fine_pass=False, close_ups=False),
+        "min face 40 px, one pass": MtcnnDetector(
+            min_face_fraction=0.0, skip_levels=0, fine_pass=False, close_ups=False
+        ),
     }
     print(f"{'face share of short side':26} " + " ".join(f"{s:>7.0%}" for s in shares))
     for label, det in detectors.items():
@@ -128,7 +135,7 @@ def close_ups(root: Path, windows: list[float], limit: int, write: Path | None =
         print(f"\nclose-ups: {root} not found, skipped")
         return
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[:limit]
-    finder = MtcnnDetector(min_face_fraction=0.0)
+    finder = MtcnnDetector(min_face_fraction=0.0, skip_levels=0)
     photos = []
     for path in paths:
         photo = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
@@ -146,7 +153,8 @@ def close_ups(root: Path, windows: list[float], limit: int, write: Path | None =
     )
     detectors: dict[str, Any] = {
         "served (+ second look)": MtcnnDetector(),
-        f"first pass only ({MIN_FACE_FRACTION:.0%})": MtcnnDetector(fine_pass=False, close_ups=False),
+        "served, no level skipped": MtcnnDetector(skip_levels=0),
+        FIRST_PASS: MtcnnDetector(fine_pass=False, close_ups=False),
         "facenet-pytorch MTCNN (40 px)": FacenetMtcnn(),
     }
     print(f"{'window / face box side':26} " + " ".join(f"{w:>7.2f}" for w in windows))

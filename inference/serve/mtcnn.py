@@ -75,6 +75,7 @@ def detect_many(
     device: torch.device | None = None,
     min_face_fraction: float = 0.0,
     second_look: SecondLook | None = None,
+    skip_levels: int = 0,
 ) -> list[Found]:
     """MTCNN over several images: P-Net per image (each has its own pyramid), then ONE
     R-Net and ONE O-Net pass over the candidates of all of them (their crops are all 24 / 48 px).
@@ -83,13 +84,15 @@ def detect_many(
     landmarks are what detecting it alone gives (the nets see each crop on its own).
     ``min_face_fraction`` raises an image's smallest face to that share of its short side
     (never below ``min_face_size``): the pyramid then skips its largest, costliest levels.
+    ``skip_levels`` drops that many more of the first pass's finest levels (its scales stay
+    those of the full series: the levels it keeps see exactly what they saw before).
     ``second_look`` looks again at the photos where that first pass found no face, or only
     small ones: the skipped fine levels, and the photo padded so a face as large as the frame or
     larger fits (:class:`SecondLook`). A photo whose first pass found a selfie-sized face pays
     nothing more and keeps exactly the first pass's boxes.
     """
     device = device or torch.device("cpu")
-    smallest = [max(min_face_size, min_face_fraction * min(im.size)) for im in images]
+    smallest = [max(min_face_size, min_face_fraction * min(im.size)) / factor**skip_levels for im in images]
     views = [_View(im, least) for im, least in zip(images, smallest, strict=True)]
     out = _cascade(views, pnet, rnet, onet, thresholds, factor, device)
     if second_look is None:
@@ -102,7 +105,7 @@ def detect_many(
         if len(sure) and float((sure[:, 2:4] - sure[:, 0:2]).max()) >= second_look.small * short:
             continue  # a face a selfie would have: done, the first pass's boxes as they are
         if second_look.fine and least > min_face_size:  # the fine levels the first pass skipped
-            again.append((i, _View(im, min_face_size, most=least)))
+            again.extend((i, view) for view in _fine_views(im, least, min_face_size, factor))
         if second_look.close_ups:  # a face as large as the frame or larger (a phone held close)
             again.append((i, _View(im, short)))  # one level: the short side is P-Net's window
             again.append((i, _padded(im, second_look.pad)))
@@ -151,6 +154,18 @@ class _View:
             boxes[:, [1, 3]] -= dy
             points = points - np.array([dx, dy], dtype=points.dtype)
         return boxes, points
+
+
+def _fine_views(image: Image.Image, least: float, min_face_size: float, factor: float) -> list[_View]:
+    """The levels under the first pass's smallest face ``least``: those of its own series (the
+    scales a pass from a finer floor would have had), then one series down to ``min_face_size``."""
+    aligned = least
+    while aligned * factor >= min_face_size:
+        aligned *= factor
+    views = [_View(image, aligned, most=least)] if aligned < least else []
+    if aligned > min_face_size:
+        views.append(_View(image, min_face_size, most=aligned))
+    return views
 
 
 def _padded(image: Image.Image, pad: float) -> _View:
@@ -286,7 +301,9 @@ def _pnet_stage(
     scale = 12.0 / min_face_size
     minl = min(h, w) * scale
     found, picks, offset = [], [], 0
-    while minl >= 12 and (max_face_size is None or scale > 12.0 / max_face_size):
+    # (a level at exactly ``max_face_size`` belongs to the view that starts there: the tolerance
+    # keeps float rounding of the same scale reached two ways from counting it twice)
+    while minl >= 12 and (max_face_size is None or scale * max_face_size > 12.0 * (1 + 1e-6)):
         size = (int(w * scale + 1), int(h * scale + 1))
         j = _halving(halvings, w / size[0])
         level = _tensor(halvings[j].resize(size, Image.Resampling.BOX))

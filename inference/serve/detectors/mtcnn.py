@@ -19,6 +19,11 @@ from inference.serve.faces import Face, Landmarks
 # inference/serve/mtcnn.py SecondLook), so group photos and close-ups are found again while a
 # selfie pays nothing. Both are measured by benchmarks/face_detectors.py (docs/performance.md).
 MIN_FACE_FRACTION = 0.10
+# ...and the first pass starts two pyramid levels coarser still (faces from ~20 % of the short
+# side; the levels it keeps are the same scales as before, so a selfie's face is found by exactly
+# the levels that found it before): the two finest levels were half of P-Net's work and most of
+# R-Net's candidates. Photos with no face of 25 % or more get the second look, which covers them.
+SKIP_LEVELS = 2
 
 
 class MtcnnDetector:
@@ -40,6 +45,7 @@ class MtcnnDetector:
         min_face_fraction: float = MIN_FACE_FRACTION,
         fine_pass: bool = True,
         close_ups: bool = True,
+        skip_levels: int = SKIP_LEVELS,
     ) -> None:
         """``fine_pass`` / ``close_ups``: the second look's two parts (both on when served; off
         only to measure what each one finds)."""
@@ -56,6 +62,7 @@ class MtcnnDetector:
         )
         self._min_face_size = min_face_size
         self._min_face_fraction = min_face_fraction
+        self._skip_levels = skip_levels
         self._threshold = threshold
         self._max_side = max_side
         self._second_look = SecondLook(threshold, fine=fine_pass, close_ups=close_ups)
@@ -98,6 +105,7 @@ class MtcnnDetector:
                 device=self._device,
                 min_face_fraction=self._min_face_fraction,
                 second_look=self._second_look,
+                skip_levels=self._skip_levels,
             )
         return [
             self._faces(boxes, points, scale) for (boxes, points), scale in zip(found, scales, strict=True)

@@ -183,6 +183,39 @@ def test_small_faces_of_a_group_photo_are_found() -> None:
     assert len(MtcnnDetector(close_ups=False, fine_pass=False).detect(photo)) < 2
 
 
+def test_the_skipped_levels_change_no_selfie_and_the_second_look_covers_them() -> None:
+    """The first pass drops the two finest pyramid levels: a selfie keeps exactly its boxes, and a
+    photo with smaller faces is looked at again at those very levels (plus the 40 px one)."""
+    from inference.serve import mtcnn
+    from inference.serve.detectors.mtcnn import MtcnnDetector
+
+    portrait = _portrait()
+    full, skipped = (
+        MtcnnDetector(skip_levels=0).detect(portrait),
+        MtcnnDetector(skip_levels=2).detect(portrait),
+    )
+    assert len(full) == len(skipped) == 1 and full[0].box == skipped[0].box
+
+    # levels (face sizes in px) each view looks at, in a 640x480 photo
+    def sizes(view: mtcnn._View) -> list[float]:
+        found, size = [], view.least
+        while min(view.image.size) * 12 / size >= 12 and (view.most is None or size < view.most * (1 - 1e-6)):
+            found.append(round(size, 3))
+            size /= 0.709
+        return found
+
+    photo = Image.new("RGB", (640, 480))
+    floor = 0.10 * 480
+    before = sizes(mtcnn._View(photo, floor)) + [
+        s for v in mtcnn._fine_views(photo, floor, 40, 0.709) for s in sizes(v)
+    ]
+    first = floor / 0.709**2
+    after = sizes(mtcnn._View(photo, first)) + [
+        s for v in mtcnn._fine_views(photo, first, 40, 0.709) for s in sizes(v)
+    ]
+    assert sorted(after) == sorted(before) and len(sizes(mtcnn._View(photo, first))) == len(before) - 3
+
+
 def test_photos_without_a_face_still_give_no_face_after_the_second_look() -> None:
     from matplotlib import cbook
 

@@ -17,7 +17,9 @@ from inference.serve.packed import PackedConv2d, pack_convolutions
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(("kernel", "stride", "padding"), [(1, 1, 0), (1, 2, 0), (3, 1, 1), (3, 2, 1), (7, 2, 3)])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"), [(1, 1, 0), (1, 2, 0), (3, 1, 1), (3, 2, 1), (7, 2, 3)]
+)
 def test_a_packed_convolution_is_the_same_function_and_input_gradient(
     dtype: torch.dtype, kernel: int, stride: int, padding: int
 ) -> None:

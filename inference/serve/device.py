@@ -54,3 +54,17 @@ def autocast_dtype(
 def precision_name(dtype: torch.dtype | None) -> str:
     """How an autocast dtype (None: none) is named in settings, logs and metrics."""
     return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
+def use_threads(n: int) -> None:
+    """Run this process's maths on ``n`` threads: torch's, and numpy's BLAS too.
+
+    numpy's OpenBLAS keeps a pool of its own, one thread per core, whose threads spin while they
+    wait: in a one-thread worker beside another on 2 cores, the community adapter's projection
+    (a small matrix product per batch) made both workers fight over the cores, and 2 workers at 16
+    submitters gave 21–44 selfies/s instead of 53 (docs/performance.md, "Speed IV").
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")

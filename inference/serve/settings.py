@@ -53,9 +53,8 @@ def engine_settings(model_dir: Path | None = None, detector: str | None = None) 
 
     CLI options win over the environment. Logging is quiet (WARNING) unless asked for more.
     """
-    import torch
-
     from inference.api.logsetup import configure_logging
+    from inference.serve.device import use_threads
 
     overrides: dict[str, Any] = {}
     if model_dir is not None:
@@ -64,5 +63,5 @@ def engine_settings(model_dir: Path | None = None, detector: str | None = None) 
         overrides["face_detector"] = detector
     settings = load_settings(EngineSettings, **overrides)
     configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, settings.log_json)
-    torch.set_num_threads(settings.torch_threads)
+    use_threads(settings.torch_threads)
     return settings

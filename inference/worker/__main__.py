@@ -45,14 +45,13 @@ async def check(settings: WorkerSettings) -> int:
 
 async def serve(settings: WorkerSettings) -> None:
     """Build the predictor and Redis client, run one worker until SIGTERM."""
-    import torch
 
     from inference.api.intake import IntakeLimits
     from inference.api.settings import EXIT_CONFIG
-    from inference.serve.device import DeviceUnavailable
+    from inference.serve.device import DeviceUnavailable, use_threads
     from inference.serve.predictor import Predictor
 
-    torch.set_num_threads(settings.torch_threads)
+    use_threads(settings.torch_threads)
     limits = IntakeLimits(max_bytes=settings.max_upload_bytes, max_side=settings.max_side)
     try:
         predictor = Predictor.load(limits=limits, **settings.predictor_options())

@@ -202,3 +202,19 @@ def test_predictor_detects_a_batch_at_once_when_asked_as_on_a_gpu(tiny_model_dir
             assert np.allclose([f.box for f in a.faces], [f.box for f in b.faces], atol=1e-3)
             assert [f.emotion for f in a.faces] == [f.emotion for f in b.faces]
             assert "detect" in b.timings_ms and "decode" in b.timings_ms
+
+
+def test_use_threads_caps_numpy_blas_as_well_as_torch() -> None:
+    """A worker's thread count holds for numpy's own BLAS pool too (in a fresh process: the
+    setting is process-wide)."""
+    code = (
+        "from threadpoolctl import threadpool_info\n"
+        "import torch\n"
+        "from inference.serve.device import use_threads\n"
+        "use_threads(1)\n"
+        "blas = [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "print(torch.get_num_threads(), *blas)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    torch_threads, *blas = out.stdout.split()
+    assert torch_threads == "1" and blas and set(blas) == {"1"}

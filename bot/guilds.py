@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.store import as_text
+from inference.api.connect import as_text
 
 STRATEGIES = ("match", "lift", "calm")
 

@@ -28,13 +28,13 @@ from bot.user_records import (
     NoConsent,
     ReadingGone,
     Recorded,
-    as_text,
     entry_from_fields,
     summarize,
     user_prefix,
 )
 from inference.api import community
 from inference.api.community import ASKED, SHOWN, LabelRecord
+from inference.api.connect import as_text
 from recommender.platforms import CHOICES, DEFAULT, Choice
 
 # The store's own types and names, defined in bot.user_records; callers import them from here.

@@ -12,9 +12,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from bot.user_records import CONTRIBUTE_VERSION, DAY, USER_KEYS, NoConsent, as_text, user_prefix
+from bot.user_records import CONTRIBUTE_VERSION, DAY, USER_KEYS, NoConsent, user_prefix
 from inference.api import community
 from inference.api.community import ASKED, SHOWN
+from inference.api.connect import as_text
 from inference.api.contract import hash_user
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.texts import KEPT
+from inference.api.connect import as_text
 from inference.api.errors import MoodringError
 
 DAY = 86_400
@@ -31,10 +32,6 @@ class ReadingGone(MoodringError):
     """The history entry a button names is no longer stored (trimmed, or forgotten)."""
 
     code = "reading_gone"
-
-
-def as_text(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def user_prefix(user_hash: str) -> str:

@@ -24,3 +24,8 @@ def connect(url: str, cluster: bool = False, **options: Any) -> Redis:
 
         return cast(Redis, RedisCluster.from_url(url, **options))
     return Redis.from_url(url, **options)
+
+
+def as_text(value: bytes | str | None) -> str:
+    """A Redis reply (bytes, or str with ``decode_responses``) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from inference.api.brokers.redis_streams import StreamTransport
 from inference.api.connect import connect
 from inference.api.contract import Job, JobResult
 from inference.api.plugins import BROKERS, load, module_names
@@ -39,7 +38,6 @@ __all__ = [
     "Backlog",
     "Delivery",
     "Fetched",
-    "StreamTransport",
     "Transport",
     "broker_names",
     "connect_blobs",

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from inference.api.connect import connect
 from inference.api.contract import Job, JobResult
-from inference.api.plugins import BROKERS, load, module_names
+from inference.api.plugins import BROKERS, load
 from inference.api.settings import QueueSettings
 from inference.api.stream_protocol import (
     TRANSIENT,
@@ -39,7 +39,6 @@ __all__ = [
     "Delivery",
     "Fetched",
     "Transport",
-    "broker_names",
     "connect_blobs",
     "done_key",
     "open_transport",
@@ -83,11 +82,6 @@ def connect_blobs(settings: QueueSettings, **options: Any) -> Redis | None:
     if not settings.blob_redis_url:
         return None
     return connect(settings.blob_redis_url, settings.redis_cluster, **options)
-
-
-def broker_names() -> list[str]:
-    """The brokers there are: the modules of :mod:`inference.api.brokers`."""
-    return module_names(BROKERS)
 
 
 def open_transport(

@@ -31,13 +31,18 @@ def packing_available(device: torch.device, dtype: torch.dtype | None) -> bool:
     )
 
 
+def _plain(conv: nn.Conv2d) -> bool:
+    """What :class:`PackedConv2d` serves: one group, zero padding given in pixels."""
+    return conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
 class PackedConv2d(nn.Module):
     """A :class:`~torch.nn.Conv2d` (any kernel, stride, padding and dilation; ``groups`` 1, the
     "zeros" padding mode) served with its weight packed for oneDNN, in ``dtype``."""
 
     def __init__(self, conv: nn.Conv2d, dtype: torch.dtype) -> None:
         super().__init__()
-        if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        if not _plain(conv):
             raise ValueError("PackedConv2d serves plain convolutions only")
         self.dtype = dtype
         self.weight = conv.weight.detach().to(dtype).contiguous()
@@ -45,7 +50,6 @@ class PackedConv2d(nn.Module):
         self.stride = list(conv.stride)
         self.padding = list(conv.padding)
         self.dilation = list(conv.dilation)
-        self.out_channels = conv.out_channels
         # Packed on first use, for that input's size; oneDNN's blocked layout depends on the
         # channels, not on the map's size (measured: the same speed at other sizes, the same
         # numbers), so one packing serves every size. The transposed one per output padding.
@@ -121,12 +125,7 @@ def pack_convolutions(module: nn.Module, dtype: torch.dtype) -> int:
     count = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if (
-                type(child) is nn.Conv2d
-                and child.groups == 1
-                and child.padding_mode == "zeros"
-                and not isinstance(child.padding, str)
-            ):
+            if type(child) is nn.Conv2d and _plain(child):
                 setattr(parent, name, PackedConv2d(child, dtype))
                 count += 1
     return count

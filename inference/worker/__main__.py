@@ -45,7 +45,6 @@ async def check(settings: WorkerSettings) -> int:
 
 async def serve(settings: WorkerSettings) -> None:
     """Build the predictor and Redis client, run one worker until SIGTERM."""
-
     from inference.api.intake import IntakeLimits
     from inference.api.settings import EXIT_CONFIG
     from inference.serve.device import DeviceUnavailable, use_threads

@@ -12,8 +12,9 @@ from redis.asyncio import Redis
 
 from inference.api.brokers.redis_streams import StreamTransport
 from inference.api.contract import Job, image_key
+from inference.api.plugins import BROKERS, module_names
 from inference.api.settings import QueueSettings
-from inference.api.transport import broker_names, open_transport
+from inference.api.transport import open_transport
 
 NEW_BROKER = '''
 from inference.api.brokers.redis_streams import StreamTransport
@@ -38,7 +39,7 @@ def open(redis, settings, dead_letter_stream="", blobs=None):
 
 
 def test_the_default_broker_is_redis_streams_and_an_unknown_one_is_refused(redis_server: str) -> None:
-    assert broker_names() == ["redis_streams"]
+    assert module_names(BROKERS) == ["redis_streams"]
     assert QueueSettings(redis_url=redis_server).broker == "redis_streams"
     with pytest.raises(ValidationError, match="unknown broker 'nope'"):
         QueueSettings(broker="nope")
@@ -53,7 +54,7 @@ async def test_a_new_broker_module_is_found_by_its_name_and_carries_jobs(
     (tmp_path / "tallied.py").write_text(NEW_BROKER)
     monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
     try:
-        assert "tallied" in broker_names()
+        assert "tallied" in module_names(BROKERS)
         settings = QueueSettings(redis_url=redis_server, broker="tallied", stream="t:jobs")
         queue = open_transport(redis, settings)
         module = sys.modules["inference.api.brokers.tallied"]
